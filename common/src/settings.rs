@@ -1,0 +1,160 @@
+//! Configuration sections shared by several binaries. Option names follow Cinder's
+//! (`report_interval`, `service_down_time`, `[database] connection`, `transport_url`)
+//! so operators' configuration knowledge carries over; units are in the docs.
+
+use serde::Deserialize;
+
+/// A string that never shows in `Debug` output (URLs with passwords).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `[service]`: identity and liveness of a service process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// Host name services register under (`host@backend` for volume services).
+    /// Default: the machine's host name.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Seconds between heartbeats to the database. Default 10.
+    #[serde(default = "default_report_interval")]
+    pub report_interval: u64,
+    /// Seconds without a heartbeat after which a service counts as down. Default 60.
+    #[serde(default = "default_service_down_time")]
+    pub service_down_time: u64,
+    /// Availability zone of this service. Default `nova`.
+    #[serde(default = "default_az")]
+    pub storage_availability_zone: String,
+}
+
+impl ServiceSettings {
+    /// The section with every field at its default.
+    pub fn defaults() -> Self {
+        ServiceSettings {
+            host: default_host(),
+            report_interval: default_report_interval(),
+            service_down_time: default_service_down_time(),
+            storage_availability_zone: default_az(),
+        }
+    }
+}
+
+fn default_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+fn default_report_interval() -> u64 {
+    10
+}
+fn default_service_down_time() -> u64 {
+    60
+}
+fn default_az() -> String {
+    "nova".into()
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Database URL: `sqlite://PATH?mode=rwc`, `postgres://...`, `mysql://...`.
+    /// Default `sqlite:///var/lib/cinder-rs/cinder.sqlite?mode=rwc`.
+    #[serde(default = "default_db")]
+    pub connection: Secret,
+}
+
+impl DatabaseSettings {
+    /// The section with every field at its default.
+    pub fn defaults() -> Self {
+        DatabaseSettings {
+            connection: default_db(),
+        }
+    }
+}
+
+fn default_db() -> Secret {
+    Secret::new("sqlite:///var/lib/cinder-rs/cinder.sqlite?mode=rwc")
+}
+
+/// `[amqp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// Broker URL. Default `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    #[serde(default = "default_amqp")]
+    pub transport_url: Secret,
+}
+
+impl AmqpSettings {
+    /// The section with every field at its default.
+    pub fn defaults() -> Self {
+        AmqpSettings {
+            transport_url: default_amqp(),
+        }
+    }
+}
+
+fn default_amqp() -> Secret {
+    Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f")
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSettings {
+    /// Level filter when `RUST_LOG` is unset (`error`..`trace`, or a filter). Default `info`.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// `pretty` or `json`. Default `pretty`.
+    #[serde(default = "default_format")]
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LoggingSettings {
+    /// The section with every field at its default.
+    pub fn defaults() -> Self {
+        LoggingSettings {
+            level: default_level(),
+            format: default_format(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+fn default_format() -> LogFormat {
+    LogFormat::Pretty
+}

@@ -1,0 +1,190 @@
+//! Clones (cross-pool, clone v2 by default), flatten in-process or queued to the mgr,
+//! parents, children and clone depth.
+
+use tracing::instrument;
+
+use super::RbdDriver;
+use crate::ctl::OpCtl;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pool::Lane;
+use crate::rbd::{Image, ImageOptions, Open};
+use crate::types::{ChildInfo, CloneOptions, ImageSpec, ParentInfo, SnapSpec};
+
+/// Longest parent chain walked before giving up (librbd allows far less in practice).
+const MAX_CHAIN: u32 = 64;
+
+impl RbdDriver {
+    /// Clones `parent` (any pool, e.g. Glance's `images/<id>@snap`) into `child`. With
+    /// clone format 2 the parent snapshot needs no protection. A child that already
+    /// exists as a clone of the same snapshot counts as done.
+    #[instrument(skip_all, fields(parent = %parent, pool = %child.pool, image = %child.name))]
+    pub async fn clone_image(
+        &self,
+        parent: &SnapSpec,
+        child: &ImageSpec,
+        opts: &CloneOptions,
+    ) -> Result<()> {
+        let (parent, child, opts) = (parent.clone(), child.clone(), opts.clone());
+        self.short(move |inner| {
+            let pio = inner.io(&parent.image.pool)?;
+            let cio = inner.io(&child.pool)?;
+            let mut o = ImageOptions::new();
+            o.set_u64(
+                rbd_sys::RBD_IMAGE_OPTION_CLONE_FORMAT,
+                inner.config.rbd_clone_format as u64,
+            )?;
+            if let Some(f) = opts.features {
+                o.set_u64(rbd_sys::RBD_IMAGE_OPTION_FEATURES, f)?;
+            }
+            if let Some(order) = opts.order {
+                o.set_u64(rbd_sys::RBD_IMAGE_OPTION_ORDER, order as u64)?;
+            }
+            if let Some(dp) = &opts.data_pool {
+                o.set_str(rbd_sys::RBD_IMAGE_OPTION_DATA_POOL, dp)?;
+            }
+            match cio.clone_from(&pio, &parent.image.name, &parent.snap, &child.name, &o) {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    let existing =
+                        Image::open(&cio, Open::NameReadOnly(&child.name, None))?.parent()?;
+                    match existing {
+                        Some(p)
+                            if p.pool == parent.image.pool
+                                && p.image == parent.image.name
+                                && p.snap == parent.snap =>
+                        {
+                            Ok(())
+                        }
+                        other => Err(Error::AlreadyExists {
+                            target: child.to_string(),
+                            detail: format!("exists with parent {other:?}, asked {parent}"),
+                        }),
+                    }
+                }
+                r => r,
+            }
+        })
+        .await
+    }
+
+    /// Flattens a clone in-process (long lane; progress reported; cancelling stops it and
+    /// the clone keeps its parent). An image without a parent is already flat.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name))]
+    pub async fn flatten(&self, spec: &ImageSpec, ctl: &OpCtl) -> Result<()> {
+        let spec = spec.clone();
+        self.run(Lane::Long, ctl, move |inner, ctl| {
+            let io = inner.io(&spec.pool)?;
+            let img = Image::open(&io, Open::Name(&spec.name))?;
+            if img.parent()?.is_none() {
+                return Ok(());
+            }
+            img.flatten(ctl)
+        })
+        .await
+    }
+
+    /// Queues a flatten with the mgr (`rbd task add flatten`): returns at once with the
+    /// task id; the mgr runs it and it survives our restarts.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name))]
+    pub async fn queue_flatten(&self, spec: &ImageSpec) -> Result<String> {
+        self.mgr_task(serde_json::json!({
+            "prefix": "rbd task add flatten",
+            "image_spec": spec.to_string(),
+            "format": "json",
+        }))
+        .await
+    }
+
+    /// Queues the purge of a trashed image with the mgr (`rbd task add trash remove`).
+    #[instrument(skip_all, fields(pool, trash_id))]
+    pub async fn queue_trash_purge(&self, pool: &str, trash_id: &str) -> Result<String> {
+        self.mgr_task(serde_json::json!({
+            "prefix": "rbd task add trash remove",
+            "image_id_spec": format!("{pool}/{trash_id}"),
+            "format": "json",
+        }))
+        .await
+    }
+
+    /// Ids of the mgr's queued and running rbd tasks.
+    pub async fn mgr_tasks(&self) -> Result<Vec<String>> {
+        let out = self
+            .short(|inner| {
+                inner.cluster.command(
+                    crate::rbd::CommandTarget::Mgr,
+                    &serde_json::json!({"prefix": "rbd task list", "format": "json"}),
+                )
+            })
+            .await?;
+        let v: serde_json::Value = serde_json::from_slice(&out)
+            .map_err(|e| Error::Unexpected(format!("rbd task list: {e}")))?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("id")?.as_str().map(str::to_string))
+            .collect())
+    }
+
+    async fn mgr_task(&self, cmd: serde_json::Value) -> Result<String> {
+        let out = self
+            .short(move |inner| inner.cluster.command(crate::rbd::CommandTarget::Mgr, &cmd))
+            .await?;
+        let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| {
+            Error::Unexpected(format!(
+                "mgr task reply {e}: {}",
+                String::from_utf8_lossy(&out)
+            ))
+        })?;
+        v.get("id")
+            .and_then(|i| i.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| Error::Unexpected(format!("mgr task reply without id: {v}")))
+    }
+
+    /// The image's clone parent, if any.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name))]
+    pub async fn parent(&self, spec: &ImageSpec) -> Result<Option<ParentInfo>> {
+        let spec = spec.clone();
+        self.short(move |inner| {
+            let io = inner.io(&spec.pool)?;
+            let img = Image::open(&io, Open::NameReadOnly(&spec.name, None))?;
+            img.parent()
+        })
+        .await
+    }
+
+    /// Clones of a snapshot, in every pool.
+    #[instrument(skip_all, fields(pool = %snap.image.pool, image = %snap.image.name, snap = %snap.snap))]
+    pub async fn children(&self, snap: &SnapSpec) -> Result<Vec<ChildInfo>> {
+        let snap = snap.clone();
+        self.short(move |inner| {
+            let io = inner.io(&snap.image.pool)?;
+            let img = Image::open(&io, Open::NameReadOnly(&snap.image.name, Some(&snap.snap)))?;
+            img.children()
+        })
+        .await
+    }
+
+    /// How many parents lie above the image, whatever they are (volumes, snapshots of
+    /// volumes, Glance images, images in the trash): 0 for a flat image.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name))]
+    pub async fn clone_depth(&self, spec: &ImageSpec) -> Result<u32> {
+        let spec = spec.clone();
+        self.short(move |inner| {
+            let io = inner.io(&spec.pool)?;
+            let mut parent = Image::open(&io, Open::NameReadOnly(&spec.name, None))?.parent()?;
+            let mut depth = 0;
+            while let Some(p) = parent {
+                depth += 1;
+                if depth > MAX_CHAIN {
+                    return Err(Error::Unexpected(format!(
+                        "clone chain of {spec} is longer than {MAX_CHAIN}"
+                    )));
+                }
+                let pio = inner.io(&p.pool)?;
+                parent = Image::open(&pio, Open::IdReadOnly(&p.image_id, None))?.parent()?;
+            }
+            Ok(depth)
+        })
+        .await
+    }
+}

@@ -1,0 +1,287 @@
+//! Image lifecycle: create, stat, resize, rename, list, watchers, remove through the
+//! trash, and plain reads and writes.
+
+use tracing::instrument;
+
+use super::RbdDriver;
+use crate::ctl::OpCtl;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pool::Lane;
+use crate::rbd::{Image, ImageOptions, Open, PoolIo};
+use crate::types::{
+    CreateOptions, ImageEntry, ImageInfo, ImageSpec, RemoveMode, RemoveOutcome, TrashEntry, Watcher,
+};
+
+pub(crate) fn info_of(img: &Image<'_>) -> Result<ImageInfo> {
+    let st = img.stat()?;
+    Ok(ImageInfo {
+        id: img.id()?,
+        size: st.size,
+        object_size: st.obj_size,
+        order: st.order as u8,
+        features: img.features()?,
+        op_features: img.op_features()?,
+        parent: img.parent()?,
+        snapshot_count: img.snapshots()?.len(),
+    })
+}
+
+/// Watchers other than this client (our own open handle registers one too).
+pub(crate) fn foreign_watchers(img: &Image<'_>, own_id: u64) -> Result<Vec<Watcher>> {
+    Ok(img
+        .watchers()?
+        .into_iter()
+        .filter(|w| w.id as u64 != own_id)
+        .collect())
+}
+
+impl RbdDriver {
+    /// Creates an image. Creating an image that exists with the same size succeeds (a
+    /// redelivered request); with another size it is `AlreadyExists`.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name, size = opts.size))]
+    pub async fn create_image(&self, spec: &ImageSpec, opts: &CreateOptions) -> Result<()> {
+        let (spec, opts) = (spec.clone(), opts.clone());
+        self.short(move |inner| {
+            let io = inner.io(&spec.pool)?;
+            let mut o = ImageOptions::new();
+            o.set_u64(
+                rbd_sys::RBD_IMAGE_OPTION_ORDER,
+                opts.order.unwrap_or(inner.config.order()) as u64,
+            )?;
+            if let Some(f) = opts.features {
+                o.set_u64(rbd_sys::RBD_IMAGE_OPTION_FEATURES, f)?;
+            }
+            if let Some(dp) = &opts.data_pool {
+                o.set_str(rbd_sys::RBD_IMAGE_OPTION_DATA_POOL, dp)?;
+            }
+            match io.create(&spec.name, opts.size, &o) {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    let size = Image::open(&io, Open::NameReadOnly(&spec.name, None))?
+                        .stat()?
+                        .size;
+                    if size == opts.size {
+                        Ok(())
+                    } else {
+                        Err(Error::AlreadyExists {
+                            target: spec.to_string(),
+                            detail: format!("size {size}, asked {}", opts.size),
+                        })
+                    }
+                }
+                r => r,
+            }
+        })
+        .await
+    }
+
+    /// Opens the image and reports what it is.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name))]
+    pub async fn image_info(&self, spec: &ImageSpec) -> Result<ImageInfo> {
+        let spec = spec.clone();
+        self.short(move |inner| {
+            let io = inner.io(&spec.pool)?;
+            let img = Image::open(&io, Open::NameReadOnly(&spec.name, None))?;
+            info_of(&img)
+        })
+        .await
+    }
+
+    /// Whether the image exists.
+    pub async fn exists(&self, spec: &ImageSpec) -> Result<bool> {
+        match self.image_info(spec).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Resizes (a long call: shrinking discards objects). Resizing to the current size
+    /// does nothing.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name, size))]
+    pub async fn resize(
+        &self,
+        spec: &ImageSpec,
+        size: u64,
+        allow_shrink: bool,
+        ctl: &OpCtl,
+    ) -> Result<()> {
+        let spec = spec.clone();
+        self.run(Lane::Long, ctl, move |inner, ctl| {
+            let io = inner.io(&spec.pool)?;
+            let img = Image::open(&io, Open::Name(&spec.name))?;
+            if img.stat()?.size == size {
+                return Ok(());
+            }
+            img.resize(size, allow_shrink, ctl)
+        })
+        .await
+    }
+
+    /// Renames within the pool. A retry after success (source gone, target present) succeeds.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name, to = new_name))]
+    pub async fn rename_image(&self, spec: &ImageSpec, new_name: &str) -> Result<()> {
+        let (spec, to) = (spec.clone(), new_name.to_string());
+        self.short(move |inner| {
+            let io = inner.io(&spec.pool)?;
+            match io.rename(&spec.name, &to) {
+                Err(e)
+                    if e.kind() == ErrorKind::NotFound
+                        && Image::open(&io, Open::NameReadOnly(&to, None)).is_ok() =>
+                {
+                    Ok(())
+                }
+                r => r,
+            }
+        })
+        .await
+    }
+
+    /// Lists the images of a pool (names and ids; no per-image opens).
+    #[instrument(skip_all, fields(pool))]
+    pub async fn list_images(&self, pool: &str) -> Result<Vec<ImageEntry>> {
+        let pool = pool.to_string();
+        self.short(move |inner| inner.io(&pool)?.list()).await
+    }
+
+    /// Clients that have the image open, other than this driver.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name))]
+    pub async fn watchers(&self, spec: &ImageSpec) -> Result<Vec<Watcher>> {
+        let spec = spec.clone();
+        self.short(move |inner| {
+            let io = inner.io(&spec.pool)?;
+            let img = Image::open(&io, Open::NameReadOnly(&spec.name, None))?;
+            foreign_watchers(&img, inner.cluster.instance_id())
+        })
+        .await
+    }
+
+    /// Removes an image through the trash. Refuses (`Busy`) while other clients have it
+    /// open and (`HasDependents`) while it has user snapshots; both leave it untouched.
+    /// Clones of its snapshots do not block: the image waits in the trash until they go.
+    /// A missing image succeeds; a retry finds the trash entry of the same name and
+    /// carries on.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name, ?mode))]
+    pub async fn remove_image(
+        &self,
+        spec: &ImageSpec,
+        mode: RemoveMode,
+        ctl: &OpCtl,
+    ) -> Result<RemoveOutcome> {
+        let spec = spec.clone();
+        let trash_id = self
+            .short({
+                let spec = spec.clone();
+                move |inner| {
+                    let io = inner.io(&spec.pool)?;
+                    let img = match Image::open(&io, Open::NameReadOnly(&spec.name, None)) {
+                        Ok(img) => img,
+                        Err(e) if e.kind() == ErrorKind::NotFound => {
+                            return Ok(io
+                                .trash_list()?
+                                .into_iter()
+                                .find(|t| t.name == spec.name)
+                                .map(|t| t.id));
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let watchers = foreign_watchers(&img, inner.cluster.instance_id())?;
+                    if !watchers.is_empty() {
+                        return Err(Error::Watched {
+                            target: spec.to_string(),
+                            watchers: watchers.into_iter().map(|w| w.addr).collect(),
+                        });
+                    }
+                    let user_snaps: Vec<String> = img
+                        .snapshots()?
+                        .into_iter()
+                        .filter(|s| s.namespace == crate::types::SnapNamespace::User)
+                        .map(|s| s.name)
+                        .collect();
+                    if !user_snaps.is_empty() {
+                        return Err(Error::HasDependents {
+                            target: spec.to_string(),
+                            what: format!("snapshots {user_snaps:?}"),
+                        });
+                    }
+                    let id = img.id()?;
+                    drop(img);
+                    io.trash_move(&spec.name)?;
+                    Ok(Some(id))
+                }
+            })
+            .await?;
+        let Some(trash_id) = trash_id else {
+            return Ok(RemoveOutcome::AlreadyGone);
+        };
+        match mode {
+            RemoveMode::TrashOnly => Ok(RemoveOutcome::Trashed { trash_id }),
+            RemoveMode::QueuePurge => {
+                let task_id = self.queue_trash_purge(&spec.pool, &trash_id).await?;
+                Ok(RemoveOutcome::PurgeQueued { trash_id, task_id })
+            }
+            RemoveMode::PurgeNow => match self.purge_trash(&spec.pool, &trash_id, ctl).await {
+                Ok(()) => Ok(RemoveOutcome::Purged),
+                Err(e) if matches!(e.kind(), ErrorKind::HasDependents | ErrorKind::Busy) => {
+                    Ok(RemoveOutcome::Trashed { trash_id })
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// The pool's trash.
+    #[instrument(skip_all, fields(pool))]
+    pub async fn trash_list(&self, pool: &str) -> Result<Vec<TrashEntry>> {
+        let pool = pool.to_string();
+        self.short(move |inner| inner.io(&pool)?.trash_list()).await
+    }
+
+    /// Purges a trashed image now (long: removes every object). A missing entry
+    /// succeeds. `HasDependents` while clones of its snapshots remain.
+    #[instrument(skip_all, fields(pool, trash_id = id))]
+    pub async fn purge_trash(&self, pool: &str, id: &str, ctl: &OpCtl) -> Result<()> {
+        let (pool, id) = (pool.to_string(), id.to_string());
+        self.run(Lane::Long, ctl, move |inner, ctl| {
+            let io: PoolIo = inner.io(&pool)?;
+            match io.trash_remove(&id, ctl) {
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        })
+        .await
+    }
+
+    /// Writes `data` at `offset` (short: meant for small writes and tests).
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name, offset, len = data.len()))]
+    pub async fn write(&self, spec: &ImageSpec, offset: u64, data: Vec<u8>) -> Result<()> {
+        let spec = spec.clone();
+        self.run(Lane::Long, &OpCtl::new(), move |inner, _| {
+            let io = inner.io(&spec.pool)?;
+            let img = Image::open(&io, Open::Name(&spec.name))?;
+            img.write(offset, &data)?;
+            img.flush()
+        })
+        .await
+    }
+
+    /// Reads `len` bytes at `offset` of HEAD or of a snapshot.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name, offset, len))]
+    pub async fn read(
+        &self,
+        spec: &ImageSpec,
+        snap: Option<&str>,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        let (spec, snap) = (spec.clone(), snap.map(str::to_string));
+        self.run(Lane::Long, &OpCtl::new(), move |inner, _| {
+            let io = inner.io(&spec.pool)?;
+            let img = Image::open(&io, Open::NameReadOnly(&spec.name, snap.as_deref()))?;
+            let mut buf = vec![0u8; len];
+            let n = img.read(offset, &mut buf)?;
+            buf.truncate(n);
+            Ok(buf)
+        })
+        .await
+    }
+}

@@ -1,0 +1,313 @@
+//! One long-lived cluster connection and a cache of one ioctx per pool.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ceph::ceph::{connect_to_ceph, IoCtx, Rados};
+use ceph::error::RadosError;
+use libc::c_char;
+
+use super::{cstr, rbd_call};
+use crate::error::{Error, Result};
+use crate::types::ImageEntry;
+
+/// The `ceph` crate's `Rados` is `Sync` but not `Send` (it carries a `PhantomData<IoCtx>`).
+struct RadosHandle(Rados);
+// SAFETY: librados documents `rados_t` as thread-safe, and the crate already marks `Rados`
+// as `Sync`. We never call `disconnect_from_ceph` (Drop shuts down exactly once).
+unsafe impl Send for RadosHandle {}
+// SAFETY: as above.
+unsafe impl Sync for RadosHandle {}
+
+struct ClusterInner {
+    // Declared before `rados`: fields drop in order, so every cached ioctx is destroyed
+    // before the cluster handle shuts down (the crate's IoCtx holds no reference to it).
+    ioctxs: Mutex<HashMap<String, Arc<IoCtx>>>,
+    rados: RadosHandle,
+}
+
+/// A connected cluster. Cheap to clone; the connection shuts down with the last clone.
+#[derive(Clone)]
+pub(crate) struct Cluster {
+    inner: Arc<ClusterInner>,
+}
+
+/// An ioctx for one pool, keeping the cluster alive while it exists.
+#[derive(Clone)]
+pub(crate) struct PoolIo {
+    // Declared before `_cluster` so it drops first.
+    io: Arc<IoCtx>,
+    name: String,
+    _cluster: Arc<ClusterInner>,
+}
+
+fn rados_error(op: &'static str, target: &str, e: RadosError) -> Error {
+    match e {
+        RadosError::ApiError(errno) => Error::rbd(op, target, errno as i32),
+        other => Error::Unexpected(format!("{op} on {target}: {other}")),
+    }
+}
+
+/// Which daemon a command goes to.
+#[derive(Clone, Copy)]
+pub(crate) enum CommandTarget {
+    Mon,
+    Mgr,
+}
+
+impl Cluster {
+    /// Connects with `connect_to_ceph` (create, read conf, connect). Blocking: bounded by
+    /// `client_mount_timeout` from the conf file.
+    pub(crate) fn connect(client_id: &str, conf_path: &str) -> Result<Cluster> {
+        if !std::path::Path::new(conf_path).exists() {
+            return Err(Error::Connect {
+                message: format!("ceph.conf not found at {conf_path}"),
+                errno: None,
+            });
+        }
+        let rados = connect_to_ceph(client_id, conf_path).map_err(|e| {
+            let errno = match &e {
+                RadosError::ApiError(errno) => Some(*errno as i32),
+                _ => None,
+            };
+            Error::Connect {
+                message: format!("client.{client_id} with {conf_path}: {e}"),
+                errno,
+            }
+        })?;
+        Ok(Cluster {
+            inner: Arc::new(ClusterInner {
+                ioctxs: Mutex::new(HashMap::new()),
+                rados: RadosHandle(rados),
+            }),
+        })
+    }
+
+    fn raw(&self) -> rbd_sys::rados_t {
+        *self.inner.rados.0.inner() as rbd_sys::rados_t
+    }
+
+    /// The ioctx of `pool`, created on first use and cached.
+    pub(crate) fn pool(&self, pool: &str) -> Result<PoolIo> {
+        let mut cache = self
+            .inner
+            .ioctxs
+            .lock()
+            .map_err(|_| Error::Unexpected("ioctx cache poisoned".into()))?;
+        let io = match cache.get(pool) {
+            Some(io) => io.clone(),
+            None => {
+                cstr(pool, "pool name")?;
+                let io = Arc::new(
+                    self.inner
+                        .rados
+                        .0
+                        .get_rados_ioctx(pool)
+                        .map_err(|e| rados_error("rados_ioctx_create", pool, e))?,
+                );
+                cache.insert(pool.to_string(), io.clone());
+                io
+            }
+        };
+        Ok(PoolIo {
+            io,
+            name: pool.to_string(),
+            _cluster: self.inner.clone(),
+        })
+    }
+
+    /// The cluster fsid.
+    pub(crate) fn fsid(&self) -> Result<String> {
+        self.inner
+            .rados
+            .0
+            .rados_fsid()
+            .map(|u| u.to_string())
+            .map_err(|e| rados_error("rados_cluster_fsid", "cluster", e))
+    }
+
+    /// Wraps `rados_get_instance_id`: our global client id, as watchers report it.
+    pub(crate) fn instance_id(&self) -> u64 {
+        // SAFETY: `raw()` is a connected cluster handle.
+        unsafe { rbd_sys::rados_get_instance_id(self.raw()) }
+    }
+
+    /// Runs a JSON mon or mgr command; returns its output buffer. Wraps
+    /// `rados_mon_command` / `rados_mgr_command`.
+    pub(crate) fn command(
+        &self,
+        target: CommandTarget,
+        cmd: &serde_json::Value,
+    ) -> Result<Vec<u8>> {
+        let prefix = cmd
+            .get("prefix")
+            .and_then(|p| p.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let text = cstr(&cmd.to_string(), "command")?;
+        let mut cmds = [text.as_ptr()];
+        let mut outbuf: *mut c_char = std::ptr::null_mut();
+        let mut outbuf_len = 0usize;
+        let mut outs: *mut c_char = std::ptr::null_mut();
+        let mut outs_len = 0usize;
+        // SAFETY: one valid command string; out pointers are valid; librados allocates the
+        // output buffers, which we copy and free with rados_buffer_free below.
+        let r = unsafe {
+            let f = match target {
+                CommandTarget::Mon => rbd_sys::rados_mon_command,
+                CommandTarget::Mgr => rbd_sys::rados_mgr_command,
+            };
+            f(
+                self.raw(),
+                cmds.as_mut_ptr(),
+                1,
+                std::ptr::null(),
+                0,
+                &mut outbuf,
+                &mut outbuf_len,
+                &mut outs,
+                &mut outs_len,
+            )
+        };
+        // SAFETY: librados set (ptr, len) pairs or left them NULL/0.
+        let (out, status) = unsafe {
+            let take = |p: *mut c_char, n: usize| {
+                if p.is_null() {
+                    Vec::new()
+                } else {
+                    let v = std::slice::from_raw_parts(p as *const u8, n).to_vec();
+                    rbd_sys::rados_buffer_free(p);
+                    v
+                }
+            };
+            (take(outbuf, outbuf_len), take(outs, outs_len))
+        };
+        if r < 0 {
+            return Err(Error::Command {
+                prefix,
+                errno: -r,
+                status: String::from_utf8_lossy(&status).into_owned(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl PoolIo {
+    pub(crate) fn raw(&self) -> rbd_sys::rados_ioctx_t {
+        *self.io.inner() as rbd_sys::rados_ioctx_t
+    }
+
+    pub(crate) fn target(&self, image: &str) -> String {
+        format!("{}/{}", self.name, image)
+    }
+
+    /// Wraps `rbd_list2`.
+    pub(crate) fn list(&self) -> Result<Vec<ImageEntry>> {
+        let mut max: usize = 64;
+        loop {
+            let mut specs = vec![
+                rbd_sys::rbd_image_spec_t {
+                    id: std::ptr::null_mut(),
+                    name: std::ptr::null_mut()
+                };
+                max
+            ];
+            // SAFETY: `specs` has room for `max` entries; librbd writes at most that many.
+            let r = unsafe { rbd_sys::rbd_list2(self.raw(), specs.as_mut_ptr(), &mut max) };
+            if r == -libc::ERANGE {
+                continue;
+            }
+            rbd_call!("rbd_list2", &self.name, r)?;
+            let out = specs[..max]
+                .iter()
+                // SAFETY: the first `max` entries hold valid strings until cleanup.
+                .map(|s| unsafe {
+                    ImageEntry {
+                        id: super::from_cstr(s.id),
+                        name: super::from_cstr(s.name),
+                    }
+                })
+                .collect();
+            // SAFETY: frees what rbd_list2 allocated in the first `max` entries.
+            unsafe { rbd_sys::rbd_image_spec_list_cleanup(specs.as_mut_ptr(), max) };
+            return Ok(out);
+        }
+    }
+
+    /// Wraps `rbd_rename`.
+    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (f, t) = (cstr(from, "image name")?, cstr(to, "image name")?);
+        // SAFETY: valid ioctx and C strings.
+        rbd_call!("rbd_rename", self.target(from), unsafe {
+            rbd_sys::rbd_rename(self.raw(), f.as_ptr(), t.as_ptr())
+        })?;
+        Ok(())
+    }
+
+    /// Wraps `rbd_trash_move` (delay 0).
+    pub(crate) fn trash_move(&self, name: &str) -> Result<()> {
+        let n = cstr(name, "image name")?;
+        // SAFETY: valid ioctx and C string.
+        rbd_call!("rbd_trash_move", self.target(name), unsafe {
+            rbd_sys::rbd_trash_move(self.raw(), n.as_ptr(), 0)
+        })?;
+        Ok(())
+    }
+
+    /// Wraps `rbd_trash_list`.
+    pub(crate) fn trash_list(&self) -> Result<Vec<crate::types::TrashEntry>> {
+        let mut max: usize = 32;
+        loop {
+            let mut entries = vec![
+                rbd_sys::rbd_trash_image_info_t {
+                    id: std::ptr::null_mut(),
+                    name: std::ptr::null_mut(),
+                    source: 0,
+                    deletion_time: 0,
+                    deferment_end_time: 0,
+                };
+                max
+            ];
+            // SAFETY: `entries` has room for `max` entries.
+            let r = unsafe { rbd_sys::rbd_trash_list(self.raw(), entries.as_mut_ptr(), &mut max) };
+            if r == -libc::ERANGE {
+                continue;
+            }
+            rbd_call!("rbd_trash_list", &self.name, r)?;
+            let n = max;
+            let out = entries[..n]
+                .iter()
+                // SAFETY: the first `n` entries are valid until cleanup.
+                .map(|e| unsafe {
+                    crate::types::TrashEntry {
+                        id: super::from_cstr(e.id),
+                        name: super::from_cstr(e.name),
+                        deletion_time: e.deletion_time,
+                        deferment_end_time: e.deferment_end_time,
+                    }
+                })
+                .collect();
+            // SAFETY: frees what rbd_trash_list allocated.
+            unsafe { rbd_sys::rbd_trash_list_cleanup(entries.as_mut_ptr(), n) };
+            return Ok(out);
+        }
+    }
+
+    /// Wraps `rbd_trash_remove_with_progress` (force = false).
+    pub(crate) fn trash_remove(&self, id: &str, ctl: &crate::ctl::OpCtl) -> Result<()> {
+        let c = cstr(id, "image id")?;
+        let r = super::with_progress(ctl, |cb, arg| {
+            // SAFETY: valid ioctx, C string, and callback state that outlives the call.
+            unsafe {
+                rbd_sys::rbd_trash_remove_with_progress(self.raw(), c.as_ptr(), false, cb, arg)
+            }
+        });
+        rbd_call!(
+            "rbd_trash_remove_with_progress",
+            format!("{}/trash/{}", self.name, id),
+            r
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Brings everything up on a fresh Debian 12 machine (as root) and runs all the services
+# on their embedded defaults (SQLite file, noauth, API on 127.0.0.1:8776, the dev Ceph
+# cluster, local RabbitMQ) in the foreground until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_build_deps
+CEPH_CONF=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR:-/tmp/cinder-rs-ceph}" "${CEPH_DEV_PORT:-6789}")
+
+if ! port_in_use 5672; then
+    apt_install rabbitmq-server
+    log "starting RabbitMQ"
+    rabbitmq-server -detached >&2
+    for _ in $(seq 60); do port_in_use 5672 && break; sleep 1; done
+    port_in_use 5672 || die "RabbitMQ did not start listening on 5672"
+fi
+
+log "building the services"
+cargo build --bins --locked
+
+mkdir -p /var/lib/cinder-rs
+# The embedded defaults, except that the backend uses the dev cluster.
+export CINDER__BACKENDS__CEPH__RBD_CEPH_CONF="$CEPH_CONF"
+
+pids=()
+stop() {
+    log "stopping"
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+for bin in cinder-api cinder-scheduler cinder-volume cinder-backup; do
+    "target/debug/$bin" &
+    pids+=($!)
+done
+log "running (Ctrl-C stops): Ceph at $CEPH_CONF, RabbitMQ on 127.0.0.1:5672"
+# Any service exiting stops the rest.
+wait -n "${pids[@]}"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine as root: installs what is missing,
+# starts two throwaway Ceph clusters on loopback (the second one for cross-cluster
+# tests), checks formatting and lints, runs every test, and removes the test pools.
+#
+#   scripts/test.sh [extra cargo test arguments]
+#
+# Environment: CEPH_DEV_DIR / CEPH_DEV_DIR_B (cluster directories), CEPH_DEV_PORT /
+# CEPH_DEV_PORT_B (mon ports, default 6789 / 6790).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_build_deps
+CEPH_CONF=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR:-/tmp/cinder-rs-ceph}" "${CEPH_DEV_PORT:-6789}")
+CEPH_CONF_B=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR_B:-/tmp/cinder-rs-ceph-b}" "${CEPH_DEV_PORT_B:-6790}")
+export CEPH_CONF CEPH_CONF_B
+
+# Pools the integration tests create are named it-*; remove them (and any left by an
+# interrupted earlier run) so the in-memory OSD does not fill up.
+remove_test_pools() {
+    local p
+    for p in $(ceph -c "$CEPH_CONF" osd pool ls 2>/dev/null | grep '^it-' || true); do
+        ceph -c "$CEPH_CONF" osd pool delete "$p" "$p" --yes-i-really-really-mean-it >/dev/null 2>&1 || true
+    done
+}
+remove_test_pools
+trap remove_test_pools EXIT
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo test (CEPH_CONF=$CEPH_CONF, CEPH_CONF_B=$CEPH_CONF_B)"
+cargo test --workspace --locked "$@"

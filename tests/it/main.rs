@@ -1,0 +1,8 @@
+//! One integration test binary; every module runs against the real dev cluster.
+
+mod architecture;
+mod fixtures;
+mod rbd;
+mod rbd_diff;
+mod rbd_runtime;
+mod service;

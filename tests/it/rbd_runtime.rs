@@ -1,0 +1,106 @@
+//! The async runtime stays responsive while librbd works: every librbd call runs on the
+//! driver's own threads, never on the runtime's workers.
+
+use std::time::Duration;
+
+use cinder_common::shutdown::CancellationToken;
+use cinder_tests::MIB;
+use rbd_driver::{CloneOptions, CreateOptions, OpCtl, RemoveMode};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::fixtures::{big_clone, ceph, drop_clone};
+
+/// Ticks every 10 ms on the runtime and returns the largest lateness seen.
+fn ticker(stop: CancellationToken) -> tokio::task::JoinHandle<Duration> {
+    tokio::spawn(async move {
+        let period = Duration::from_millis(10);
+        let mut next = Instant::now() + period;
+        let mut worst = Duration::ZERO;
+        while !stop.is_cancelled() {
+            tokio::time::sleep_until(next).await;
+            worst = worst.max(Instant::now() - next);
+            next += period;
+        }
+        worst
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_never_lags_50ms_while_a_slow_flatten_and_16_operations_run() {
+    let c = ceph().await;
+    let (parent, child) = big_clone(c, 512).await;
+    let stop = CancellationToken::new();
+    let tick = ticker(stop.clone());
+
+    let started = Instant::now();
+    let d = c.driver.clone();
+    let ch = child.clone();
+    let flatten = tokio::spawn(async move {
+        d.flatten(&ch, &OpCtl::new()).await.unwrap();
+        Instant::now()
+    });
+
+    // 16 workers run short operations (create, stat, snapshot, clone, remove) in
+    // parallel, round after round, for as long as the flatten runs.
+    let mut ops = JoinSet::new();
+    for i in 0..16 {
+        let d = c.driver.clone();
+        let pool = c.pool.clone();
+        let flatten_running = flatten.abort_handle();
+        ops.spawn(async move {
+            let mut done = 0u32;
+            loop {
+                let img =
+                    rbd_driver::ImageSpec::new(&pool, cinder_tests::unique(&format!("par{i}")));
+                d.create_image(
+                    &img,
+                    &CreateOptions {
+                        size: 64 * MIB,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+                d.image_info(&img).await.unwrap();
+                d.create_snapshot(&img.snap("s")).await.unwrap();
+                let clone = rbd_driver::ImageSpec::new(&img.pool, format!("{}-c", img.name));
+                d.clone_image(&img.snap("s"), &clone, &CloneOptions::default())
+                    .await
+                    .unwrap();
+                d.remove_image(&clone, RemoveMode::PurgeNow, &OpCtl::new())
+                    .await
+                    .unwrap();
+                d.remove_snapshot(&img.snap("s"), &OpCtl::new())
+                    .await
+                    .unwrap();
+                d.remove_image(&img, RemoveMode::PurgeNow, &OpCtl::new())
+                    .await
+                    .unwrap();
+                done += 7;
+                if flatten_running.is_finished() {
+                    return done;
+                }
+            }
+        });
+    }
+    let mut operations = 0;
+    while let Some(r) = ops.join_next().await {
+        operations += r.unwrap();
+    }
+    let flatten_done = flatten.await.unwrap();
+    stop.cancel();
+    let worst = tick.await.unwrap();
+    println!(
+        "runtime lag: worst {worst:?} over {:?}; {operations} operations by 16 workers; flatten of 512 MiB took {:?}; pool {:?}",
+        started.elapsed(),
+        flatten_done - started,
+        c.driver.pool_stats()
+    );
+    assert!(
+        worst < Duration::from_millis(50),
+        "a tick was {worst:?} late"
+    );
+    assert!(c.driver.parent(&child).await.unwrap().is_none());
+    drop_clone(&c.driver, &parent, &child).await;
+}

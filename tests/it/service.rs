@@ -1,0 +1,121 @@
+//! Service-level wiring that already exists: sample configuration, a second cluster,
+//! and the volume service's start-up against Ceph.
+
+use std::time::Duration;
+
+use cinder_common::shutdown::CancellationToken;
+use rbd_driver::{CreateOptions, OpCtl, RbdDriver, RemoveMode};
+
+use crate::fixtures::ceph;
+
+fn sample() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/cinder.sample.toml")
+}
+
+#[test]
+fn the_sample_configuration_parses_for_every_binary() {
+    let p = sample();
+    cinder_common::config::load_with_env::<cinder_api::Settings>(Some(&p), []).unwrap();
+    cinder_common::config::load_with_env::<cinder_scheduler::Settings>(Some(&p), []).unwrap();
+    cinder_common::config::load_with_env::<cinder_backup::Settings>(Some(&p), []).unwrap();
+    cinder_common::config::load_with_env::<cinder_manage::Settings>(Some(&p), []).unwrap();
+    let v: cinder_volume::Settings = cinder_common::config::load_with_env(Some(&p), []).unwrap();
+    v.validate().unwrap();
+    let b = v.backend(&v.volume.enabled_backends[0]).unwrap();
+    assert_eq!(
+        (
+            b.rbd_pool.as_str(),
+            b.rbd_max_clone_depth,
+            b.rbd_flatten_volume_from_snapshot
+        ),
+        ("rbd", 5, false)
+    );
+    assert_eq!(v.service.report_interval, 10);
+    assert_eq!(v.service.service_down_time, 60);
+}
+
+#[test]
+fn the_sample_ceph_conf_has_the_client_timeouts() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/ceph.conf.sample"),
+    )
+    .unwrap();
+    for key in [
+        "rados mon op timeout",
+        "rados osd op timeout",
+        "client mount timeout",
+    ] {
+        assert!(text.contains(key), "{key} missing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_independent_cluster_serves_its_own_driver() {
+    let a = ceph().await;
+    let conf_b = std::env::var("CEPH_CONF_B").unwrap_or_else(|_| {
+        panic!("CEPH_CONF_B is not set: run scripts/test.sh, or `export CEPH_CONF_B=$(scripts/ceph-dev.sh up /tmp/cinder-rs-ceph-b 6790)`")
+    });
+    let b = RbdDriver::connect(cinder_tests::driver_config(&conf_b, "rbd"))
+        .await
+        .unwrap();
+    assert_ne!(a.driver.fsid(), b.fsid(), "two clusters, two fsids");
+    let img = rbd_driver::ImageSpec::new("rbd", cinder_tests::unique("second"));
+    b.create_image(
+        &img,
+        &CreateOptions {
+            size: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(b.exists(&img).await.unwrap());
+    assert!(!a
+        .driver
+        .exists(&rbd_driver::ImageSpec::new(&a.pool, &img.name))
+        .await
+        .unwrap());
+    b.remove_image(&img, RemoveMode::PurgeNow, &OpCtl::new())
+        .await
+        .unwrap();
+}
+
+fn volume_settings(conf: &str, pool: &str) -> cinder_volume::Settings {
+    let path = std::env::temp_dir().join(format!("cinder-it-{}.toml", cinder_tests::unique("cfg")));
+    std::fs::write(&path, format!("[volume]\nenabled_backends = [\"ceph\"]\n[backends.ceph]\nvolume_driver = \"rbd\"\nrbd_ceph_conf = \"{conf}\"\nrbd_pool = \"{pool}\"\n")).unwrap();
+    let s = cinder_common::config::load_with_env(Some(&path), []).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_volume_service_connects_its_backend_and_stops_on_shutdown() {
+    let c = ceph().await;
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(cinder_volume::run(
+        volume_settings(&c.conf, &c.pool),
+        vec![],
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!run.is_finished(), "the service keeps running");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_volume_service_refuses_to_start_on_a_wrong_pool() {
+    let c = ceph().await;
+    let r = cinder_volume::run(
+        volume_settings(&c.conf, "no-such-pool"),
+        vec![],
+        CancellationToken::new(),
+    )
+    .await;
+    let e = format!("{:#}", r.unwrap_err());
+    assert!(e.contains("no-such-pool"), "{e}");
+}

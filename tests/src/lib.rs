@@ -1,0 +1,110 @@
+//! Support shared by the integration tests and the benchmarks: the real dev cluster
+//! from the environment, per-run pools, the `rbd`/`ceph` CLIs, and test data.
+//!
+//! Services come from the environment (`CEPH_CONF`, set by `scripts/test.sh` from
+//! `scripts/ceph-dev.sh up`); a missing one fails the test with a message naming it.
+
+use std::process::{Command, Output};
+
+/// The ceph.conf of the dev cluster, or a panic saying how to get one.
+pub fn ceph_conf() -> String {
+    match std::env::var("CEPH_CONF") {
+        Ok(c) if std::path::Path::new(&c).exists() => c,
+        Ok(c) => panic!(
+            "CEPH_CONF={c} does not exist: start the dev cluster with `scripts/ceph-dev.sh up`"
+        ),
+        Err(_) => panic!(
+            "CEPH_CONF is not set: these tests need the dev Ceph cluster. Run `scripts/test.sh`, \
+             or `export CEPH_CONF=$(scripts/ceph-dev.sh up)` first"
+        ),
+    }
+}
+
+fn run(bin: &str, conf: &str, args: &[&str]) -> Output {
+    let out = Command::new(bin)
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{bin}` (is ceph-common installed?): {e}"));
+    out
+}
+
+/// Runs the `rbd` CLI; panics with its stderr when it fails.
+pub fn rbd(conf: &str, args: &[&str]) -> Vec<u8> {
+    let out = run("rbd", conf, args);
+    assert!(
+        out.status.success(),
+        "rbd {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs the `rbd` CLI and returns its whole output, success or not.
+pub fn rbd_raw(conf: &str, args: &[&str]) -> Output {
+    run("rbd", conf, args)
+}
+
+/// Runs the `ceph` CLI; panics with its stderr when it fails.
+pub fn ceph(conf: &str, args: &[&str]) -> Vec<u8> {
+    let out = run("ceph", conf, args);
+    assert!(
+        out.status.success(),
+        "ceph {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Creates a replicated RBD pool (size 1 on the dev cluster) and initialises it.
+pub fn create_pool(conf: &str, pool: &str) {
+    ceph(conf, &["osd", "pool", "create", pool, "8", "8"]);
+    rbd(conf, &["pool", "init", pool]);
+}
+
+/// Deletes a pool and everything in it.
+pub fn delete_pool(conf: &str, pool: &str) {
+    ceph(
+        conf,
+        &[
+            "osd",
+            "pool",
+            "delete",
+            pool,
+            pool,
+            "--yes-i-really-really-mean-it",
+        ],
+    );
+}
+
+/// A short unique name with a prefix.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Deterministic pseudo-random bytes (xorshift), never all zero.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A driver config for `pool` on the cluster of `conf`.
+pub fn driver_config(conf: &str, pool: &str) -> rbd_driver::RbdConfig {
+    serde_json::from_value(serde_json::json!({ "rbd_ceph_conf": conf, "rbd_pool": pool }))
+        .expect("valid config")
+}
+
+/// MiB.
+pub const MIB: u64 = 1 << 20;
