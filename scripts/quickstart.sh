@@ -30,7 +30,8 @@ stop() {
     kill "${pids[@]}" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+trap 'exit 130' INT TERM
+trap stop EXIT
 for bin in cinder-api cinder-scheduler cinder-volume cinder-backup; do
     "target/debug/$bin" &
     pids+=($!)

@@ -2,30 +2,27 @@
 //! HTTP and OpenStack JSON. This is the entry point; the API arrives with its own issue.
 #![warn(missing_docs)]
 
-use cinder_common::settings::{AmqpSettings, DatabaseSettings, LoggingSettings, ServiceSettings};
+use cinder_common::service::{CommonSettings, ServiceConfig};
 use cinder_common::shutdown::CancellationToken;
 use serde::Deserialize;
 
-/// This binary's configuration: the shared sections it reads.
+/// This binary's configuration: the shared sections.
 #[derive(Debug, Deserialize)]
 pub struct Settings {
-    /// `[service]`
-    #[serde(default = "ServiceSettings::defaults")]
-    pub service: ServiceSettings,
-    /// `[database]`
-    #[serde(default = "DatabaseSettings::defaults")]
-    pub database: DatabaseSettings,
-    /// `[amqp]`
-    #[serde(default = "AmqpSettings::defaults")]
-    pub amqp: AmqpSettings,
-    /// `[logging]`
-    #[serde(default = "LoggingSettings::defaults")]
-    pub logging: LoggingSettings,
+    /// `[service]`, `[database]`, `[amqp]`, `[logging]`.
+    #[serde(flatten)]
+    pub common: CommonSettings,
+}
+
+impl ServiceConfig for Settings {
+    fn common(&self) -> &CommonSettings {
+        &self.common
+    }
 }
 
 /// Runs until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    tracing::info!(host = %settings.service.host, "cinder-api started (entry point only: the v3 API arrives with its own issue)");
+    tracing::info!(host = %settings.common.service.host, "cinder-api started (entry point only: the v3 API arrives with its own issue)");
     shutdown.cancelled().await;
     Ok(())
 }

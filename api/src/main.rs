@@ -1,18 +1,12 @@
-//! `cinder-api`: loads its configuration and runs until SIGTERM/SIGINT.
-
-use anyhow::Context;
+//! `cinder-api [--config PATH]`: runs until SIGTERM/SIGINT.
 
 fn main() -> anyhow::Result<()> {
-    let args = cinder_common::cli::from_env("cinder-api", "");
-    let settings: cinder_api::Settings =
-        cinder_common::config::load(args.config.as_deref()).context("loading the configuration")?;
-    cinder_common::telemetry::init(&settings.logging);
-    cinder_common::shutdown::abort_on_panic();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let shutdown = cinder_common::shutdown::on_signal();
-        cinder_api::run(settings, shutdown).await
-    })
+    cinder_common::service::main(
+        "cinder-api",
+        "",
+        |settings: cinder_api::Settings, rest, shutdown| async move {
+            cinder_common::service::no_extra_args("cinder-api", &rest)?;
+            cinder_api::run(settings, shutdown).await
+        },
+    )
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
-use cinder_common::settings::{AmqpSettings, DatabaseSettings, LoggingSettings, ServiceSettings};
+use cinder_common::service::{CommonSettings, ServiceConfig};
 use cinder_common::shutdown::CancellationToken;
 use rbd_driver::{RbdConfig, RbdDriver};
 use serde::Deserialize;
@@ -45,24 +45,34 @@ fn default_stats_interval() -> u64 {
 /// This binary's configuration.
 #[derive(Debug, Deserialize)]
 pub struct Settings {
-    /// `[service]`
-    #[serde(default = "ServiceSettings::defaults")]
-    pub service: ServiceSettings,
-    /// `[database]`
-    #[serde(default = "DatabaseSettings::defaults")]
-    pub database: DatabaseSettings,
-    /// `[amqp]`
-    #[serde(default = "AmqpSettings::defaults")]
-    pub amqp: AmqpSettings,
-    /// `[logging]`
-    #[serde(default = "LoggingSettings::defaults")]
-    pub logging: LoggingSettings,
+    /// `[service]`, `[database]`, `[amqp]`, `[logging]`.
+    #[serde(flatten)]
+    pub common: CommonSettings,
     /// `[volume]`
     #[serde(default = "VolumeSettings::defaults")]
     pub volume: VolumeSettings,
     /// `[backends.<name>]`: `volume_driver = "rbd"` (the default) plus the driver's options.
     #[serde(default)]
     pub backends: BTreeMap<String, serde_json::Value>,
+}
+
+impl ServiceConfig for Settings {
+    fn common(&self) -> &CommonSettings {
+        &self.common
+    }
+}
+
+/// Parses `cinder-volume`'s own arguments: `--backend NAME`, repeatable.
+pub fn parse_backends(args: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut backends = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--backend" => backends.push(it.next().context("--backend needs a name")?.clone()),
+            other => bail!("unknown argument {other} (see --help)"),
+        }
+    }
+    Ok(backends)
 }
 
 impl Settings {
@@ -131,7 +141,7 @@ pub async fn run(
             .await
             .with_context(|| format!("backend {name}: df"))?;
         tracing::info!(
-            service = %format!("{}@{name}", settings.service.host),
+            service = %format!("{}@{name}", settings.common.service.host),
             fsid = driver.fsid(),
             pool = %pool,
             stored_bytes = usage.stored_bytes,

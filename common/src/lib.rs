@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

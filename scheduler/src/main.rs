@@ -1,18 +1,12 @@
-//! `cinder-scheduler`: loads its configuration and runs until SIGTERM/SIGINT.
-
-use anyhow::Context;
+//! `cinder-scheduler [--config PATH]`: runs until SIGTERM/SIGINT.
 
 fn main() -> anyhow::Result<()> {
-    let args = cinder_common::cli::from_env("cinder-scheduler", "");
-    let settings: cinder_scheduler::Settings =
-        cinder_common::config::load(args.config.as_deref()).context("loading the configuration")?;
-    cinder_common::telemetry::init(&settings.logging);
-    cinder_common::shutdown::abort_on_panic();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let shutdown = cinder_common::shutdown::on_signal();
-        cinder_scheduler::run(settings, shutdown).await
-    })
+    cinder_common::service::main(
+        "cinder-scheduler",
+        "",
+        |settings: cinder_scheduler::Settings, rest, shutdown| async move {
+            cinder_common::service::no_extra_args("cinder-scheduler", &rest)?;
+            cinder_scheduler::run(settings, shutdown).await
+        },
+    )
 }

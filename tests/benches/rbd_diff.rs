@@ -14,9 +14,9 @@
 use std::time::{Duration, Instant};
 
 use cinder_tests::{
-    ceph_conf, create_pool, delete_pool, driver_config, random_bytes, rbd, unique, MIB,
+    ceph_conf, create_pool, delete_pool, driver_config, purge, random_bytes, rbd, unique, MIB,
 };
-use rbd_driver::{CloneOptions, CreateOptions, ImageSpec, OpCtl, RbdDriver, RemoveMode};
+use rbd_driver::{CloneOptions, CreateOptions, ImageSpec, OpCtl, RbdDriver};
 
 const ROUNDS: usize = 3;
 const IMAGE: u64 = 1 << 30;
@@ -29,17 +29,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn rate(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / MIB as f64 / d.as_secs_f64()
-}
-
-async fn remove(d: &RbdDriver, img: &ImageSpec) {
-    for s in d.list_snapshots(img).await.unwrap() {
-        d.remove_snapshot(&img.snap(&s.name), &OpCtl::new())
-            .await
-            .unwrap();
-    }
-    d.remove_image(img, RemoveMode::PurgeNow, &OpCtl::new())
-        .await
-        .unwrap();
 }
 
 async fn bench(conf: &str, pool: &str) {
@@ -150,8 +139,8 @@ async fn bench(conf: &str, pool: &str) {
             );
             t_cli[step].push(t.elapsed());
         }
-        remove(&d, &ours_dst).await;
-        remove(&d, &cli_dst).await;
+        purge(&d, &ours_dst).await;
+        purge(&d, &cli_dst).await;
     }
     std::fs::remove_dir_all(&dir).unwrap();
 
@@ -181,7 +170,7 @@ async fn bench(conf: &str, pool: &str) {
             if o <= c { "" } else { "  <- ours slower" }
         );
     }
-    remove(&d, &src).await;
+    purge(&d, &src).await;
 
     println!("\nclone latency (snapshot of an image with 4 MiB written, 20 clones each):");
     for gib in [1u64, 10, 100] {
@@ -207,7 +196,7 @@ async fn bench(conf: &str, pool: &str) {
                 .await
                 .unwrap();
             lat.push(t.elapsed());
-            remove(&d, &child).await;
+            purge(&d, &child).await;
         }
         let max = *lat.iter().max().unwrap();
         println!(
@@ -215,7 +204,7 @@ async fn bench(conf: &str, pool: &str) {
             median(lat).as_secs_f64() * 1e3,
             max.as_secs_f64() * 1e3
         );
-        remove(&d, &parent).await;
+        purge(&d, &parent).await;
     }
 }
 

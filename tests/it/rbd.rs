@@ -487,28 +487,9 @@ async fn clones_cross_pools_and_depth_counts_every_parent_kind() {
     let gs = c.driver.list_snapshots(&glance).await.unwrap();
     assert!(gs.iter().any(|s| s.name == "snap" && s.protected));
 
-    for v in [&v3] {
-        c.driver
-            .remove_image(v, RemoveMode::PurgeNow, &OpCtl::new())
-            .await
-            .unwrap();
+    for v in [&v3, &v2, &v1] {
+        c.purge(v).await;
     }
-    c.driver
-        .remove_snapshot(&v2.snap("s"), &OpCtl::new())
-        .await
-        .unwrap();
-    c.driver
-        .remove_image(&v2, RemoveMode::PurgeNow, &OpCtl::new())
-        .await
-        .unwrap();
-    c.driver
-        .remove_snapshot(&v1.snap("s"), &OpCtl::new())
-        .await
-        .unwrap();
-    c.driver
-        .remove_image(&v1, RemoveMode::PurgeNow, &OpCtl::new())
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

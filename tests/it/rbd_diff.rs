@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use cinder_tests::{random_bytes, rbd, rbd_raw, MIB};
-use rbd_driver::{CreateOptions, DiffExtent, ErrorKind, ImageSpec, OpCtl, RemoveMode};
+use rbd_driver::{CreateOptions, DiffExtent, ErrorKind, ImageSpec, OpCtl};
 
 use crate::fixtures::{assert_same, ceph, Ceph};
 
@@ -78,19 +78,6 @@ async fn source(c: &Ceph) -> ImageSpec {
     img
 }
 
-async fn cleanup(c: &Ceph, img: &ImageSpec) {
-    for s in c.driver.list_snapshots(img).await.unwrap() {
-        c.driver
-            .remove_snapshot(&img.snap(&s.name), &OpCtl::new())
-            .await
-            .unwrap();
-    }
-    c.driver
-        .remove_image(img, RemoveMode::PurgeNow, &OpCtl::new())
-        .await
-        .unwrap();
-}
-
 async fn export_ours(c: &Ceph, img: &ImageSpec, from: Option<&str>, to: Option<&str>) -> Vec<u8> {
     let (buf, stats) = c
         .driver
@@ -156,7 +143,7 @@ async fn our_export_is_byte_identical_to_rbd_export_diff() {
     );
     // The stream names its end points and the size at the end.
     assert!(inc.starts_with(b"rbd diff v1\nf\x02\x00\x00\x00s1t\x02\x00\x00\x00s2s"));
-    cleanup(c, &img).await;
+    c.purge(&img).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,8 +171,8 @@ async fn rbd_import_diff_accepts_our_stream_and_reexports_it_byte_identical() {
         &read_all_cli(c, &format!("{img}@s2")),
         "image data",
     );
-    cleanup(c, &target).await;
-    cleanup(c, &img).await;
+    c.purge(&target).await;
+    c.purge(&img).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,8 +233,8 @@ async fn our_import_applies_streams_from_rbd_export_diff() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
-    cleanup(c, &target).await;
-    cleanup(c, &img).await;
+    c.purge(&target).await;
+    c.purge(&img).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,8 +299,52 @@ async fn the_shared_fixture_streams_import_and_read_back() {
         &[0; 4096],
         "child zeroes",
     );
-    cleanup(c, &child).await;
-    cleanup(c, &target).await;
+    c.purge(&child).await;
+    c.purge(&target).await;
+}
+
+/// What a failed import must leave as it was: every byte, the snapshots, the size.
+#[derive(Debug, PartialEq)]
+struct TargetState {
+    data: Vec<u8>,
+    snaps: Vec<rbd_driver::SnapInfo>,
+    size: u64,
+}
+
+async fn state(c: &Ceph, target: &ImageSpec) -> TargetState {
+    TargetState {
+        data: read_all_cli(c, &target.to_string()),
+        snaps: c.driver.list_snapshots(target).await.unwrap(),
+        size: c.driver.image_info(target).await.unwrap().size,
+    }
+}
+
+/// Imports `stream`, expects an error of `kind`, and checks the target is unchanged.
+async fn assert_rejected_unchanged(
+    c: &Ceph,
+    target: &ImageSpec,
+    stream: &[u8],
+    kind: ErrorKind,
+    what: &str,
+) {
+    let before = state(c, target).await;
+    let e = c
+        .driver
+        .import_diff(target, stream, &OpCtl::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), kind, "{what}: {e}");
+    let after = state(c, target).await;
+    assert_same(
+        &after.data,
+        &before.data,
+        &format!("{what}: data unchanged"),
+    );
+    assert_eq!(
+        after.snaps, before.snaps,
+        "{what}: no end snapshot, no guard"
+    );
+    assert_eq!(after.size, before.size, "{what}: size unchanged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,8 +358,6 @@ async fn bad_streams_are_rejected_and_leave_the_target_unchanged() {
         .import_diff(&target, &full[..], &OpCtl::new())
         .await
         .unwrap();
-    let before = read_all_cli(c, &target.to_string());
-    let snaps_before = c.driver.list_snapshots(&target).await.unwrap();
 
     // Find where the first data record starts (after banner, f, t and s records).
     let header_len = 12 + (1 + 4 + 2) * 2 + 9;
@@ -360,27 +389,7 @@ async fn bad_streams_are_rejected_and_leave_the_target_unchanged() {
         ("trailing garbage", trailing),
     ];
     for (what, stream) in cases {
-        let e = c
-            .driver
-            .import_diff(&target, &stream[..], &OpCtl::new())
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
-        assert_eq!(
-            c.driver.list_snapshots(&target).await.unwrap(),
-            snaps_before,
-            "{what}: no end snapshot, no guard"
-        );
-        assert_same(
-            &read_all_cli(c, &target.to_string()),
-            &before,
-            &format!("{what}: data unchanged"),
-        );
-        assert_eq!(
-            c.driver.image_info(&target).await.unwrap().size,
-            32 * MIB,
-            "{what}: size unchanged"
-        );
+        assert_rejected_unchanged(c, &target, &stream, ErrorKind::InvalidInput, what).await;
     }
     // A stream whose start snapshot the target lacks is refused before any change.
     let fresh = create(c, "diff-nofrom", 32 * MIB).await;
@@ -415,7 +424,7 @@ async fn bad_streams_are_rejected_and_leave_the_target_unchanged() {
     std::fs::remove_file(&cut).unwrap();
     assert!(!out.status.success());
     for i in [&fresh, &target, &img] {
-        cleanup(c, i).await;
+        c.purge(i).await;
     }
 }
 
@@ -446,48 +455,27 @@ async fn a_failed_import_over_existing_data_restores_it_and_leaves_no_guard() {
         .write(&target, 30 * MIB, random_bytes(42, 4096))
         .await
         .unwrap();
-    let before = read_all_cli(c, &target.to_string());
-    let snaps = c.driver.list_snapshots(&target).await.unwrap();
-
-    let broken_inc = inc[..inc.len() - 1].to_vec();
-    let e = c
-        .driver
-        .import_diff(&target, &broken_inc[..], &OpCtl::new())
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-    assert_same(
-        &read_all_cli(c, &target.to_string()),
-        &before,
+    let broken_inc = &inc[..inc.len() - 1];
+    assert_rejected_unchanged(
+        c,
+        &target,
+        broken_inc,
+        ErrorKind::InvalidInput,
         "writes after the start snapshot survive",
-    );
-    assert_eq!(
-        c.driver.list_snapshots(&target).await.unwrap(),
-        snaps,
-        "no guard snapshot left"
-    );
-
-    // A full stream (no start snapshot) over an image with data, cut short.
+    )
+    .await;
+    // A full stream (no start snapshot) over an image with data, cut short: the guard case.
     let other_full = retarget(&full, "s1", "x1");
-    let e = c
-        .driver
-        .import_diff(&target, &other_full[..other_full.len() / 2], &OpCtl::new())
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-    assert_same(
-        &read_all_cli(c, &target.to_string()),
-        &before,
-        "data restored from the guard",
-    );
-    assert_eq!(
-        c.driver.list_snapshots(&target).await.unwrap(),
-        snaps,
-        "no guard snapshot left"
-    );
-    assert_eq!(c.driver.image_info(&target).await.unwrap().size, 32 * MIB);
-    cleanup(c, &target).await;
-    cleanup(c, &img).await;
+    assert_rejected_unchanged(
+        c,
+        &target,
+        &other_full[..other_full.len() / 2],
+        ErrorKind::InvalidInput,
+        "restored from the guard",
+    )
+    .await;
+    c.purge(&target).await;
+    c.purge(&img).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,8 +514,8 @@ async fn a_cancelled_import_rolls_back() {
             .all(|&b| b == 0),
         "rolled back"
     );
-    cleanup(c, &target).await;
-    cleanup(c, &img).await;
+    c.purge(&target).await;
+    c.purge(&img).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -565,7 +553,7 @@ async fn diff_extents_list_what_changed() {
             exists: true
         }]
     );
-    cleanup(c, &img).await;
+    c.purge(&img).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -614,6 +602,6 @@ async fn file_variants_write_and_read_the_same_streams() {
     );
     std::fs::remove_file(&path).unwrap();
     std::fs::remove_file(&full).unwrap();
-    cleanup(c, &target).await;
-    cleanup(c, &img).await;
+    c.purge(&target).await;
+    c.purge(&img).await;
 }

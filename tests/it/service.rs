@@ -30,8 +30,8 @@ fn the_sample_configuration_parses_for_every_binary() {
         ),
         ("rbd", 5, false)
     );
-    assert_eq!(v.service.report_interval, 10);
-    assert_eq!(v.service.service_down_time, 60);
+    assert_eq!(v.common.service.report_interval, 10);
+    assert_eq!(v.common.service.service_down_time, 60);
 }
 
 #[test]

@@ -108,3 +108,16 @@ pub fn driver_config(conf: &str, pool: &str) -> rbd_driver::RbdConfig {
 
 /// MiB.
 pub const MIB: u64 = 1 << 20;
+
+/// Removes every snapshot of `img`, then `img` itself (cleanup in tests and benchmarks).
+pub async fn purge(d: &rbd_driver::RbdDriver, img: &rbd_driver::ImageSpec) {
+    use rbd_driver::{OpCtl, RemoveMode};
+    for s in d.list_snapshots(img).await.unwrap() {
+        d.remove_snapshot(&img.snap(&s.name), &OpCtl::new())
+            .await
+            .unwrap();
+    }
+    d.remove_image(img, RemoveMode::PurgeNow, &OpCtl::new())
+        .await
+        .unwrap();
+}
