@@ -683,3 +683,86 @@ async fn connecting_with_a_wrong_pool_or_conf_fails_clearly() {
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(e.to_string().contains("/nonexistent/ceph.conf"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_copy_has_the_data_and_a_cancelled_one_leaves_nothing() {
+    let c = ceph().await;
+    let (parent, child) = big_clone(c, 64).await;
+    let copy = c.image("copy");
+    let (progress, rx) = Progress::channel();
+    c.driver
+        .copy_image(
+            &child,
+            None,
+            &copy,
+            &CloneOptions::default(),
+            &OpCtl::new().with_progress(progress),
+        )
+        .await
+        .unwrap();
+    assert!(rx.borrow().total > 0, "copy reports progress");
+    assert!(
+        c.driver.parent(&copy).await.unwrap().is_none(),
+        "a copy is flat"
+    );
+    for off in [0, 32 * MIB, 60 * MIB] {
+        crate::fixtures::assert_same(
+            &c.driver.read(&copy, None, off, 4096).await.unwrap(),
+            &c.driver.read(&child, None, off, 4096).await.unwrap(),
+            "copied data",
+        );
+    }
+    let e = c
+        .driver
+        .copy_image(&child, None, &copy, &CloneOptions::default(), &OpCtl::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+
+    let cancelled = c.image("copy-cancelled");
+    let (progress, mut rx) = Progress::channel();
+    let ctl = OpCtl::new().with_progress(progress);
+    let cancel = ctl.cancel.clone();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            if rx.borrow().done >= 1 {
+                cancel.cancel();
+                return;
+            }
+        }
+    });
+    let e = c
+        .driver
+        .copy_image(&child, None, &cancelled, &CloneOptions::default(), &ctl)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+    assert!(
+        !c.driver.exists(&cancelled).await.unwrap(),
+        "no half-made copy left"
+    );
+    c.purge(&copy).await;
+    drop_clone(&c.driver, &parent, &child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_can_keep_their_data_in_another_pool() {
+    let c = ceph().await;
+    let img = c.image("datapool");
+    let opts = CreateOptions {
+        size: 8 * MIB,
+        data_pool: Some(c.images_pool.clone()),
+        ..Default::default()
+    };
+    c.driver.create_image(&img, &opts).await.unwrap();
+    let info = c.driver.image_info(&img).await.unwrap();
+    assert_ne!(info.features & (1 << 7), 0, "the data-pool feature is set");
+    let data = random_bytes(77, 8192);
+    c.driver.write(&img, 0, data.clone()).await.unwrap();
+    crate::fixtures::assert_same(
+        &c.driver.read(&img, None, 0, 8192).await.unwrap(),
+        &data,
+        "data-pool image data",
+    );
+    c.purge(&img).await;
+}

@@ -1,5 +1,6 @@
-//! Writes a diff v1 stream from an open image, as `rbd export-diff` does, with up to
-//! `window` reads in flight and records emitted in extent order.
+//! Reads an image's changes in extent order with up to `window` reads in flight, and
+//! writes them as a diff v1 stream exactly as `rbd export-diff` does: one record per
+//! `diff_iterate2` extent; a read that is all zeroes becomes a `z` record.
 
 use std::collections::VecDeque;
 
@@ -13,12 +14,19 @@ use crate::rbd::{Completion, Image};
 pub struct ExportStats {
     /// Bytes of the stream.
     pub stream_bytes: u64,
-    /// `w` records and their data bytes.
+    /// `w` records.
     pub write_records: u64,
     /// Data bytes in `w` records.
     pub data_bytes: u64,
     /// `z` records.
     pub zero_records: u64,
+}
+
+/// One changed extent, in order: its data, or `None` where it reads as zeroes.
+pub(crate) struct Extent {
+    pub(crate) offset: u64,
+    pub(crate) length: u64,
+    pub(crate) data: Option<Vec<u8>>,
 }
 
 struct Pending {
@@ -29,22 +37,16 @@ struct Pending {
     length: u64,
 }
 
-struct Exporter<'a> {
+struct Reader<'a> {
     image: &'a Image<'a>,
     queue: VecDeque<Pending>,
     window: usize,
     size: u64,
     ctl: &'a OpCtl,
-    emit: &'a mut dyn FnMut(Vec<u8>) -> Result<()>,
-    stats: ExportStats,
+    sink: &'a mut dyn FnMut(Extent) -> Result<()>,
 }
 
-impl Exporter<'_> {
-    fn out(&mut self, v: Vec<u8>) -> Result<()> {
-        self.stats.stream_bytes += v.len() as u64;
-        (self.emit)(v)
-    }
-
+impl Reader<'_> {
     fn push(&mut self, offset: u64, length: u64, exists: bool) -> Result<()> {
         if self.ctl.is_cancelled() {
             return Err(Error::Cancelled);
@@ -62,8 +64,8 @@ impl Exporter<'_> {
             p.completion = Some(c);
         }
         self.queue.push_back(p);
-        // Emit in order: whatever is done at the front, and the front anyway when the
-        // window is full.
+        // Hand on in order: whatever is done at the front, and the front anyway when
+        // the window is full.
         while let Some(front) = self.queue.front() {
             let done = front.completion.as_ref().is_none_or(|c| c.is_complete());
             if !done && self.queue.len() <= self.window {
@@ -90,51 +92,41 @@ impl Exporter<'_> {
                 data = Some(std::mem::take(&mut p.buf));
             }
         }
-        match data {
-            Some(buf) => {
-                self.stats.write_records += 1;
-                self.stats.data_bytes += p.length;
-                self.out(encode_extent(true, p.offset, p.length))?;
-                self.out(buf)?;
-            }
-            None => {
-                self.stats.zero_records += 1;
-                self.out(encode_extent(false, p.offset, p.length))?;
-            }
-        }
+        (self.sink)(Extent {
+            offset: p.offset,
+            length: p.length,
+            data,
+        })?;
         self.ctl.report(p.offset + p.length, self.size);
         Ok(())
     }
 }
 
-/// Exports the changes of `image` (open at the end point, HEAD or `to`) since `from`
-/// (or everything) as a v1 stream handed to `emit` in pieces.
-pub(crate) fn export_diff(
+/// Hands every extent of `image` (open at the end point) changed since `from` (or
+/// allocated at all, the parent's data included) to `sink`, in offset order.
+pub(crate) fn read_changes(
     image: &Image<'_>,
     from: Option<&str>,
-    to: Option<&str>,
     whole_object: bool,
     window: usize,
     ctl: &OpCtl,
-    emit: &mut dyn FnMut(Vec<u8>) -> Result<()>,
-) -> Result<ExportStats> {
+    sink: &mut dyn FnMut(Extent) -> Result<()>,
+) -> Result<()> {
     let size = image.stat()?.size;
-    let mut ex = Exporter {
+    let mut reader = Reader {
         image,
         queue: VecDeque::new(),
         window: window.max(1),
         size,
         ctl,
-        emit,
-        stats: ExportStats::default(),
+        sink,
     };
-    ex.out(encode_header(from, to, size))?;
     let mut failure: Option<Error> = None;
     let iterate = {
-        let ex = &mut ex;
+        let reader = &mut reader;
         let failure = &mut failure;
         let mut cb = |offset: u64, length: u64, exists: bool| -> libc::c_int {
-            match ex.push(offset, length, exists) {
+            match reader.push(offset, length, exists) {
                 Ok(()) => 0,
                 Err(e) => {
                     *failure = Some(e);
@@ -148,9 +140,48 @@ pub(crate) fn export_diff(
         return Err(e);
     }
     iterate?;
-    while let Some(p) = ex.queue.pop_front() {
-        ex.finish(p)?;
+    while let Some(p) = reader.queue.pop_front() {
+        reader.finish(p)?;
     }
-    ex.out(END_RECORD.to_vec())?;
-    Ok(ex.stats)
+    Ok(())
+}
+
+/// Exports the changes of `image` (open at the end point, HEAD or `to`) since `from`
+/// (or everything) as a v1 stream handed to `emit` in pieces.
+pub(crate) fn export_diff(
+    image: &Image<'_>,
+    from: Option<&str>,
+    to: Option<&str>,
+    whole_object: bool,
+    window: usize,
+    ctl: &OpCtl,
+    emit: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+) -> Result<ExportStats> {
+    let mut stats = ExportStats::default();
+    let mut out = |v: Vec<u8>, stats: &mut ExportStats| {
+        stats.stream_bytes += v.len() as u64;
+        emit(v)
+    };
+    out(encode_header(from, to, image.stat()?.size), &mut stats)?;
+    read_changes(
+        image,
+        from,
+        whole_object,
+        window,
+        ctl,
+        &mut |e: Extent| match e.data {
+            Some(buf) => {
+                stats.write_records += 1;
+                stats.data_bytes += e.length;
+                out(encode_extent(true, e.offset, e.length), &mut stats)?;
+                out(buf, &mut stats)
+            }
+            None => {
+                stats.zero_records += 1;
+                out(encode_extent(false, e.offset, e.length), &mut stats)
+            }
+        },
+    )?;
+    out(END_RECORD.to_vec(), &mut stats)?;
+    Ok(stats)
 }

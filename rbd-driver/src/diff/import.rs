@@ -48,13 +48,52 @@ struct InFlight {
     _buf: Option<Rc<Vec<u8>>>,
 }
 
-struct Applier<'a> {
+/// Writes data to an image with up to `window` writes in flight.
+pub(crate) struct Applier<'a> {
     image: &'a Image<'a>,
     queue: VecDeque<InFlight>,
     window: usize,
 }
 
-impl Applier<'_> {
+impl<'a> Applier<'a> {
+    pub(crate) fn new(image: &'a Image<'a>, window: usize) -> Self {
+        Applier {
+            image,
+            queue: VecDeque::new(),
+            window: window.max(1),
+        }
+    }
+
+    /// Waits for every write in flight; the first failure is the result.
+    pub(crate) fn drain(&mut self) -> Result<()> {
+        self.reap(0)
+    }
+
+    /// Writes `buf` at `offset`: runs of zero `SPARSE_SIZE` blocks as write-zeroes (which
+    /// keeps the target sparse), the rest as data. Returns (data bytes, zeroed bytes).
+    pub(crate) fn write_data(&mut self, offset: u64, buf: Vec<u8>) -> Result<(u64, u64)> {
+        let n = buf.len();
+        let buf = Rc::new(buf);
+        let (mut data, mut zeroed) = (0, 0);
+        let mut start = 0usize;
+        while start < n {
+            let zero = is_zero(&buf[start..(start + SPARSE_SIZE).min(n)]);
+            let mut end = (start + SPARSE_SIZE).min(n);
+            while end < n && is_zero(&buf[end..(end + SPARSE_SIZE).min(n)]) == zero {
+                end = (end + SPARSE_SIZE).min(n);
+            }
+            if zero {
+                self.zero(offset + start as u64, (end - start) as u64)?;
+                zeroed += (end - start) as u64;
+            } else {
+                self.write(offset + start as u64, &buf, start..end)?;
+                data += (end - start) as u64;
+            }
+            start = end;
+        }
+        Ok((data, zeroed))
+    }
+
     fn reap(&mut self, keep: usize) -> Result<()> {
         while self.queue.len() > keep {
             let mut f = self.queue.pop_front().expect("non-empty");
@@ -252,26 +291,10 @@ fn apply<R: Read>(
                         let n = (length - done).min(PIECE as u64) as usize;
                         let mut buf = vec![0u8; n];
                         reader.read_data(&mut buf)?;
-                        let buf = Rc::new(buf);
                         let base = offset + done;
-                        // Split into runs of zero and non-zero SPARSE_SIZE blocks.
-                        let mut start = 0usize;
-                        while start < n {
-                            let zero = is_zero(&buf[start..(start + SPARSE_SIZE).min(n)]);
-                            let mut end = (start + SPARSE_SIZE).min(n);
-                            while end < n && is_zero(&buf[end..(end + SPARSE_SIZE).min(n)]) == zero
-                            {
-                                end = (end + SPARSE_SIZE).min(n);
-                            }
-                            if zero {
-                                applier.zero(base + start as u64, (end - start) as u64)?;
-                                stats.zeroed_bytes += (end - start) as u64;
-                            } else {
-                                applier.write(base + start as u64, &buf, start..end)?;
-                                stats.data_bytes += (end - start) as u64;
-                            }
-                            start = end;
-                        }
+                        let (data, zeroed) = applier.write_data(base, buf)?;
+                        stats.data_bytes += data;
+                        stats.zeroed_bytes += zeroed;
                         done += n as u64;
                         ctl.report(base + n as u64, stats.size);
                     }
@@ -288,7 +311,7 @@ fn apply<R: Read>(
         }
     })();
     // Every write must have landed (or failed) before we snapshot or roll back.
-    let drained = applier.reap(0);
+    let drained = applier.drain();
     outcome?;
     drained?;
     image.flush()?;

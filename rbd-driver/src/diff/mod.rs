@@ -18,10 +18,10 @@ mod export;
 mod import;
 mod reader;
 
-pub(crate) use export::export_diff;
 pub use export::ExportStats;
-pub(crate) use import::import_diff;
+pub(crate) use export::{export_diff, read_changes, Extent};
 pub use import::ImportStats;
+pub(crate) use import::{import_diff, Applier};
 pub use reader::{DiffReader, Record};
 
 /// `rbd diff v1\n`

@@ -5,6 +5,7 @@ use tracing::instrument;
 
 use super::RbdDriver;
 use crate::ctl::OpCtl;
+use crate::diff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::Lane;
 use crate::rbd::{Image, ImageOptions, Open};
@@ -28,20 +29,12 @@ impl RbdDriver {
         self.short(move |inner| {
             let pio = inner.io(&parent.image.pool)?;
             let cio = inner.io(&child.pool)?;
-            let mut o = ImageOptions::new();
+            let mut o =
+                ImageOptions::for_new_image(opts.order, opts.features, opts.data_pool.as_deref())?;
             o.set_u64(
                 rbd_sys::RBD_IMAGE_OPTION_CLONE_FORMAT,
                 inner.config.rbd_clone_format as u64,
             )?;
-            if let Some(f) = opts.features {
-                o.set_u64(rbd_sys::RBD_IMAGE_OPTION_FEATURES, f)?;
-            }
-            if let Some(order) = opts.order {
-                o.set_u64(rbd_sys::RBD_IMAGE_OPTION_ORDER, order as u64)?;
-            }
-            if let Some(dp) = &opts.data_pool {
-                o.set_str(rbd_sys::RBD_IMAGE_OPTION_DATA_POOL, dp)?;
-            }
             match cio.clone_from(&pio, &parent.image.name, &parent.snap, &child.name, &o) {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                     let existing =
@@ -62,6 +55,75 @@ impl RbdDriver {
                 }
                 r => r,
             }
+        })
+        .await
+    }
+
+    /// Copies `src` (at `src_snap`, or HEAD; the parent's data included) into a new
+    /// image `dst` in full: long lane, only allocated extents, sparse, cancellable,
+    /// progress reported. The answer when clone chains must not grow
+    /// (`rbd_max_clone_depth = 0`). A failed or cancelled copy removes the half-made
+    /// `dst`; an existing `dst` is `AlreadyExists` and left alone.
+    #[instrument(skip_all, fields(pool = %src.pool, image = %src.name, snap = src_snap, to = %dst))]
+    pub async fn copy_image(
+        &self,
+        src: &ImageSpec,
+        src_snap: Option<&str>,
+        dst: &ImageSpec,
+        opts: &CloneOptions,
+        ctl: &OpCtl,
+    ) -> Result<()> {
+        let (src, snap, dst, opts) = (
+            src.clone(),
+            src_snap.map(str::to_string),
+            dst.clone(),
+            opts.clone(),
+        );
+        self.run(Lane::Long, ctl, move |inner, ctl| {
+            let sio = inner.io(&src.pool)?;
+            let dio = inner.io(&dst.pool)?;
+            let img = Image::open(&sio, Open::NameReadOnly(&src.name, snap.as_deref()))?;
+            let st = img.stat()?;
+            let o = ImageOptions::for_new_image(
+                Some(opts.order.unwrap_or(st.order as u8)),
+                opts.features,
+                opts.data_pool.as_deref(),
+            )?;
+            dio.create(&dst.name, st.size, &o)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::AlreadyExists => Error::AlreadyExists {
+                        target: dst.to_string(),
+                        detail: "copy target exists".into(),
+                    },
+                    _ => e,
+                })?;
+            // librbd's own copy ignores its progress callback, so it cannot be cancelled:
+            // copy the allocated extents here instead, reads and writes windowed.
+            let window = inner.config.rbd_concurrent_management_ops;
+            let copied = (|| {
+                let out = Image::open(&dio, Open::Name(&dst.name))?;
+                let mut writer = diff::Applier::new(&out, window);
+                let result =
+                    diff::read_changes(&img, None, false, window, ctl, &mut |e: diff::Extent| {
+                        // The new image reads as zeroes already: only data is written.
+                        e.data
+                            .map_or(Ok(()), |buf| writer.write_data(e.offset, buf).map(|_| ()))
+                    });
+                let drained = writer.drain();
+                result?;
+                drained?;
+                out.flush()
+            })();
+            if let Err(e) = copied {
+                // Leave no half-made image behind (not cancellable: cleanup must finish).
+                return match dio.remove(&dst.name, &OpCtl::new()) {
+                    Ok(()) => Err(e),
+                    Err(r) => Err(Error::Unexpected(format!(
+                        "{e}; and removing the partial copy failed: {r}"
+                    ))),
+                };
+            }
+            Ok(())
         })
         .await
     }

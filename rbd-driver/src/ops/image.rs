@@ -43,17 +43,11 @@ impl RbdDriver {
         let (spec, opts) = (spec.clone(), opts.clone());
         self.short(move |inner| {
             let io = inner.io(&spec.pool)?;
-            let mut o = ImageOptions::new();
-            o.set_u64(
-                rbd_sys::RBD_IMAGE_OPTION_ORDER,
-                opts.order.unwrap_or(inner.config.order()) as u64,
+            let o = ImageOptions::for_new_image(
+                Some(opts.order.unwrap_or(inner.config.order())),
+                opts.features,
+                opts.data_pool.as_deref(),
             )?;
-            if let Some(f) = opts.features {
-                o.set_u64(rbd_sys::RBD_IMAGE_OPTION_FEATURES, f)?;
-            }
-            if let Some(dp) = &opts.data_pool {
-                o.set_str(rbd_sys::RBD_IMAGE_OPTION_DATA_POOL, dp)?;
-            }
             match io.create(&spec.name, opts.size, &o) {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                     let size = Image::open(&io, Open::NameReadOnly(&spec.name, None))?

@@ -245,6 +245,18 @@ impl PoolIo {
         Ok(())
     }
 
+    /// Wraps `rbd_remove_with_progress`: removes an image outright (for half-made images
+    /// of our own; volumes go through the trash).
+    pub(crate) fn remove(&self, name: &str, ctl: &crate::ctl::OpCtl) -> Result<()> {
+        let n = cstr(name, "image name")?;
+        let r = super::with_progress(ctl, |cb, arg| {
+            // SAFETY: valid ioctx, C string, callback state that outlives the call.
+            unsafe { rbd_sys::rbd_remove_with_progress(self.raw(), n.as_ptr(), cb, arg) }
+        });
+        rbd_call!("rbd_remove_with_progress", self.target(name), r)?;
+        Ok(())
+    }
+
     /// Wraps `rbd_trash_move` (delay 0).
     pub(crate) fn trash_move(&self, name: &str) -> Result<()> {
         let n = cstr(name, "image name")?;

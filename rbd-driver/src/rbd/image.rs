@@ -23,6 +23,26 @@ impl ImageOptions {
         ImageOptions { raw }
     }
 
+    /// Options for a new image: object order, and features and data pool when given
+    /// (otherwise librbd takes `rbd_default_features` and no data pool).
+    pub(crate) fn for_new_image(
+        order: Option<u8>,
+        features: Option<u64>,
+        data_pool: Option<&str>,
+    ) -> Result<Self> {
+        let mut o = ImageOptions::new();
+        if let Some(order) = order {
+            o.set_u64(rbd_sys::RBD_IMAGE_OPTION_ORDER, order as u64)?;
+        }
+        if let Some(f) = features {
+            o.set_u64(rbd_sys::RBD_IMAGE_OPTION_FEATURES, f)?;
+        }
+        if let Some(dp) = data_pool {
+            o.set_str(rbd_sys::RBD_IMAGE_OPTION_DATA_POOL, dp)?;
+        }
+        Ok(o)
+    }
+
     /// Wraps `rbd_image_options_set_uint64`.
     pub(crate) fn set_u64(&mut self, opt: c_int, value: u64) -> Result<()> {
         // SAFETY: live options handle.
