@@ -18,7 +18,7 @@ use cinder_tests::{
 };
 use rbd_driver::{CloneOptions, CreateOptions, ImageSpec, OpCtl, RbdDriver};
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const IMAGE: u64 = 1 << 30;
 const WRITTEN: u64 = 256 * MIB;
 
@@ -86,13 +86,6 @@ async fn bench(conf: &str, pool: &str) {
             (0, None, "s1", "ours-full", "cli-full"),
             (2, Some("s1"), "s2", "ours-inc", "cli-inc"),
         ] {
-            let t = Instant::now();
-            let stats = d
-                .export_diff_to_file(&src, from, Some(to), &file(ours), &OpCtl::new())
-                .await
-                .unwrap();
-            t_ours[step].push(t.elapsed());
-            lens[step / 2] = stats.stream_bytes;
             let spec = format!("{src}@{to}");
             let mut args = vec!["export-diff", "--no-progress"];
             if let Some(f) = from {
@@ -100,9 +93,21 @@ async fn bench(conf: &str, pool: &str) {
             }
             let path = file(cli);
             args.extend([spec.as_str(), path.to_str().unwrap()]);
-            let t = Instant::now();
-            rbd(conf, &args);
-            t_cli[step].push(t.elapsed());
+            let ours_first = round % 2 == 0;
+            for turn in 0..2 {
+                let t = Instant::now();
+                if (turn == 0) == ours_first {
+                    let stats = d
+                        .export_diff_to_file(&src, from, Some(to), &file(ours), &OpCtl::new())
+                        .await
+                        .unwrap();
+                    t_ours[step].push(t.elapsed());
+                    lens[step / 2] = stats.stream_bytes;
+                } else {
+                    rbd(conf, &args);
+                    t_cli[step].push(t.elapsed());
+                }
+            }
             if round == 0 {
                 let same = std::fs::read(file(ours)).unwrap() == std::fs::read(file(cli)).unwrap();
                 println!("{to} streams byte-identical to rbd export-diff: {same}");
@@ -122,25 +127,34 @@ async fn bench(conf: &str, pool: &str) {
             .unwrap();
         }
         for (step, stream) in [(1, "cli-full"), (3, "cli-inc")] {
-            let t = Instant::now();
-            d.import_diff_from_file(&ours_dst, &file(stream), &OpCtl::new())
-                .await
-                .unwrap();
-            t_ours[step].push(t.elapsed());
-            let t = Instant::now();
-            rbd(
-                conf,
-                &[
-                    "import-diff",
-                    "--no-progress",
-                    file(stream).to_str().unwrap(),
-                    &cli_dst.to_string(),
-                ],
-            );
-            t_cli[step].push(t.elapsed());
+            // Whoever goes second finds the OSD quieter: take turns going first.
+            let ours_first = round % 2 == 0;
+            for turn in 0..2 {
+                let t = Instant::now();
+                if (turn == 0) == ours_first {
+                    d.import_diff_from_file(&ours_dst, &file(stream), &OpCtl::new())
+                        .await
+                        .unwrap();
+                    t_ours[step].push(t.elapsed());
+                } else {
+                    let path = file(stream);
+                    rbd(
+                        conf,
+                        &[
+                            "import-diff",
+                            "--no-progress",
+                            path.to_str().unwrap(),
+                            &cli_dst.to_string(),
+                        ],
+                    );
+                    t_cli[step].push(t.elapsed());
+                }
+            }
         }
         purge(&d, &ours_dst).await;
         purge(&d, &cli_dst).await;
+        // Let the OSD finish removing objects before the next round is timed.
+        tokio::time::sleep(Duration::from_secs(3)).await;
     }
     std::fs::remove_dir_all(&dir).unwrap();
 
@@ -149,7 +163,7 @@ async fn bench(conf: &str, pool: &str) {
         lens[0] as f64 / MIB as f64,
         lens[1] as f64 / MIB as f64
     );
-    println!("median of {ROUNDS} rounds, ours and the rbd CLI alternating, file to image and image to file:");
+    println!("median of {ROUNDS} rounds, ours and the rbd CLI taking turns going first, file to image and image to file:");
     let names = [
         "export-diff full",
         "import-diff full",
