@@ -99,6 +99,7 @@ osd pool default pg autoscale mode = off
 mon allow pool size one = true
 mon allow pool delete = true
 mon warn on pool no redundancy = false
+mon warn on insecure global id reclaim allowed = false
 osd crush chooseleaf type = 0
 mon max pg per osd = 1000
 rbd default clone format = 2

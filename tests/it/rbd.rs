@@ -573,7 +573,7 @@ async fn a_parent_with_clones_waits_in_the_trash_until_they_go() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flatten_cancelled_midway_keeps_the_parent() {
     let c = ceph().await;
-    let (parent, child) = big_clone(c, 128).await;
+    let (parent, child) = big_clone(c, 256).await;
     let (progress, mut rx) = Progress::channel();
     let ctl = OpCtl::new().with_progress(progress);
     let cancel = ctl.cancel.clone();
@@ -687,7 +687,7 @@ async fn connecting_with_a_wrong_pool_or_conf_fails_clearly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_copy_has_the_data_and_a_cancelled_one_leaves_nothing() {
     let c = ceph().await;
-    let (parent, child) = big_clone(c, 64).await;
+    let (parent, child) = big_clone(c, 256).await;
     let copy = c.image("copy");
     let (progress, rx) = Progress::channel();
     c.driver
@@ -705,7 +705,7 @@ async fn a_full_copy_has_the_data_and_a_cancelled_one_leaves_nothing() {
         c.driver.parent(&copy).await.unwrap().is_none(),
         "a copy is flat"
     );
-    for off in [0, 32 * MIB, 60 * MIB] {
+    for off in [0, 100 * MIB, 252 * MIB] {
         crate::fixtures::assert_same(
             &c.driver.read(&copy, None, off, 4096).await.unwrap(),
             &c.driver.read(&child, None, off, 4096).await.unwrap(),
