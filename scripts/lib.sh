@@ -43,3 +43,40 @@ ensure_build_deps() {
     ensure_rust
     apt_install gcc libc6-dev
 }
+
+# PostgreSQL on 127.0.0.1:5432 with a `cinder_test` login (password cinder_test,
+# CREATEDB) for the database tests: installed and started when missing.
+ensure_postgres() {
+    if ! port_in_use 5432; then
+        apt_install postgresql
+        local v
+        v=$(ls /etc/postgresql | sort -V | tail -n 1)
+        log "starting PostgreSQL $v"
+        pg_ctlcluster --skip-systemctl-redirect "$v" main start >&2
+        for _ in $(seq 60); do port_in_use 5432 && break; sleep 0.5; done
+        port_in_use 5432 || die "PostgreSQL did not start listening on 5432"
+    fi
+    runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cinder_test') THEN
+            CREATE ROLE cinder_test LOGIN CREATEDB PASSWORD 'cinder_test';
+        END IF; END \$\$;" >&2 || die "cannot create the cinder_test role in PostgreSQL"
+}
+
+# MariaDB on 127.0.0.1:3306 with a `cinder_test` user (password cinder_test, all
+# privileges) for the database tests: installed and started when missing.
+ensure_mariadb() {
+    if ! port_in_use 3306; then
+        apt_install mariadb-server
+        log "starting MariaDB"
+        mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+        start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd >&2
+        for _ in $(seq 60); do port_in_use 3306 && break; sleep 0.5; done
+        port_in_use 3306 || die "MariaDB did not start listening on 3306"
+    fi
+    mariadb -u root -e "
+        CREATE USER IF NOT EXISTS 'cinder_test'@'127.0.0.1' IDENTIFIED BY 'cinder_test';
+        CREATE USER IF NOT EXISTS 'cinder_test'@'localhost' IDENTIFIED BY 'cinder_test';
+        GRANT ALL PRIVILEGES ON *.* TO 'cinder_test'@'127.0.0.1';
+        GRANT ALL PRIVILEGES ON *.* TO 'cinder_test'@'localhost';" >&2 \
+        || die "cannot create the cinder_test user in MariaDB"
+}

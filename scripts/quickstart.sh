@@ -21,6 +21,8 @@ log "building the services"
 cargo build --bins --locked
 
 mkdir -p /var/lib/cinder-rs
+# Services refuse a database with pending migrations: apply them first.
+target/debug/cinder-manage db sync
 # The embedded defaults, except that the backend uses the dev cluster.
 export CINDER__BACKENDS__CEPH__RBD_CEPH_CONF="$CEPH_CONF"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine as root: installs what is missing,
 # starts two throwaway Ceph clusters on loopback (the second one for cross-cluster
-# tests), checks formatting and lints, runs every test, and removes the test pools.
+# tests), PostgreSQL and MariaDB when they are not running, checks formatting and lints,
+# runs every test, and removes the test pools (database tests drop their own databases).
 #
 #   scripts/test.sh [extra cargo test arguments]
 #
@@ -15,6 +16,10 @@ ensure_build_deps
 CEPH_CONF=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR:-/tmp/cinder-rs-ceph}" "${CEPH_DEV_PORT:-6789}")
 CEPH_CONF_B=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR_B:-/tmp/cinder-rs-ceph-b}" "${CEPH_DEV_PORT_B:-6790}")
 export CEPH_CONF CEPH_CONF_B
+ensure_postgres
+ensure_mariadb
+export CINDER_TEST_POSTGRES_URL=${CINDER_TEST_POSTGRES_URL:-postgres://cinder_test:cinder_test@127.0.0.1:5432/postgres}
+export CINDER_TEST_MYSQL_URL=${CINDER_TEST_MYSQL_URL:-mysql://cinder_test:cinder_test@127.0.0.1:3306/mysql}
 
 # Pools the integration tests create are named it-*; remove them (and any left by an
 # interrupted earlier run) so the in-memory OSD does not fill up.

@@ -22,6 +22,7 @@ impl ServiceConfig for Settings {
 
 /// Runs until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let _db = cinder_db::Db::connect_checked(settings.common.database.connection.expose()).await?;
     tracing::info!(host = %settings.common.service.host, "cinder-api started (entry point only: the v3 API arrives with its own issue)");
     shutdown.cancelled().await;
     Ok(())

@@ -119,6 +119,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     settings.validate()?;
+    let _db = cinder_db::Db::connect_checked(settings.common.database.connection.expose())
+        .await
+        .context("checking the database")?;
     let backends = if backends.is_empty() {
         settings.volume.enabled_backends.clone()
     } else {

@@ -10,4 +10,5 @@ pub mod config;
 pub mod service;
 pub mod settings;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;

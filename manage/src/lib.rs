@@ -1,8 +1,14 @@
-//! `cinder-manage`: operator commands. `db sync` and `db version` arrive with the
-//! persistence issue.
+//! `cinder-manage`: operator commands.
+//!
+//! - `db sync`: applies pending migrations (the only place migrations run).
+//! - `db version`: prints the newest applied migration and what is pending.
+//!
+//! The database URL comes from `--database-url URL`, else `[database] connection`.
 #![warn(missing_docs)]
 
+use anyhow::{bail, Context};
 use cinder_common::settings::{DatabaseSettings, LoggingSettings};
+use cinder_migrations::{Migrator, MigratorTrait};
 use serde::Deserialize;
 
 /// This binary's configuration.
@@ -16,21 +22,70 @@ pub struct Settings {
     pub logging: LoggingSettings,
 }
 
-/// Runs a command line such as `db sync`; returns the process exit code.
-pub fn run(_settings: &Settings, command: &[String]) -> anyhow::Result<i32> {
-    match command
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["db", "sync"] | ["db", "version"] => {
-            eprintln!("cinder-manage: database migrations arrive with the persistence issue");
-            Ok(2)
+/// The usage line.
+pub const USAGE: &str = "[--database-url URL] db sync|version";
+
+/// Runs a command line such as `db sync`, printing its report to stdout.
+pub async fn run(settings: &Settings, args: &[String]) -> anyhow::Result<()> {
+    let mut url = settings.database.connection.expose().to_string();
+    let mut words = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--database-url" => url = it.next().context("--database-url needs a URL")?.clone(),
+            s if s.starts_with("--database-url=") => url = s["--database-url=".len()..].to_string(),
+            _ => words.push(a.as_str()),
         }
-        _ => {
-            eprintln!("usage: cinder-manage [--config PATH] db sync|version");
-            Ok(2)
+    }
+    let db = cinder_db::Db::connect(&url)
+        .await
+        .with_context(|| format!("connecting to {}", redact(&url)))?;
+    match words.as_slice() {
+        ["db", "sync"] => {
+            Migrator::up(db.connection(), None)
+                .await
+                .context("applying migrations")?;
+            println!(
+                "schema at {}",
+                db.schema_version().await?.unwrap_or_default()
+            );
         }
+        ["db", "version"] => {
+            let current = db.schema_version().await?;
+            let pending = Migrator::get_pending_migrations(db.connection())
+                .await
+                .unwrap_or_default();
+            println!("current: {}", current.as_deref().unwrap_or("none"));
+            println!("pending: {}", pending.len());
+            for m in pending {
+                println!("  {}", m.name());
+            }
+        }
+        _ => bail!("usage: cinder-manage {USAGE}"),
+    }
+    Ok(())
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_do_not_reach_messages() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
 }

@@ -1,3 +1,30 @@
-//! Database schema migrations. The schema and the sea-orm-migration `Migrator` arrive
-//! with the persistence issue; services never run migrations, `cinder-manage db sync`
-//! does.
+//! Database schema migrations (sea-orm-migration), close to Cinder's model so operators
+//! recognise it. Applied only by `cinder-manage db sync`; services refuse to start while
+//! any is pending.
+//!
+//! Rules: a shipped migration is never edited; changes are additive (expand, then
+//! contract in a later release) so services of two versions can share a database during
+//! a rolling upgrade. Migration files are `mYYYYMMDD_NNNNNN_<verb>_<noun>.rs`.
+//! The last migration's name is `cinder_db::SCHEMA_VERSION`; a test keeps them equal.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_schema;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_create_schema::Migration)]
+    }
+}
+
+/// The name of the newest migration.
+pub fn latest() -> String {
+    Migrator::migrations()
+        .last()
+        .map(|m| m.name().to_string())
+        .unwrap_or_default()
+}

@@ -8,6 +8,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("rbd-sys", &[]),
     ("cinder-rbd-driver", &["rbd-sys"]),
     ("cinder-migrations", &[]),
+    ("cinder-db", &["cinder-common"]),
     ("cinder-api", &["cinder-common", "cinder-rpc", "cinder-db"]),
     (
         "cinder-scheduler",

@@ -1,6 +1,7 @@
 //! One integration test binary; every module runs against the real dev cluster.
 
 mod architecture;
+mod db;
 mod fixtures;
 mod rbd;
 mod rbd_diff;

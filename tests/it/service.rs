@@ -80,9 +80,26 @@ async fn a_second_independent_cluster_serves_its_own_driver() {
         .unwrap();
 }
 
-fn volume_settings(conf: &str, pool: &str) -> cinder_volume::Settings {
+/// Settings for one backend on `pool`, with a SQLite database (migrated when asked).
+async fn volume_settings_with_db(
+    conf: &str,
+    pool: &str,
+    migrated: bool,
+) -> cinder_volume::Settings {
+    let dbfile =
+        std::env::temp_dir().join(format!("{}.sqlite", cinder_tests::unique("cinder-it-svc")));
+    let url = format!("sqlite://{}?mode=rwc", dbfile.display());
+    if migrated {
+        let db = cinder_db::Db::connect(&url).await.unwrap();
+        <cinder_migrations::Migrator as cinder_migrations::MigratorTrait>::up(
+            db.connection(),
+            None,
+        )
+        .await
+        .unwrap();
+    }
     let path = std::env::temp_dir().join(format!("cinder-it-{}.toml", cinder_tests::unique("cfg")));
-    std::fs::write(&path, format!("[volume]\nenabled_backends = [\"ceph\"]\n[backends.ceph]\nvolume_driver = \"rbd\"\nrbd_ceph_conf = \"{conf}\"\nrbd_pool = \"{pool}\"\n")).unwrap();
+    std::fs::write(&path, format!("[database]\nconnection = \"{url}\"\n[volume]\nenabled_backends = [\"ceph\"]\n[backends.ceph]\nvolume_driver = \"rbd\"\nrbd_ceph_conf = \"{conf}\"\nrbd_pool = \"{pool}\"\n")).unwrap();
     let s = cinder_common::config::load_with_env(Some(&path), []).unwrap();
     std::fs::remove_file(&path).unwrap();
     s
@@ -93,7 +110,7 @@ async fn the_volume_service_connects_its_backend_and_stops_on_shutdown() {
     let c = ceph().await;
     let stop = CancellationToken::new();
     let run = tokio::spawn(cinder_volume::run(
-        volume_settings(&c.conf, &c.pool),
+        volume_settings_with_db(&c.conf, &c.pool, true).await,
         vec![],
         stop.clone(),
     ));
@@ -111,11 +128,24 @@ async fn the_volume_service_connects_its_backend_and_stops_on_shutdown() {
 async fn the_volume_service_refuses_to_start_on_a_wrong_pool() {
     let c = ceph().await;
     let r = cinder_volume::run(
-        volume_settings(&c.conf, "no-such-pool"),
+        volume_settings_with_db(&c.conf, "no-such-pool", true).await,
         vec![],
         CancellationToken::new(),
     )
     .await;
     let e = format!("{:#}", r.unwrap_err());
     assert!(e.contains("no-such-pool"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_volume_service_refuses_to_start_while_migrations_are_pending() {
+    let c = ceph().await;
+    let r = cinder_volume::run(
+        volume_settings_with_db(&c.conf, &c.pool, false).await,
+        vec![],
+        CancellationToken::new(),
+    )
+    .await;
+    let e = format!("{:#}", r.unwrap_err());
+    assert!(e.contains("cinder-manage db sync"), "{e}");
 }

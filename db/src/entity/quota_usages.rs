@@ -1,0 +1,30 @@
+//! `quota_usages` (generated from the migration's column list; keep them in step).
+
+use sea_orm::entity::prelude::*;
+
+/// One row of `quota_usages`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "quota_usages")]
+#[allow(missing_docs)]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    pub project_id: String,
+    pub resource: String,
+    pub in_use: i32,
+    pub reserved: i32,
+    #[sea_orm(nullable)]
+    pub until_refresh: Option<i32>,
+    pub created_at: DateTime,
+    #[sea_orm(nullable)]
+    pub updated_at: Option<DateTime>,
+    #[sea_orm(nullable)]
+    pub deleted_at: Option<DateTime>,
+    pub deleted: bool,
+}
+
+/// No relations are declared: queries join explicitly.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

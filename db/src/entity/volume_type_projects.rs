@@ -1,0 +1,27 @@
+//! `volume_type_projects` (generated from the migration's column list; keep them in step).
+
+use sea_orm::entity::prelude::*;
+
+/// One row of `volume_type_projects`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "volume_type_projects")]
+#[allow(missing_docs)]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    #[sea_orm(column_type = "Char(Some(36))")]
+    pub volume_type_id: String,
+    pub project_id: String,
+    pub created_at: DateTime,
+    #[sea_orm(nullable)]
+    pub updated_at: Option<DateTime>,
+    #[sea_orm(nullable)]
+    pub deleted_at: Option<DateTime>,
+    pub deleted: bool,
+}
+
+/// No relations are declared: queries join explicitly.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,32 @@
+//! `workers` (generated from the migration's column list; keep them in step).
+
+use sea_orm::entity::prelude::*;
+
+/// One row of `workers`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "workers")]
+#[allow(missing_docs)]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    pub resource_type: String,
+    #[sea_orm(column_type = "Char(Some(36))")]
+    pub resource_id: String,
+    pub status: String,
+    pub operation: String,
+    #[sea_orm(nullable)]
+    pub service_id: Option<i32>,
+    pub race_preventer: i32,
+    pub created_at: DateTime,
+    #[sea_orm(nullable)]
+    pub updated_at: Option<DateTime>,
+    #[sea_orm(nullable)]
+    pub deleted_at: Option<DateTime>,
+    pub deleted: bool,
+}
+
+/// No relations are declared: queries join explicitly.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

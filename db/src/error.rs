@@ -1,0 +1,75 @@
+//! The database layer's error.
+
+use sea_orm::DbErr;
+
+/// What can go wrong in the data layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed (connection, SQL, constraint).
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// No such (non-deleted) row.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// Table or resource kind.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// A conditional update lost: the row was not in an expected status.
+    #[error("{kind} {id} is {found}, expected one of {expected:?}")]
+    Conflict {
+        /// Resource kind.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+        /// Statuses the update required.
+        expected: Vec<String>,
+        /// Status it had.
+        found: String,
+    },
+    /// A reservation would exceed a quota.
+    #[error("quota exceeded for {resource}: requested {requested}, limit {limit}, in use {in_use}, reserved {reserved}")]
+    OverQuota {
+        /// Quota resource (`volumes`, `gigabytes`, `volumes_<type>`, ...).
+        resource: String,
+        /// Asked for.
+        requested: i64,
+        /// Hard limit.
+        limit: i64,
+        /// In use.
+        in_use: i64,
+        /// Reserved by others.
+        reserved: i64,
+    },
+    /// The schema is not at the version this code needs.
+    #[error(
+        "database schema is at {found}, this build needs {expected}: run `cinder-manage db sync`"
+    )]
+    SchemaNotReady {
+        /// [`crate::SCHEMA_VERSION`].
+        expected: &'static str,
+        /// The newest applied migration, or a description of what is there.
+        found: String,
+    },
+    /// A stored value this code cannot read.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    /// Transient conflicts worth retrying: SQLite busy, deadlocks, serialization failures.
+    pub(crate) fn is_retryable(&self) -> bool {
+        let Error::Db(e) = self else { return false };
+        let s = e.to_string();
+        s.contains("database is locked")
+            || s.contains("Deadlock found")
+            || s.contains("deadlock detected")
+            || s.contains("could not serialize access")
+            || s.contains("40001")
+            || s.contains("1213")
+    }
+}
+
+/// The data layer's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,31 @@
+//! The data model the API, scheduler, volume and backup services share: sea-orm entities
+//! over Cinder's tables, and the only ways that state changes.
+//!
+//! # Invariants
+//! - A status changes only through a conditional update naming the statuses it expects
+//!   (`UPDATE ... WHERE id = ? AND status IN (...)`): two racing requests never both win;
+//!   the loser gets [`Error::Conflict`].
+//! - Quota reservations are conditional updates of `quota_usages` rows, taken in a fixed
+//!   order inside one transaction: safe under concurrency on SQLite, PostgreSQL and
+//!   MariaDB alike, without `SELECT ... FOR UPDATE`.
+//! - Services never migrate: [`Db::check_schema`] refuses a database whose newest applied
+//!   migration is not [`SCHEMA_VERSION`] (`cinder-manage db sync` applies them).
+//! - Entities never go on the wire.
+#![warn(missing_docs)]
+
+mod db;
+pub mod entity;
+mod error;
+mod list;
+mod quota;
+mod status;
+mod volume;
+
+pub use db::{Db, DEFAULT_SQLITE_URL};
+pub use error::{Error, Result};
+pub use list::{SortDir, VolumeListQuery, VolumeSortKey};
+pub use quota::{QuotaLimits, ReservationId, Usage};
+pub use volume::NewVolume;
+
+/// The newest migration this code expects (see `cinder-migrations`).
+pub const SCHEMA_VERSION: &str = "m20261121_000001_create_schema";

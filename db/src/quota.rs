@@ -1,0 +1,295 @@
+//! Quotas: limits, usage, and reservations (reserve, commit, roll back, expire).
+//!
+//! A reservation raises `quota_usages.reserved` by a conditional update that only
+//! matches while `in_use + reserved + delta <= limit`; resources are taken in sorted
+//! order inside one transaction, so concurrent reservations neither overshoot nor
+//! deadlock, on any of the three databases. Committing moves the delta from `reserved`
+//! to `in_use`; rolling back (or expiry) returns it. Each reservation row is finished
+//! by a conditional update too, so a commit racing an expiry counts once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr, TransactionTrait};
+
+use crate::db::retry_transient;
+use crate::entity::{quota_classes, quota_usages, quotas, reservations};
+use crate::error::{Error, Result};
+use crate::Db;
+
+/// Hard limits by resource (`volumes`, `gigabytes`, `snapshots`, `backups`,
+/// `backup_gigabytes`, and per type `volumes_<type>`, `gigabytes_<type>`); -1 is unlimited.
+pub type QuotaLimits = BTreeMap<String, i64>;
+
+/// One reserved resource delta (a `reservations.uuid`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReservationId(pub String);
+
+/// Usage of one resource by one project.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Committed.
+    pub in_use: i64,
+    /// Reserved, not yet committed or rolled back.
+    pub reserved: i64,
+}
+
+impl Db {
+    /// The project's limits: its own `quotas` rows, else the `default` quota class,
+    /// else `defaults` (from configuration).
+    pub async fn quota_limits(&self, project: &str, defaults: &QuotaLimits) -> Result<QuotaLimits> {
+        let mut limits = defaults.clone();
+        for c in quota_classes::Entity::find()
+            .filter(quota_classes::Column::ClassName.eq("default"))
+            .filter(quota_classes::Column::Deleted.eq(false))
+            .all(&self.conn)
+            .await?
+        {
+            limits.insert(c.resource, c.hard_limit as i64);
+        }
+        for q in quotas::Entity::find()
+            .filter(quotas::Column::ProjectId.eq(project))
+            .filter(quotas::Column::Deleted.eq(false))
+            .all(&self.conn)
+            .await?
+        {
+            limits.insert(q.resource, q.hard_limit as i64);
+        }
+        Ok(limits)
+    }
+
+    /// Sets a project's own limit for `resource`.
+    pub async fn set_project_quota(&self, project: &str, resource: &str, limit: i64) -> Result<()> {
+        let now = Utc::now().naive_utc();
+        let updated = quotas::Entity::update_many()
+            .col_expr(quotas::Column::HardLimit, Expr::value(limit as i32))
+            .col_expr(quotas::Column::UpdatedAt, Expr::value(now))
+            .filter(quotas::Column::ProjectId.eq(project))
+            .filter(quotas::Column::Resource.eq(resource))
+            .filter(quotas::Column::Deleted.eq(false))
+            .exec(&self.conn)
+            .await?;
+        if updated.rows_affected == 0 {
+            let row = quotas::ActiveModel {
+                project_id: Set(project.into()),
+                resource: Set(resource.into()),
+                hard_limit: Set(limit as i32),
+                allocated: Set(0),
+                created_at: Set(now),
+                updated_at: Set(None),
+                deleted_at: Set(None),
+                deleted: Set(false),
+                ..Default::default()
+            };
+            quotas::Entity::insert(row)
+                .exec_without_returning(&self.conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Usage of `resource` by `project` (zero when never used).
+    pub async fn usage(&self, project: &str, resource: &str) -> Result<Usage> {
+        Ok(quota_usages::Entity::find()
+            .filter(quota_usages::Column::ProjectId.eq(project))
+            .filter(quota_usages::Column::Resource.eq(resource))
+            .one(&self.conn)
+            .await?
+            .map(|u| Usage {
+                in_use: u.in_use as i64,
+                reserved: u.reserved as i64,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Reserves `deltas` for `project` against `limits`, all or nothing; the
+    /// reservations expire after `expire_after` unless committed or rolled back.
+    /// [`Error::OverQuota`] names the first resource that does not fit.
+    pub async fn reserve(
+        &self,
+        project: &str,
+        deltas: &[(&str, i64)],
+        limits: &QuotaLimits,
+        expire_after: Duration,
+    ) -> Result<Vec<ReservationId>> {
+        let mut deltas: Vec<(&str, i64)> =
+            deltas.iter().copied().filter(|(_, d)| *d != 0).collect();
+        deltas.sort();
+        for (resource, _) in &deltas {
+            self.ensure_usage_row(project, resource).await?;
+        }
+        retry_transient!(
+            self.try_reserve(project, &deltas, limits, expire_after)
+                .await
+        )
+    }
+
+    async fn ensure_usage_row(&self, project: &str, resource: &str) -> Result<()> {
+        let row = quota_usages::ActiveModel {
+            project_id: Set(project.into()),
+            resource: Set(resource.into()),
+            in_use: Set(0),
+            reserved: Set(0),
+            until_refresh: Set(None),
+            created_at: Set(Utc::now().naive_utc()),
+            updated_at: Set(None),
+            deleted_at: Set(None),
+            deleted: Set(false),
+            ..Default::default()
+        };
+        // A plain insert that tolerates losing the race to another one: portable, where
+        // `ON CONFLICT DO NOTHING` is rendered as invalid SQL for MariaDB.
+        let inserted = retry_transient!(quota_usages::Entity::insert(row.clone())
+            .exec_without_returning(&self.conn)
+            .await
+            .map_err(Error::from));
+        match inserted {
+            Ok(_) => {}
+            Err(Error::Db(e))
+                if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    async fn try_reserve(
+        &self,
+        project: &str,
+        deltas: &[(&str, i64)],
+        limits: &QuotaLimits,
+        expire_after: Duration,
+    ) -> Result<Vec<ReservationId>> {
+        let now = Utc::now().naive_utc();
+        let expire =
+            now + chrono::Duration::from_std(expire_after).unwrap_or(chrono::Duration::hours(24));
+        let txn = self.conn.begin().await?;
+        let mut out = Vec::new();
+        for (resource, delta) in deltas {
+            let limit = limits.get(*resource).copied().unwrap_or(-1);
+            let mut update = quota_usages::Entity::update_many()
+                .col_expr(
+                    quota_usages::Column::Reserved,
+                    Expr::col(quota_usages::Column::Reserved).add(*delta),
+                )
+                .col_expr(quota_usages::Column::UpdatedAt, Expr::value(now))
+                .filter(quota_usages::Column::ProjectId.eq(project))
+                .filter(quota_usages::Column::Resource.eq(*resource));
+            if limit >= 0 && *delta > 0 {
+                update = update.filter(
+                    Expr::col(quota_usages::Column::InUse)
+                        .add(Expr::col(quota_usages::Column::Reserved))
+                        .add(*delta)
+                        .lte(limit),
+                );
+            }
+            let updated = update.exec(&txn).await?;
+            let usage = quota_usages::Entity::find()
+                .filter(quota_usages::Column::ProjectId.eq(project))
+                .filter(quota_usages::Column::Resource.eq(*resource))
+                .one(&txn)
+                .await?
+                .ok_or_else(|| {
+                    Error::Corrupt(format!("no quota_usages row for {project}/{resource}"))
+                })?;
+            if updated.rows_affected != 1 {
+                txn.rollback().await?;
+                return Err(Error::OverQuota {
+                    resource: resource.to_string(),
+                    requested: *delta,
+                    limit,
+                    in_use: usage.in_use as i64,
+                    reserved: usage.reserved as i64,
+                });
+            }
+            let id = uuid::Uuid::new_v4().to_string();
+            let row = reservations::ActiveModel {
+                uuid: Set(id.clone()),
+                usage_id: Set(usage.id),
+                project_id: Set(project.into()),
+                resource: Set(resource.to_string()),
+                delta: Set(*delta as i32),
+                expire: Set(expire),
+                allocated_id: Set(None),
+                created_at: Set(now),
+                updated_at: Set(None),
+                deleted_at: Set(None),
+                deleted: Set(false),
+                ..Default::default()
+            };
+            reservations::Entity::insert(row)
+                .exec_without_returning(&txn)
+                .await?;
+            out.push(ReservationId(id));
+        }
+        txn.commit().await?;
+        Ok(out)
+    }
+
+    /// Commits reservations: their deltas move from `reserved` to `in_use`. Reservations
+    /// already finished (committed, rolled back, expired) are skipped.
+    pub async fn commit_reservations(&self, ids: &[ReservationId]) -> Result<()> {
+        retry_transient!(self.finish_reservations(ids, true).await)
+    }
+
+    /// Rolls reservations back: their deltas leave `reserved`.
+    pub async fn rollback_reservations(&self, ids: &[ReservationId]) -> Result<()> {
+        retry_transient!(self.finish_reservations(ids, false).await)
+    }
+
+    /// Rolls back every reservation past its expiry; returns how many.
+    pub async fn expire_reservations(&self) -> Result<usize> {
+        let now = Utc::now().naive_utc();
+        let expired: Vec<ReservationId> = reservations::Entity::find()
+            .filter(reservations::Column::Deleted.eq(false))
+            .filter(reservations::Column::Expire.lt(now))
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(|r| ReservationId(r.uuid))
+            .collect();
+        self.rollback_reservations(&expired).await?;
+        Ok(expired.len())
+    }
+
+    async fn finish_reservations(&self, ids: &[ReservationId], commit: bool) -> Result<()> {
+        let now = Utc::now().naive_utc();
+        let txn = self.conn.begin().await?;
+        for ReservationId(id) in ids {
+            let claimed = reservations::Entity::update_many()
+                .col_expr(reservations::Column::Deleted, Expr::value(true))
+                .col_expr(reservations::Column::DeletedAt, Expr::value(now))
+                .filter(reservations::Column::Uuid.eq(id.as_str()))
+                .filter(reservations::Column::Deleted.eq(false))
+                .exec(&txn)
+                .await?;
+            if claimed.rows_affected == 0 {
+                continue;
+            }
+            let r = reservations::Entity::find()
+                .filter(reservations::Column::Uuid.eq(id.as_str()))
+                .one(&txn)
+                .await?
+                .ok_or_else(|| Error::Corrupt(format!("reservation {id} vanished")))?;
+            let mut update = quota_usages::Entity::update_many()
+                .col_expr(
+                    quota_usages::Column::Reserved,
+                    Expr::col(quota_usages::Column::Reserved).sub(r.delta),
+                )
+                .col_expr(quota_usages::Column::UpdatedAt, Expr::value(now));
+            if commit {
+                update = update.col_expr(
+                    quota_usages::Column::InUse,
+                    Expr::col(quota_usages::Column::InUse).add(r.delta),
+                );
+            }
+            update
+                .filter(quota_usages::Column::Id.eq(r.usage_id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}

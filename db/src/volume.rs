@@ -1,0 +1,122 @@
+//! Volume rows.
+
+use chrono::Utc;
+use cinder_common::status::{AttachStatus, VolumeStatus};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::entity::volumes;
+use crate::error::{Error, Result};
+use crate::Db;
+
+/// What the API knows when it creates a volume row (status `creating`).
+#[derive(Debug, Clone)]
+pub struct NewVolume {
+    /// Volume id (a UUID).
+    pub id: String,
+    /// Owning project.
+    pub project_id: String,
+    /// Creating user.
+    pub user_id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Size in GiB.
+    pub size_gib: i32,
+    /// Availability zone.
+    pub availability_zone: Option<String>,
+    /// Volume type id.
+    pub volume_type_id: Option<String>,
+}
+
+impl Db {
+    /// Inserts a volume in status `creating`, detached.
+    pub async fn create_volume(&self, v: &NewVolume) -> Result<volumes::Model> {
+        let now = Utc::now().naive_utc();
+        let row = volumes::ActiveModel {
+            id: Set(v.id.clone()),
+            project_id: Set(v.project_id.clone()),
+            user_id: Set(v.user_id.clone()),
+            display_name: Set(v.name.clone()),
+            display_description: Set(v.description.clone()),
+            size: Set(v.size_gib),
+            status: Set(VolumeStatus::Creating.as_str().into()),
+            attach_status: Set(AttachStatus::Detached.as_str().into()),
+            availability_zone: Set(v.availability_zone.clone()),
+            volume_type_id: Set(v.volume_type_id.clone()),
+            snapshot_id: Set(None),
+            source_volid: Set(None),
+            image_id: Set(None),
+            backup_id: Set(None),
+            host: Set(None),
+            cluster_name: Set(None),
+            provider_location: Set(None),
+            provider_id: Set(None),
+            bootable: Set(false),
+            multiattach: Set(false),
+            encryption_key_id: Set(None),
+            migration_status: Set(None),
+            replication_status: Set(None),
+            previous_status: Set(None),
+            use_quota: Set(true),
+            group_id: Set(None),
+            service_uuid: Set(None),
+            shared_targets: Set(true),
+            scheduled_at: Set(None),
+            launched_at: Set(None),
+            terminated_at: Set(None),
+            rbd_parent: Set(None),
+            clone_depth: Set(0),
+            created_at: Set(now),
+            updated_at: Set(None),
+            deleted_at: Set(None),
+            deleted: Set(false),
+        };
+        volumes::Entity::insert(row)
+            .exec_without_returning(&self.conn)
+            .await?;
+        self.volume(&v.id).await
+    }
+
+    /// A non-deleted volume.
+    pub async fn volume(&self, id: &str) -> Result<volumes::Model> {
+        volumes::Entity::find_by_id(id.to_string())
+            .filter(volumes::Column::Deleted.eq(false))
+            .one(&self.conn)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                kind: "volume",
+                id: id.to_string(),
+            })
+    }
+
+    /// Soft-deletes a volume that is `deleting`: the row stays, marked deleted (admins
+    /// can still list it), with status `deleted`.
+    pub async fn soft_delete_volume(&self, id: &str) -> Result<()> {
+        let now = Utc::now().naive_utc();
+        let res = volumes::Entity::update_many()
+            .col_expr(volumes::Column::Deleted, Expr::value(true))
+            .col_expr(volumes::Column::DeletedAt, Expr::value(now))
+            .col_expr(volumes::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                volumes::Column::Status,
+                Expr::value(VolumeStatus::Deleted.as_str()),
+            )
+            .filter(volumes::Column::Id.eq(id))
+            .filter(volumes::Column::Deleted.eq(false))
+            .filter(volumes::Column::Status.eq(VolumeStatus::Deleting.as_str()))
+            .exec(&self.conn)
+            .await?;
+        if res.rows_affected == 1 {
+            return Ok(());
+        }
+        let v = self.volume(id).await?;
+        Err(Error::Conflict {
+            kind: "volume",
+            id: id.into(),
+            expected: vec!["deleting".into()],
+            found: v.status,
+        })
+    }
+}

@@ -1,0 +1,434 @@
+//! The data layer on SQLite, PostgreSQL and MariaDB: migrations, conditional status
+//! updates under contention, quota reservations under contention, and pagination.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cinder_common::status::VolumeStatus;
+use cinder_db::{Db, Error, NewVolume, SortDir, VolumeListQuery, VolumeSortKey};
+use cinder_migrations::{Migrator, MigratorTrait};
+
+use crate::fixtures::{Backend, TestDb, BACKENDS};
+
+fn new_volume(project: &str, name: Option<&str>, size: i32) -> NewVolume {
+    NewVolume {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id: project.into(),
+        user_id: "user".into(),
+        name: name.map(str::to_string),
+        description: None,
+        size_gib: size,
+        availability_zone: Some("nova".into()),
+        volume_type_id: None,
+    }
+}
+
+#[test]
+fn the_schema_version_is_the_newest_migration() {
+    assert_eq!(cinder_db::SCHEMA_VERSION, cinder_migrations::latest());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_go_up_down_and_up_again_and_gate_the_services() {
+    for backend in BACKENDS {
+        let t = TestDb::empty(backend).await;
+        let db = Db::connect(&t.url).await.unwrap();
+        let e = db.check_schema().await.unwrap_err();
+        assert!(
+            e.to_string().contains("cinder-manage db sync"),
+            "{backend:?}: {e}"
+        );
+
+        Migrator::up(db.connection(), None).await.unwrap();
+        db.check_schema().await.unwrap();
+        assert_eq!(
+            db.schema_version().await.unwrap().as_deref(),
+            Some(cinder_db::SCHEMA_VERSION)
+        );
+        db.create_volume(&new_volume("p", Some("a"), 1))
+            .await
+            .unwrap();
+
+        Migrator::down(db.connection(), None).await.unwrap();
+        assert!(
+            db.check_schema().await.is_err(),
+            "{backend:?}: nothing applied after down"
+        );
+        assert!(
+            db.create_volume(&new_volume("p", Some("a"), 1))
+                .await
+                .is_err(),
+            "{backend:?}: tables gone"
+        );
+
+        Migrator::up(db.connection(), None).await.unwrap();
+        db.check_schema().await.unwrap();
+        let v = db
+            .create_volume(&new_volume("p", Some("b"), 2))
+            .await
+            .unwrap();
+        assert_eq!(
+            (v.status.as_str(), v.attach_status.as_str(), v.size),
+            ("creating", "detached", 2)
+        );
+        t.drop(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cinder_manage_syncs_and_reports_the_schema() {
+    let t = TestDb::empty(Backend::Sqlite).await;
+    let settings: cinder_manage::Settings = cinder_common::config::load_with_env(None, []).unwrap();
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    cinder_manage::run(&settings, &args(&["--database-url", &t.url, "db", "sync"]))
+        .await
+        .unwrap();
+    cinder_manage::run(
+        &settings,
+        &args(&["--database-url", &t.url, "db", "version"]),
+    )
+    .await
+    .unwrap();
+    let db = Db::connect(&t.url).await.unwrap();
+    db.check_schema().await.unwrap();
+    assert!(cinder_manage::run(
+        &settings,
+        &args(&["--database-url", &t.url, "db", "nonsense"])
+    )
+    .await
+    .is_err());
+    t.drop(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_50_concurrent_transitions_exactly_one_wins() {
+    for backend in BACKENDS {
+        let (t, db) = TestDb::migrated(backend).await;
+        let v = db
+            .create_volume(&new_volume("p", Some("race"), 1))
+            .await
+            .unwrap();
+        db.update_volume_status_if(&v.id, &[VolumeStatus::Creating], VolumeStatus::Available)
+            .await
+            .unwrap();
+        let db = Arc::new(db);
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (db, id) = (db.clone(), v.id.clone());
+            tasks.push(tokio::spawn(async move {
+                db.update_volume_status_if(&id, &[VolumeStatus::Available], VolumeStatus::Deleting)
+                    .await
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => wins += 1,
+                Err(Error::Conflict { found, .. }) => assert_eq!(found, "deleting", "{backend:?}"),
+                Err(e) => panic!("{backend:?}: {e}"),
+            }
+        }
+        assert_eq!(wins, 1, "{backend:?}: exactly one transition wins");
+        assert_eq!(db.volume(&v.id).await.unwrap().status, "deleting");
+        let e = db
+            .update_volume_status_if(
+                "no-such-id",
+                &[VolumeStatus::Available],
+                VolumeStatus::Deleting,
+            )
+            .await;
+        assert!(
+            matches!(e, Err(Error::NotFound { .. })),
+            "{backend:?}: {e:?}"
+        );
+        let db = Arc::try_unwrap(db).unwrap();
+        t.drop(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_reservations_never_exceed_a_limit_of_ten() {
+    for backend in BACKENDS {
+        let (t, db) = TestDb::migrated(backend).await;
+        let defaults: BTreeMap<String, i64> =
+            [("volumes".to_string(), 10), ("gigabytes".to_string(), 1000)].into();
+        let limits = db.quota_limits("p", &defaults).await.unwrap();
+        let db = Arc::new(db);
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (db, limits) = (db.clone(), limits.clone());
+            tasks.push(tokio::spawn(async move {
+                db.reserve(
+                    "p",
+                    &[("volumes", 1), ("gigabytes", 10)],
+                    &limits,
+                    Duration::from_secs(3600),
+                )
+                .await
+            }));
+        }
+        let mut granted = Vec::new();
+        let mut refused = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(ids) => granted.push(ids),
+                Err(Error::OverQuota {
+                    resource, limit, ..
+                }) => {
+                    assert_eq!((resource.as_str(), limit), ("volumes", 10), "{backend:?}");
+                    refused += 1;
+                }
+                Err(e) => panic!("{backend:?}: {e}"),
+            }
+        }
+        assert_eq!((granted.len(), refused), (10, 40), "{backend:?}");
+        let u = db.usage("p", "volumes").await.unwrap();
+        assert_eq!((u.in_use, u.reserved), (0, 10), "{backend:?}");
+        for ids in &granted {
+            db.commit_reservations(ids).await.unwrap();
+        }
+        // Committing twice counts once.
+        db.commit_reservations(&granted[0]).await.unwrap();
+        let u = db.usage("p", "volumes").await.unwrap();
+        assert_eq!(
+            (u.in_use, u.reserved),
+            (10, 0),
+            "{backend:?}: usage equals the committed count"
+        );
+        assert_eq!(
+            db.usage("p", "gigabytes").await.unwrap().in_use,
+            100,
+            "{backend:?}"
+        );
+        let db = Arc::try_unwrap(db).unwrap();
+        t.drop(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollbacks_and_expiry_return_reservations() {
+    for backend in BACKENDS {
+        let (t, db) = TestDb::migrated(backend).await;
+        let defaults: BTreeMap<String, i64> = [("volumes".to_string(), 2)].into();
+        db.set_project_quota("p", "gigabytes", 5).await.unwrap();
+        let limits = db.quota_limits("p", &defaults).await.unwrap();
+        assert_eq!(limits.get("gigabytes"), Some(&5));
+
+        // All or nothing: gigabytes do not fit, so volumes are not reserved either.
+        let e = db
+            .reserve(
+                "p",
+                &[("volumes", 1), ("gigabytes", 6)],
+                &limits,
+                Duration::from_secs(60),
+            )
+            .await;
+        assert!(
+            matches!(e, Err(Error::OverQuota { ref resource, .. }) if resource == "gigabytes"),
+            "{backend:?}: {e:?}"
+        );
+        assert_eq!(
+            db.usage("p", "volumes").await.unwrap().reserved,
+            0,
+            "{backend:?}"
+        );
+
+        // A failed create rolls its reservation back.
+        let ids = db
+            .reserve(
+                "p",
+                &[("volumes", 1), ("gigabytes", 5)],
+                &limits,
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        db.rollback_reservations(&ids).await.unwrap();
+        assert_eq!(
+            db.usage("p", "gigabytes").await.unwrap(),
+            cinder_db::Usage {
+                in_use: 0,
+                reserved: 0
+            }
+        );
+
+        // Expired reservations are reclaimed, and a late commit then counts nothing.
+        let ids = db
+            .reserve("p", &[("volumes", 2)], &limits, Duration::ZERO)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(db.expire_reservations().await.unwrap(), 1, "{backend:?}");
+        db.commit_reservations(&ids).await.unwrap();
+        assert_eq!(
+            db.usage("p", "volumes").await.unwrap(),
+            cinder_db::Usage {
+                in_use: 0,
+                reserved: 0
+            }
+        );
+        // Unlimited (-1) resources always fit.
+        let unlimited: BTreeMap<String, i64> = [("snapshots".to_string(), -1)].into();
+        db.reserve(
+            "p",
+            &[("snapshots", 1000)],
+            &unlimited,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        t.drop(db).await;
+    }
+}
+
+/// Every page of a listing, following markers.
+async fn all_pages(db: &Db, mut q: VolumeListQuery, mut between: impl FnMut(usize)) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut page = 0;
+    loop {
+        let rows = db.list_volumes(&q).await.unwrap();
+        if rows.is_empty() {
+            return seen;
+        }
+        q.marker = Some(rows.last().unwrap().id.clone());
+        seen.extend(rows.into_iter().map(|r| r.id));
+        between(page);
+        page += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_return_every_row_exactly_once_in_order() {
+    for backend in BACKENDS {
+        let (t, db) = TestDb::migrated(backend).await;
+        let mut ids = Vec::new();
+        for i in 0..50 {
+            let name = match i % 5 {
+                0 => None,
+                1 => Some("same".to_string()),
+                _ => Some(format!("vol-{:02}", 49 - i)),
+            };
+            let v = db
+                .create_volume(&new_volume(
+                    if i % 10 == 9 { "other" } else { "p" },
+                    name.as_deref(),
+                    i % 7,
+                ))
+                .await
+                .unwrap();
+            ids.push(v);
+        }
+        let query = |sort: Vec<(VolumeSortKey, SortDir)>| VolumeListQuery {
+            project_id: Some("p".into()),
+            status: None,
+            name: None,
+            include_deleted: false,
+            sort,
+            marker: None,
+            limit: 7,
+        };
+        let project: HashSet<String> = ids
+            .iter()
+            .filter(|v| v.project_id == "p")
+            .map(|v| v.id.clone())
+            .collect();
+        for sort in [
+            vec![],
+            vec![
+                (VolumeSortKey::Name, SortDir::Asc),
+                (VolumeSortKey::Size, SortDir::Desc),
+            ],
+            vec![(VolumeSortKey::Size, SortDir::Asc)],
+            vec![
+                (VolumeSortKey::Status, SortDir::Asc),
+                (VolumeSortKey::CreatedAt, SortDir::Desc),
+            ],
+        ] {
+            let paged = all_pages(&db, query(sort.clone()), |_| {}).await;
+            let mut whole = query(sort.clone());
+            whole.limit = 1000;
+            let at_once: Vec<String> = db
+                .list_volumes(&whole)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            assert_eq!(
+                paged, at_once,
+                "{backend:?} {sort:?}: pages concatenate to the full order"
+            );
+            assert_eq!(
+                paged.iter().cloned().collect::<HashSet<_>>(),
+                project,
+                "{backend:?} {sort:?}: every row once"
+            );
+            assert_eq!(paged.len(), project.len());
+        }
+
+        // Deleting rows while paging: rows deleted before they are reached are absent,
+        // and every other row appears exactly once.
+        let order = all_pages(
+            &db,
+            query(vec![(VolumeSortKey::Size, SortDir::Asc)]),
+            |_| {},
+        )
+        .await;
+        let doomed: Vec<String> = order.iter().skip(3).step_by(4).cloned().collect();
+        let mut deleted: HashSet<String> = HashSet::new();
+        let mut q = query(vec![(VolumeSortKey::Size, SortDir::Asc)]);
+        let mut seen = Vec::new();
+        loop {
+            let rows = db.list_volumes(&q).await.unwrap();
+            if rows.is_empty() {
+                break;
+            }
+            q.marker = Some(rows.last().unwrap().id.clone());
+            seen.extend(rows.into_iter().map(|r| r.id));
+            // Delete the next few doomed rows (some on this page, some ahead).
+            let next: Vec<String> = doomed
+                .iter()
+                .filter(|d| !deleted.contains(*d))
+                .take(3)
+                .cloned()
+                .collect();
+            for id in &next {
+                db.update_volume_status_if(id, &[VolumeStatus::Creating], VolumeStatus::Error)
+                    .await
+                    .unwrap();
+                db.update_volume_status_if(id, &[VolumeStatus::Error], VolumeStatus::Deleting)
+                    .await
+                    .unwrap();
+                db.soft_delete_volume(id).await.unwrap();
+                deleted.insert(id.to_string());
+            }
+        }
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "{backend:?}: no row twice");
+        for id in &order {
+            if !doomed.contains(id) {
+                assert!(
+                    unique.contains(id),
+                    "{backend:?}: a surviving row was skipped"
+                );
+            }
+        }
+        // Admins still see the deleted rows.
+        let mut admin = query(vec![(VolumeSortKey::Size, SortDir::Asc)]);
+        admin.include_deleted = true;
+        let with_deleted = all_pages(&db, admin, |_| {}).await;
+        assert_eq!(with_deleted.len(), project.len(), "{backend:?}");
+        let e = db
+            .list_volumes(&VolumeListQuery {
+                marker: Some("nope".into()),
+                ..query(vec![])
+            })
+            .await;
+        assert!(
+            matches!(e, Err(Error::NotFound { kind: "marker", .. })),
+            "{backend:?}"
+        );
+        t.drop(db).await;
+    }
+}
