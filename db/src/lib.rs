@@ -20,6 +20,7 @@ mod list;
 mod quota;
 mod status;
 mod volume;
+mod work;
 
 pub use db::{Db, DEFAULT_SQLITE_URL};
 pub use error::{Error, Result};

@@ -2,7 +2,7 @@
 //! snapshots, backups, volume types and QoS specs, quotas and reservations, user
 //! messages, and the `workers` intent table.
 //!
-//! Conventions (Cinder's): UUIDs as `CHAR(36)`; soft delete with `deleted` and
+//! Conventions (Cinder's): UUIDs as `VARCHAR(36)`; soft delete with `deleted` and
 //! `deleted_at`; `created_at`/`updated_at` on every row; statuses as OpenStack's strings.
 
 use sea_orm_migration::prelude::*;
@@ -16,14 +16,15 @@ impl MigrationName for Migration {
     }
 }
 
+// UUIDs as VARCHAR(36), as Cinder: PostgreSQL blank-pads CHAR(n) values.
 fn id36(name: &str) -> ColumnDef {
-    char_len(Alias::new(name), 36).primary_key().take()
+    string_len(Alias::new(name), 36).primary_key().take()
 }
 fn uuid_col(name: &str) -> ColumnDef {
-    char_len(Alias::new(name), 36)
+    string_len(Alias::new(name), 36)
 }
 fn uuid_null(name: &str) -> ColumnDef {
-    char_len_null(Alias::new(name), 36)
+    string_len_null(Alias::new(name), 36)
 }
 fn s(name: &str) -> ColumnDef {
     string(Alias::new(name))

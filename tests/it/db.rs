@@ -432,3 +432,62 @@ async fn pages_return_every_row_exactly_once_in_order() {
         t.drop(db).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_claim_per_resource_and_redelivery_finds_its_own() {
+    for backend in BACKENDS {
+        let (t, db) = TestDb::migrated(backend).await;
+        let db = Arc::new(db);
+        let mut tasks = Vec::new();
+        for service in 0..20 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                db.claim_work("volume", "vol-1", "delete_volume", service)
+                    .await
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(c) => winners.push(c.service_id.unwrap()),
+                Err(Error::Conflict { kind: "claim", .. }) => {}
+                Err(e) => panic!("{backend:?}: {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{backend:?}: one claim per resource");
+        let owner = winners[0];
+        // The owner's redelivered message finds its claim; another operation does not.
+        let again = db
+            .claim_work("volume", "vol-1", "delete_volume", owner)
+            .await
+            .unwrap();
+        assert_eq!(again.service_id, Some(owner));
+        assert!(
+            db.claim_work("volume", "vol-1", "extend_volume", owner)
+                .await
+                .is_err(),
+            "{backend:?}"
+        );
+        db.claim_work("volume", "vol-2", "create_volume", owner)
+            .await
+            .unwrap();
+        let mine: Vec<String> = db
+            .claims_of_service(owner)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.resource_id)
+            .collect();
+        assert_eq!(mine, ["vol-1", "vol-2"], "{backend:?}");
+        db.release_work("volume", "vol-1").await.unwrap();
+        db.release_work("volume", "vol-1")
+            .await
+            .expect("releasing twice succeeds");
+        let other = (owner + 1) % 20;
+        db.claim_work("volume", "vol-1", "delete_volume", other)
+            .await
+            .unwrap();
+        let db = Arc::try_unwrap(db).unwrap();
+        t.drop(db).await;
+    }
+}

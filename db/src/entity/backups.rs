@@ -7,11 +7,15 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "backups")]
 #[allow(missing_docs)]
 pub struct Model {
-    #[sea_orm(primary_key, auto_increment = false, column_type = "Char(Some(36))")]
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "String(StringLen::N(36))"
+    )]
     pub id: String,
-    #[sea_orm(column_type = "Char(Some(36))")]
+    #[sea_orm(column_type = "String(StringLen::N(36))")]
     pub volume_id: String,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub snapshot_id: Option<String>,
     pub project_id: String,
     pub user_id: String,
@@ -35,19 +39,19 @@ pub struct Model {
     pub size: i32,
     #[sea_orm(nullable)]
     pub object_count: Option<i32>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub parent_id: Option<String>,
     pub num_dependent_backups: i32,
     #[sea_orm(nullable)]
     pub data_timestamp: Option<DateTime>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub restore_volume_id: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub temp_volume_id: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub temp_snapshot_id: Option<String>,
     pub is_incremental: bool,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub encryption_key_id: Option<String>,
     pub created_at: DateTime,
     #[sea_orm(nullable)]

@@ -7,12 +7,16 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "messages")]
 #[allow(missing_docs)]
 pub struct Model {
-    #[sea_orm(primary_key, auto_increment = false, column_type = "Char(Some(36))")]
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "String(StringLen::N(36))"
+    )]
     pub id: String,
     pub project_id: String,
     pub request_id: String,
     pub resource_type: String,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub resource_uuid: Option<String>,
     pub event_id: String,
     pub message_level: String,

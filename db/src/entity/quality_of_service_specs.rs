@@ -7,9 +7,13 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "quality_of_service_specs")]
 #[allow(missing_docs)]
 pub struct Model {
-    #[sea_orm(primary_key, auto_increment = false, column_type = "Char(Some(36))")]
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "String(StringLen::N(36))"
+    )]
     pub id: String,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub specs_id: Option<String>,
     pub key: String,
     #[sea_orm(nullable)]

@@ -7,9 +7,13 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "snapshots")]
 #[allow(missing_docs)]
 pub struct Model {
-    #[sea_orm(primary_key, auto_increment = false, column_type = "Char(Some(36))")]
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "String(StringLen::N(36))"
+    )]
     pub id: String,
-    #[sea_orm(column_type = "Char(Some(36))")]
+    #[sea_orm(column_type = "String(StringLen::N(36))")]
     pub volume_id: String,
     pub project_id: String,
     pub user_id: String,
@@ -25,11 +29,11 @@ pub struct Model {
     pub provider_location: Option<String>,
     #[sea_orm(nullable)]
     pub provider_id: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub encryption_key_id: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub volume_type_id: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub group_snapshot_id: Option<String>,
     pub use_quota: bool,
     pub created_at: DateTime,

@@ -7,13 +7,17 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "volume_attachment")]
 #[allow(missing_docs)]
 pub struct Model {
-    #[sea_orm(primary_key, auto_increment = false, column_type = "Char(Some(36))")]
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "String(StringLen::N(36))"
+    )]
     pub id: String,
-    #[sea_orm(column_type = "Char(Some(36))")]
+    #[sea_orm(column_type = "String(StringLen::N(36))")]
     pub volume_id: String,
     #[sea_orm(nullable)]
     pub attached_host: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub instance_uuid: Option<String>,
     #[sea_orm(nullable)]
     pub mountpoint: Option<String>,

@@ -9,7 +9,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
-    #[sea_orm(column_type = "Char(Some(36))")]
+    #[sea_orm(column_type = "String(StringLen::N(36))")]
     pub volume_id: String,
     pub key: String,
     #[sea_orm(nullable)]

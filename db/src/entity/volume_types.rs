@@ -7,13 +7,17 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "volume_types")]
 #[allow(missing_docs)]
 pub struct Model {
-    #[sea_orm(primary_key, auto_increment = false, column_type = "Char(Some(36))")]
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "String(StringLen::N(36))"
+    )]
     pub id: String,
     pub name: String,
     #[sea_orm(nullable)]
     pub description: Option<String>,
     pub is_public: bool,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub qos_specs_id: Option<String>,
     pub created_at: DateTime,
     #[sea_orm(nullable)]

@@ -7,7 +7,11 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "volumes")]
 #[allow(missing_docs)]
 pub struct Model {
-    #[sea_orm(primary_key, auto_increment = false, column_type = "Char(Some(36))")]
+    #[sea_orm(
+        primary_key,
+        auto_increment = false,
+        column_type = "String(StringLen::N(36))"
+    )]
     pub id: String,
     pub project_id: String,
     pub user_id: String,
@@ -20,15 +24,15 @@ pub struct Model {
     pub attach_status: String,
     #[sea_orm(nullable)]
     pub availability_zone: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub volume_type_id: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub snapshot_id: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub source_volid: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub image_id: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub backup_id: Option<String>,
     #[sea_orm(nullable)]
     pub host: Option<String>,
@@ -40,7 +44,7 @@ pub struct Model {
     pub provider_id: Option<String>,
     pub bootable: bool,
     pub multiattach: bool,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub encryption_key_id: Option<String>,
     #[sea_orm(nullable)]
     pub migration_status: Option<String>,
@@ -49,9 +53,9 @@ pub struct Model {
     #[sea_orm(nullable)]
     pub previous_status: Option<String>,
     pub use_quota: bool,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub group_id: Option<String>,
-    #[sea_orm(column_type = "Char(Some(36))", nullable)]
+    #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub service_uuid: Option<String>,
     pub shared_targets: bool,
     #[sea_orm(nullable)]

@@ -10,7 +10,7 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
     pub resource_type: String,
-    #[sea_orm(column_type = "Char(Some(36))")]
+    #[sea_orm(column_type = "String(StringLen::N(36))")]
     pub resource_id: String,
     pub status: String,
     pub operation: String,
