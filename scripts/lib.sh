@@ -80,3 +80,14 @@ ensure_mariadb() {
         GRANT ALL PRIVILEGES ON *.* TO 'cinder_test'@'localhost';" >&2 \
         || die "cannot create the cinder_test user in MariaDB"
 }
+
+# RabbitMQ on 127.0.0.1:5672 (guest/guest works from localhost): installed and started
+# when missing.
+ensure_rabbitmq() {
+    port_in_use 5672 && return 0
+    apt_install rabbitmq-server
+    log "starting RabbitMQ"
+    rabbitmq-server -detached >&2
+    for _ in $(seq 120); do port_in_use 5672 && break; sleep 0.5; done
+    port_in_use 5672 || die "RabbitMQ did not start listening on 5672"
+}

@@ -9,13 +9,7 @@ cd "$(dirname "$0")/.."
 ensure_build_deps
 CEPH_CONF=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR:-/tmp/cinder-rs-ceph}" "${CEPH_DEV_PORT:-6789}")
 
-if ! port_in_use 5672; then
-    apt_install rabbitmq-server
-    log "starting RabbitMQ"
-    rabbitmq-server -detached >&2
-    for _ in $(seq 60); do port_in_use 5672 && break; sleep 1; done
-    port_in_use 5672 || die "RabbitMQ did not start listening on 5672"
-fi
+ensure_rabbitmq
 
 log "building the services"
 cargo build --bins --locked

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine as root: installs what is missing,
 # starts two throwaway Ceph clusters on loopback (the second one for cross-cluster
-# tests), PostgreSQL and MariaDB when they are not running, checks formatting and lints,
+# tests), PostgreSQL, MariaDB and RabbitMQ when they are not running, checks formatting and lints,
 # runs every test, and removes the test pools (database tests drop their own databases).
 #
 #   scripts/test.sh [extra cargo test arguments]
@@ -18,6 +18,8 @@ CEPH_CONF_B=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR_B:-/tmp/cinder-rs-ceph-b}" 
 export CEPH_CONF CEPH_CONF_B
 ensure_postgres
 ensure_mariadb
+ensure_rabbitmq
+export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export CINDER_TEST_POSTGRES_URL=${CINDER_TEST_POSTGRES_URL:-postgres://cinder_test:cinder_test@127.0.0.1:5432/postgres}
 export CINDER_TEST_MYSQL_URL=${CINDER_TEST_MYSQL_URL:-mysql://cinder_test:cinder_test@127.0.0.1:3306/mysql}
 

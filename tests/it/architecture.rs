@@ -9,6 +9,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cinder-rbd-driver", &["rbd-sys"]),
     ("cinder-migrations", &[]),
     ("cinder-db", &["cinder-common"]),
+    ("cinder-rpc", &["cinder-common"]),
     ("cinder-api", &["cinder-common", "cinder-rpc", "cinder-db"]),
     (
         "cinder-scheduler",
@@ -38,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("cinder-rpc", &["cinder-common"]),
     ("cinder-db", &["cinder-common"]),
+    ("cinder-rpc", &["cinder-common"]),
 ];
 
 #[test]

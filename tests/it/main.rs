@@ -6,4 +6,5 @@ mod fixtures;
 mod rbd;
 mod rbd_diff;
 mod rbd_runtime;
+mod rpc;
 mod service;
