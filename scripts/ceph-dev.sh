@@ -6,7 +6,7 @@
 #   scripts/ceph-dev.sh status [DIR]          exit 0 and print the ceph.conf path when it answers
 #
 # One mon, one mgr, one memstore OSD (data lives in RAM, sized by CEPH_DEV_MEMSTORE_BYTES,
-# default 6 GiB: memstore only takes what is written). A second, independent cluster is
+# default 10 GiB: memstore only takes what is written). A second, independent cluster is
 # the same command with another DIR and PORT. Installs Debian's Ceph packages when missing.
 # Everything but the final ceph.conf path goes to stderr, so `conf=$(ceph-dev.sh up)` works.
 set -euo pipefail
@@ -14,7 +14,7 @@ set -euo pipefail
 cmd=${1:-}
 DIR=${2:-${CEPH_DEV_DIR:-/tmp/cinder-rs-ceph}}
 PORT=${3:-${CEPH_DEV_PORT:-6789}}
-MEMSTORE_BYTES=${CEPH_DEV_MEMSTORE_BYTES:-6442450944}
+MEMSTORE_BYTES=${CEPH_DEV_MEMSTORE_BYTES:-10737418240}
 POOLS=${CEPH_DEV_POOLS:-rbd}
 
 # shellcheck source=scripts/lib.sh

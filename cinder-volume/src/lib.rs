@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod workers;
+
 use anyhow::{bail, Context};
 use cinder_common::service::{CommonSettings, ServiceConfig};
 use cinder_common::shutdown::CancellationToken;

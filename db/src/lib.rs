@@ -18,6 +18,7 @@ pub mod entity;
 mod error;
 mod list;
 mod quota;
+mod service;
 mod status;
 mod volume;
 mod work;
@@ -26,6 +27,7 @@ pub use db::{Db, DEFAULT_SQLITE_URL};
 pub use error::{Error, Result};
 pub use list::{SortDir, VolumeListQuery, VolumeSortKey};
 pub use quota::{QuotaLimits, ReservationId, Usage};
+pub use service::{service_is_up, ServiceRegistration};
 pub use volume::NewVolume;
 
 /// The newest migration this code expects (see `cinder-migrations`).

@@ -3,6 +3,7 @@
 mod architecture;
 mod db;
 mod fixtures;
+mod heartbeat;
 mod rbd;
 mod rbd_diff;
 mod rbd_runtime;
