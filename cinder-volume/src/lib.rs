@@ -1,20 +1,34 @@
 //! The volume service: one service per enabled backend (`host@backend`), RPC from AMQP
 //! routed to the RBD driver, heartbeat and capacity reports to the database.
 //!
-//! This is the entry point: it loads each enabled backend's configuration, connects its
-//! driver to Ceph once (a wrong pool or key fails here) and reports the pool's capacity.
-//! RPC, heartbeat and handlers arrive with the volume-service issue.
+//! Per backend: one Ceph connection (a wrong pool or key fails at start), a service row
+//! with a heartbeat that never waits on librbd, a capacity report from one `df` plus the
+//! database, and the RPC consumer on `cinder-volume.<host>@<backend>` feeding the
+//! [`manager::VolumeManager`]. Start-up reconciliation, reconnection and metrics arrive
+//! with the rest of the volume-service issue.
 #![warn(missing_docs)]
 
 use std::collections::BTreeMap;
 
+pub mod drivers;
+pub mod manager;
+pub mod serve;
 pub mod workers;
 
 use anyhow::{bail, Context};
+use std::sync::Arc;
+use std::time::Duration;
+
 use cinder_common::service::{CommonSettings, ServiceConfig};
 use cinder_common::shutdown::CancellationToken;
+use cinder_db::ServiceRegistration;
+use cinder_rpc::{RpcServer, RpcVersion};
+use drivers::rbd::RbdVolumeDriver;
+use manager::VolumeManager;
 use rbd_driver::{RbdConfig, RbdDriver};
 use serde::Deserialize;
+use tokio::sync::watch;
+use workers::heartbeat::Heartbeat;
 
 /// `[volume]`.
 #[derive(Debug, Deserialize)]
@@ -26,6 +40,12 @@ pub struct VolumeSettings {
     /// Seconds between capacity reports. Default 60.
     #[serde(default = "default_stats_interval")]
     pub backend_stats_polling_interval: u64,
+    /// Requests a backend works on at once (also the RPC prefetch). Default 32.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_operations: usize,
+    /// Seconds running requests get to finish at shutdown. Default 30.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
 }
 
 impl VolumeSettings {
@@ -33,6 +53,8 @@ impl VolumeSettings {
         VolumeSettings {
             enabled_backends: default_backends(),
             backend_stats_polling_interval: default_stats_interval(),
+            max_concurrent_operations: default_concurrency(),
+            shutdown_grace_secs: default_grace(),
         }
     }
 }
@@ -42,6 +64,12 @@ fn default_backends() -> Vec<String> {
 }
 fn default_stats_interval() -> u64 {
     60
+}
+fn default_concurrency() -> usize {
+    32
+}
+fn default_grace() -> u64 {
+    30
 }
 
 /// This binary's configuration.
@@ -121,7 +149,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     settings.validate()?;
-    let _db = cinder_db::Db::connect_checked(settings.common.database.connection.expose())
+    let db = cinder_db::Db::connect_checked(settings.common.database.connection.expose())
         .await
         .context("checking the database")?;
     let backends = if backends.is_empty() {
@@ -129,34 +157,99 @@ pub async fn run(
     } else {
         backends
     };
-    let mut drivers = Vec::new();
+    let settings = Arc::new(settings);
+    let mut running = Vec::new();
     for name in &backends {
         if !settings.volume.enabled_backends.contains(name) {
             bail!("backend {name} is not in [volume] enabled_backends");
         }
-        let cfg = settings.backend(name)?;
-        let pool = cfg.rbd_pool.clone();
-        let driver =
-            tokio::time::timeout(std::time::Duration::from_secs(60), RbdDriver::connect(cfg))
-                .await
-                .with_context(|| format!("backend {name}: no answer from Ceph within 60 s"))?
-                .with_context(|| format!("backend {name}: cannot use pool {pool}"))?;
-        let usage = driver
-            .pool_usage(&pool)
-            .await
-            .with_context(|| format!("backend {name}: df"))?;
-        tracing::info!(
-            service = %format!("{}@{name}", settings.common.service.host),
-            fsid = driver.fsid(),
-            pool = %pool,
-            stored_bytes = usage.stored_bytes,
-            max_avail_bytes = usage.max_avail_bytes,
-            "backend connected (RPC and heartbeat arrive with the volume-service issue)"
+        // Every backend connects and checks its pool before any starts serving.
+        running.push(
+            start_backend(settings.clone(), name.clone(), db.clone(), shutdown.clone()).await?,
         );
-        drivers.push(driver);
     }
-    shutdown.cancelled().await;
+    for r in running {
+        r.await.context("backend task")?;
+    }
     Ok(())
+}
+
+/// Connects one backend, registers its service row, and returns the task serving it.
+async fn start_backend(
+    settings: Arc<Settings>,
+    name: String,
+    db: cinder_db::Db,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let cfg = settings.backend(&name)?;
+    let pool = cfg.rbd_pool.clone();
+    let driver = tokio::time::timeout(Duration::from_secs(60), RbdDriver::connect(cfg))
+        .await
+        .with_context(|| format!("backend {name}: no answer from Ceph within 60 s"))?
+        .with_context(|| format!("backend {name}: cannot use pool {pool}"))?;
+    let service = &settings.common.service;
+    let host = format!("{}@{name}", service.host);
+    let row = db
+        .register_service(&ServiceRegistration {
+            host: host.clone(),
+            binary: "cinder-volume".into(),
+            topic: "cinder-volume".into(),
+            availability_zone: service.storage_availability_zone.clone(),
+            cluster_name: None,
+        })
+        .await
+        .with_context(|| format!("registering {host}"))?;
+    let queue = cinder_rpc::topology::volume_queue(&service.host, &name);
+    let concurrency = settings.volume.max_concurrent_operations;
+    let server = RpcServer::bind(
+        settings.common.amqp.transport_url.expose(),
+        &queue,
+        concurrency as u16,
+        RpcVersion::VOLUME,
+    )
+    .await
+    .with_context(|| format!("backend {name}: cannot consume {queue}"))?;
+    tracing::info!(service = %host, fsid = driver.fsid(), pool = %pool, queue = %queue, "backend serving");
+
+    // Long librbd work is cancelled only after consuming and the heartbeat stopped.
+    let long_work = CancellationToken::new();
+    let driver = Arc::new(RbdVolumeDriver::new(driver, long_work.clone()));
+    let (caps_tx, caps_rx) = watch::channel(None);
+    let heartbeat = Heartbeat::new(
+        db.clone(),
+        row.id,
+        Duration::from_secs(service.report_interval),
+        caps_rx,
+    );
+    let beat = tokio::spawn(heartbeat.run(shutdown.clone()));
+    let stats = tokio::spawn(workers::stats::report_stats(
+        db.clone(),
+        driver.clone(),
+        host.clone(),
+        Duration::from_secs(settings.volume.backend_stats_polling_interval),
+        caps_tx,
+        shutdown.clone(),
+    ));
+    let manager = Arc::new(VolumeManager::new(db, driver, row.id, host.clone()));
+    let grace = Duration::from_secs(settings.volume.shutdown_grace_secs);
+    Ok(tokio::spawn(async move {
+        let serving = serve::serve(manager, server, concurrency, shutdown.clone(), grace);
+        tokio::pin!(serving);
+        tokio::select! {
+            _ = &mut serving => {}
+            _ = shutdown.cancelled() => {
+                // Give short work the grace period, then cancel long librbd work.
+                tokio::select! {
+                    _ = &mut serving => {}
+                    _ = tokio::time::sleep(grace) => { long_work.cancel(); serving.await }
+                }
+            }
+        }
+        long_work.cancel();
+        let _ = beat.await;
+        let _ = stats.await;
+        tracing::info!(service = %host, "backend stopped");
+    }))
 }
 
 #[cfg(test)]

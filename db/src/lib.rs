@@ -19,6 +19,7 @@ mod error;
 mod list;
 mod quota;
 mod service;
+mod snapshot;
 mod status;
 mod volume;
 mod work;
@@ -28,7 +29,7 @@ pub use error::{Error, Result};
 pub use list::{SortDir, VolumeListQuery, VolumeSortKey};
 pub use quota::{QuotaLimits, ReservationId, Usage};
 pub use service::{service_is_up, ServiceRegistration};
-pub use volume::NewVolume;
+pub use volume::{NewVolume, VolumeChanges};
 
 /// The newest migration this code expects (see `cinder-migrations`).
 pub const SCHEMA_VERSION: &str = "m20261121_000001_create_schema";

@@ -30,7 +30,87 @@ pub struct NewVolume {
     pub volume_type_id: Option<String>,
 }
 
+/// Columns a volume service sets together with a status change.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeChanges {
+    /// `host@backend#pool`.
+    pub host: Option<String>,
+    /// Driver location (RBD `pool/image`).
+    pub provider_location: Option<String>,
+    /// The RBD clone parent (`pool/image@snap`); `Some(None)` clears it.
+    pub rbd_parent: Option<Option<String>>,
+    /// Clone depth.
+    pub clone_depth: Option<i32>,
+    /// Size in GiB.
+    pub size_gib: Option<i32>,
+    /// When it became available.
+    pub launched_at: bool,
+}
+
 impl Db {
+    /// [`Db::update_volume_status_if`] that also sets `changes`, in the same statement.
+    pub async fn update_volume_if(
+        &self,
+        id: &str,
+        expected: &[VolumeStatus],
+        new: VolumeStatus,
+        changes: &VolumeChanges,
+    ) -> Result<()> {
+        let now = Utc::now().naive_utc();
+        let mut update = volumes::Entity::update_many()
+            .col_expr(volumes::Column::Status, Expr::value(new.as_str()))
+            .col_expr(volumes::Column::UpdatedAt, Expr::value(now));
+        if let Some(h) = &changes.host {
+            update = update.col_expr(volumes::Column::Host, Expr::value(h.clone()));
+        }
+        if let Some(p) = &changes.provider_location {
+            update = update.col_expr(volumes::Column::ProviderLocation, Expr::value(p.clone()));
+        }
+        if let Some(p) = &changes.rbd_parent {
+            update = update.col_expr(volumes::Column::RbdParent, Expr::value(p.clone()));
+        }
+        if let Some(d) = changes.clone_depth {
+            update = update.col_expr(volumes::Column::CloneDepth, Expr::value(d));
+        }
+        if let Some(s) = changes.size_gib {
+            update = update.col_expr(volumes::Column::Size, Expr::value(s));
+        }
+        if changes.launched_at {
+            update = update.col_expr(volumes::Column::LaunchedAt, Expr::value(now));
+        }
+        let res = update
+            .filter(volumes::Column::Id.eq(id))
+            .filter(volumes::Column::Deleted.eq(false))
+            .filter(volumes::Column::Status.is_in(expected.iter().map(|s| s.as_str())))
+            .exec(&self.conn)
+            .await?;
+        if res.rows_affected == 1 {
+            return Ok(());
+        }
+        let v = self.volume(id).await?;
+        Err(Error::Conflict {
+            kind: "volume",
+            id: id.into(),
+            expected: expected.iter().map(|s| s.as_str().to_string()).collect(),
+            found: v.status,
+        })
+    }
+
+    /// Sum of the sizes (GiB) of the non-deleted volumes on `host` (`host@backend`,
+    /// with or without `#pool`): provisioned capacity from the database, never a scan.
+    pub async fn provisioned_gib(&self, host: &str) -> Result<i64> {
+        let rows = volumes::Entity::find()
+            .filter(volumes::Column::Deleted.eq(false))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(volumes::Column::Host.eq(host))
+                    .add(volumes::Column::Host.like(format!("{host}#%"))),
+            )
+            .all(&self.conn)
+            .await?;
+        Ok(rows.iter().map(|v| v.size as i64).sum())
+    }
+
     /// Inserts a volume in status `creating`, detached.
     pub async fn create_volume(&self, v: &NewVolume) -> Result<volumes::Model> {
         let now = Utc::now().naive_utc();

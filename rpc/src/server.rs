@@ -85,6 +85,12 @@ impl Incoming {
         Ok(())
     }
 
+    /// Refuses the delivery for good: it goes to `<queue>.rejected` for operators.
+    pub async fn reject(&self) -> Result<(), RpcError> {
+        self.acker.nack(BasicNackOptions::default()).await?;
+        Ok(())
+    }
+
     /// Replies to a call (no-op for a cast).
     pub async fn reply<R: Serialize>(
         &self,

@@ -9,3 +9,4 @@ mod rbd_diff;
 mod rbd_runtime;
 mod rpc;
 mod service;
+mod volume_service;

@@ -11,13 +11,8 @@ use cinder_rpc::messages::{
 use cinder_rpc::{
     Envelope, Incoming, RemoteError, RequestContext, RpcClient, RpcError, RpcServer, RpcVersion,
 };
+use cinder_tests::amqp_url;
 use lapin::options::{BasicGetOptions, QueueDeleteOptions};
-
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| {
-        panic!("AMQP_URL is not set: the RPC tests need RabbitMQ. Run scripts/test.sh (it starts RabbitMQ and exports AMQP_URL)")
-    })
-}
 
 /// A queue name of our own, and its removal afterwards.
 struct TestQueue(String);

@@ -99,7 +99,9 @@ async fn volume_settings_with_db(
         .unwrap();
     }
     let path = std::env::temp_dir().join(format!("cinder-it-{}.toml", cinder_tests::unique("cfg")));
-    std::fs::write(&path, format!("[database]\nconnection = \"{url}\"\n[volume]\nenabled_backends = [\"ceph\"]\n[backends.ceph]\nvolume_driver = \"rbd\"\nrbd_ceph_conf = \"{conf}\"\nrbd_pool = \"{pool}\"\n")).unwrap();
+    let host = cinder_tests::unique("it");
+    let amqp = cinder_tests::amqp_url();
+    std::fs::write(&path, format!("[service]\nhost = \"{host}\"\n[amqp]\ntransport_url = \"{amqp}\"\n[database]\nconnection = \"{url}\"\n[volume]\nenabled_backends = [\"ceph\"]\n[backends.ceph]\nvolume_driver = \"rbd\"\nrbd_ceph_conf = \"{conf}\"\nrbd_pool = \"{pool}\"\n")).unwrap();
     let s = cinder_common::config::load_with_env(Some(&path), []).unwrap();
     std::fs::remove_file(&path).unwrap();
     s

@@ -30,6 +30,13 @@ fn run(bin: &str, conf: &str, args: &[&str]) -> Output {
     out
 }
 
+/// The RabbitMQ URL, or a panic saying how to get one.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| {
+        panic!("AMQP_URL is not set: these tests need RabbitMQ. Run scripts/test.sh (it starts RabbitMQ and exports AMQP_URL)")
+    })
+}
+
 /// Runs the `rbd` CLI; panics with its stderr when it fails.
 pub fn rbd(conf: &str, args: &[&str]) -> Vec<u8> {
     let out = run("rbd", conf, args);

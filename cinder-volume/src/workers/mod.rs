@@ -2,3 +2,4 @@
 //! reports and trash purges). Each runs on the async runtime and never calls librbd.
 
 pub mod heartbeat;
+pub mod stats;

@@ -1,0 +1,110 @@
+//! The driver interface, in Cinder's vocabulary. The volume service owns it; the RBD
+//! adapter implements it over `rbd_driver::RbdDriver`, which knows nothing of Cinder.
+
+pub mod rbd;
+
+use std::future::Future;
+
+/// Where a new volume's data comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateSource {
+    /// Blank.
+    Blank,
+    /// A snapshot of a volume.
+    Snapshot {
+        /// The snapshot's volume.
+        volume_id: String,
+        /// The snapshot.
+        snapshot_id: String,
+    },
+    /// Another volume.
+    Volume {
+        /// The source volume.
+        volume_id: String,
+    },
+    /// A Glance image stored in RBD (`rbd://fsid/pool/image/snap`).
+    Image {
+        /// The image location.
+        location: String,
+    },
+}
+
+/// What the row records about a created volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// `pool/image`.
+    pub provider_location: String,
+    /// `pool/image@snap` of the clone parent, if it stayed a clone.
+    pub rbd_parent: Option<String>,
+    /// Parents above it.
+    pub clone_depth: u32,
+}
+
+/// Why a driver operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// Ceph said no.
+    #[error(transparent)]
+    Driver(#[from] rbd_driver::Error),
+    /// The image location cannot be cloned by this backend (other cluster, bad URL).
+    #[error("image location {0} is not cloneable here")]
+    NotCloneable(String),
+    /// The request is invalid for the volume (e.g. shrinking).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A volume backend, as the manager drives it.
+pub trait VolumeDriver: Send + Sync + 'static {
+    /// Creates the volume's storage from `source`, `size_gib` large (idempotent).
+    fn create_volume(
+        &self,
+        volume_id: &str,
+        size_gib: u64,
+        source: &CreateSource,
+    ) -> impl Future<Output = Result<Created, VolumeError>> + Send;
+
+    /// Deletes the volume's storage (idempotent; clones of it do not block).
+    fn delete_volume(
+        &self,
+        volume_id: &str,
+    ) -> impl Future<Output = Result<(), VolumeError>> + Send;
+
+    /// Snapshots a volume (idempotent).
+    fn create_snapshot(
+        &self,
+        volume_id: &str,
+        snapshot_id: &str,
+    ) -> impl Future<Output = Result<(), VolumeError>> + Send;
+
+    /// Deletes a snapshot (idempotent; clones of it do not block).
+    fn delete_snapshot(
+        &self,
+        volume_id: &str,
+        snapshot_id: &str,
+    ) -> impl Future<Output = Result<(), VolumeError>> + Send;
+
+    /// Grows a volume.
+    fn extend_volume(
+        &self,
+        volume_id: &str,
+        new_size_gib: u64,
+    ) -> impl Future<Output = Result<(), VolumeError>> + Send;
+
+    /// Nova's connection info for the volume.
+    fn initialize_connection(
+        &self,
+        volume_id: &str,
+        connector: &serde_json::Value,
+    ) -> impl Future<Output = Result<cinder_rpc::messages::ConnectionInfo, VolumeError>> + Send;
+
+    /// Capacity and capabilities for the scheduler; `provisioned_gib` comes from the
+    /// database.
+    fn get_volume_stats(
+        &self,
+        provisioned_gib: i64,
+    ) -> impl Future<Output = Result<serde_json::Value, VolumeError>> + Send;
+
+    /// Removes whatever a failed create left (best effort, idempotent).
+    fn cleanup_failed_create(&self, volume_id: &str) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,45 @@
+//! The capacity report: every `backend_stats_polling_interval`, provisioned capacity
+//! from the database and stored/available from one `df`, handed to the heartbeat, which
+//! writes them into the service row for the scheduler. Never a scan of the images.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cinder_common::shutdown::CancellationToken;
+use cinder_db::Db;
+use tokio::sync::watch;
+
+use crate::drivers::VolumeDriver;
+
+/// Reports until `shutdown`; the first report is immediate.
+pub async fn report_stats<D: VolumeDriver>(
+    db: Db,
+    driver: Arc<D>,
+    host: String,
+    interval: Duration,
+    out: watch::Sender<Option<serde_json::Value>>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let stats = match db.provisioned_gib(&host).await {
+            Ok(p) => driver.get_volume_stats(p).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stats {
+            Ok(s) => {
+                out.send_replace(Some(s));
+            }
+            Err(e) => {
+                tracing::warn!(backend = %host, error = %e, "capacity report failed; reporting the backend down");
+                out.send_replace(Some(serde_json::json!({"backend_state": "down"})));
+            }
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! The volume service end to end through a real queue: rows in a real database, casts
+//! and calls over RabbitMQ, images on the dev Ceph cluster.
+
+use std::time::Duration;
+
+use cinder_common::shutdown::CancellationToken;
+use cinder_common::status::{SnapshotStatus, VolumeStatus};
+use cinder_db::{Db, NewVolume};
+use cinder_migrations::{Migrator, MigratorTrait};
+use cinder_rpc::messages::{
+    ConnectionInfo, CreateVolume, DeleteVolume, ExtendVolume, GetCapabilities,
+    InitializeConnection, SnapshotRef, VolumeRequest,
+};
+use cinder_rpc::{Envelope, RequestContext, RpcClient, RpcError, RpcVersion};
+use cinder_tests::{amqp_url, rbd, unique};
+use rbd_driver::ImageSpec;
+
+use crate::fixtures::{ceph, Ceph};
+
+/// A volume service running in-process on its own host name, database and queue.
+struct Service {
+    queue: String,
+    db: Db,
+    client: RpcClient,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    dbfile: std::path::PathBuf,
+}
+
+async fn start(c: &Ceph) -> Service {
+    let host = unique("it");
+    let dbfile = std::env::temp_dir().join(format!("{}.sqlite", unique("cinder-it-vs")));
+    let url = format!("sqlite://{}?mode=rwc", dbfile.display());
+    let db = Db::connect(&url).await.unwrap();
+    Migrator::up(db.connection(), None).await.unwrap();
+    let toml = format!(
+        "[service]\nhost = \"{host}\"\nreport_interval = 1\n[database]\nconnection = \"{url}\"\n[amqp]\ntransport_url = \"{amqp}\"\n\
+         [volume]\nenabled_backends = [\"ceph\"]\nbackend_stats_polling_interval = 1\nshutdown_grace_secs = 5\n\
+         [backends.ceph]\nrbd_ceph_conf = \"{conf}\"\nrbd_pool = \"{pool}\"\n",
+        amqp = amqp_url(),
+        conf = c.conf,
+        pool = c.pool
+    );
+    let path = std::env::temp_dir().join(format!("{}.toml", unique("cinder-it-vs")));
+    std::fs::write(&path, toml).unwrap();
+    let settings: cinder_volume::Settings =
+        cinder_common::config::load_with_env(Some(&path), []).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(cinder_volume::run(settings, vec![], stop.clone()));
+    let queue = cinder_rpc::topology::volume_queue(&host, "ceph");
+    let client = RpcClient::connect(&amqp_url()).await.unwrap();
+    // Serving once the queue answers a call.
+    for _ in 0..100 {
+        match client
+            .call(&queue, ctx(), GetCapabilities {}, Duration::from_secs(5))
+            .await
+        {
+            Ok(_) => break,
+            Err(RpcError::Unroutable(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    Service {
+        queue,
+        db,
+        client,
+        stop,
+        task,
+        dbfile,
+    }
+}
+
+impl Service {
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("stops within the grace")
+            .unwrap()
+            .unwrap();
+        let conn = lapin::Connection::connect(&amqp_url(), Default::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        for q in [
+            self.queue.clone(),
+            cinder_rpc::topology::rejected_queue(&self.queue),
+        ] {
+            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+        }
+        let _ = std::fs::remove_file(&self.dbfile);
+    }
+
+    async fn new_volume(&self, size: i32) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let v = NewVolume {
+            id: id.clone(),
+            project_id: "p".into(),
+            user_id: "u".into(),
+            name: None,
+            description: None,
+            size_gib: size,
+            availability_zone: None,
+            volume_type_id: None,
+        };
+        self.db.create_volume(&v).await.unwrap();
+        id
+    }
+
+    async fn cast(&self, body: VolumeRequest) {
+        self.client
+            .cast_envelope(&self.queue, &Envelope::new(RpcVersion::VOLUME, ctx(), body))
+            .await
+            .unwrap();
+    }
+
+    async fn wait_volume(
+        &self,
+        id: &str,
+        status: VolumeStatus,
+    ) -> cinder_db::entity::volumes::Model {
+        for _ in 0..300 {
+            match self.db.volume(id).await {
+                Ok(v) if v.status == status.as_str() => return v,
+                Ok(v) if v.status == "error" && status != VolumeStatus::Error => {
+                    panic!("volume {id} went to error")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        panic!(
+            "volume {id} never became {status}: {:?}",
+            self.db.volume(id).await.map(|v| v.status)
+        );
+    }
+
+    async fn wait_gone(&self, id: &str) {
+        for _ in 0..300 {
+            if matches!(
+                self.db.volume(id).await,
+                Err(cinder_db::Error::NotFound { .. })
+            ) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "volume {id} was not deleted: {:?}",
+            self.db.volume(id).await.map(|v| v.status)
+        );
+    }
+
+    async fn delete(&self, id: &str) {
+        let status = self.db.volume(id).await.unwrap().status;
+        let from = status.parse::<VolumeStatus>().unwrap();
+        self.db
+            .update_volume_status_if(id, &[from], VolumeStatus::Deleting)
+            .await
+            .unwrap();
+        self.cast(
+            DeleteVolume {
+                volume_id: id.into(),
+            }
+            .into(),
+        )
+        .await;
+        self.wait_gone(id).await;
+    }
+}
+
+fn ctx() -> RequestContext {
+    RequestContext {
+        project_id: Some("p".into()),
+        user_id: Some("u".into()),
+        is_admin: false,
+    }
+}
+
+fn image(c: &Ceph, id: &str) -> ImageSpec {
+    ImageSpec::new(&c.pool, format!("volume-{id}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_live_and_die_through_the_queue() {
+    let c = ceph().await;
+    let svc = start(c).await;
+
+    // Blank.
+    let a = svc.new_volume(1).await;
+    svc.cast(
+        CreateVolume {
+            volume_id: a.clone(),
+            size_gib: 1,
+            snapshot_id: None,
+            source_volid: None,
+            image_location: None,
+        }
+        .into(),
+    )
+    .await;
+    let row = svc.wait_volume(&a, VolumeStatus::Available).await;
+    assert_eq!(
+        row.provider_location.as_deref(),
+        Some(image(c, &a).to_string().as_str())
+    );
+    assert!(
+        row.host
+            .as_deref()
+            .unwrap()
+            .ends_with(&format!("@ceph#{}", c.pool)),
+        "{:?}",
+        row.host
+    );
+    assert_eq!(
+        c.driver.image_info(&image(c, &a)).await.unwrap().size,
+        1 << 30
+    );
+
+    // Connection info for Nova.
+    let info: ConnectionInfo = svc
+        .client
+        .call(
+            &svc.queue,
+            ctx(),
+            InitializeConnection {
+                volume_id: a.clone(),
+                connector: serde_json::json!({"host": "compute-1"}),
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.driver_volume_type, "rbd");
+    assert_eq!(info.data["name"], image(c, &a).to_string());
+    assert_eq!(info.data["hosts"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(info.data["secret_uuid"], c.driver.fsid());
+    assert_eq!(info.data["discard"], true);
+
+    // Extend.
+    svc.db
+        .update_volume_status_if(&a, &[VolumeStatus::Available], VolumeStatus::Extending)
+        .await
+        .unwrap();
+    svc.cast(
+        ExtendVolume {
+            volume_id: a.clone(),
+            new_size_gib: 2,
+        }
+        .into(),
+    )
+    .await;
+    assert_eq!(svc.wait_volume(&a, VolumeStatus::Available).await.size, 2);
+    assert_eq!(
+        c.driver.image_info(&image(c, &a)).await.unwrap().size,
+        2 << 30
+    );
+
+    // Snapshot, then a bigger volume from it.
+    let s = uuid::Uuid::new_v4().to_string();
+    svc.db
+        .create_snapshot_row(&s, &a, "p", "u", 2)
+        .await
+        .unwrap();
+    svc.cast(VolumeRequest::CreateSnapshot(SnapshotRef {
+        volume_id: a.clone(),
+        snapshot_id: s.clone(),
+    }))
+    .await;
+    for _ in 0..300 {
+        if svc.db.snapshot(&s).await.unwrap().status == SnapshotStatus::Available.as_str() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(svc.db.snapshot(&s).await.unwrap().status, "available");
+    let b = svc.new_volume(3).await;
+    svc.cast(
+        CreateVolume {
+            volume_id: b.clone(),
+            size_gib: 3,
+            snapshot_id: Some(s.clone()),
+            source_volid: None,
+            image_location: None,
+        }
+        .into(),
+    )
+    .await;
+    let row = svc.wait_volume(&b, VolumeStatus::Available).await;
+    assert_eq!(
+        row.rbd_parent.as_deref(),
+        Some(format!("{}/volume-{a}@snapshot-{s}", c.pool).as_str())
+    );
+    assert_eq!(row.clone_depth, 1);
+    assert_eq!(
+        c.driver.image_info(&image(c, &b)).await.unwrap().size,
+        3 << 30
+    );
+
+    // A volume from a volume leaves no snapshot behind on the source (clone v2 trash).
+    let d = svc.new_volume(2).await;
+    svc.cast(
+        CreateVolume {
+            volume_id: d.clone(),
+            size_gib: 2,
+            snapshot_id: None,
+            source_volid: Some(a.clone()),
+            image_location: None,
+        }
+        .into(),
+    )
+    .await;
+    let row = svc.wait_volume(&d, VolumeStatus::Available).await;
+    assert!(row.rbd_parent.is_some());
+    let user_snaps: Vec<String> = c
+        .driver
+        .list_snapshots(&image(c, &a))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.namespace == rbd_driver::SnapNamespace::User)
+        .map(|x| x.name)
+        .collect();
+    assert_eq!(user_snaps, [format!("snapshot-{s}")]);
+
+    // Capabilities for the scheduler reach the service row through the heartbeat.
+    let caps: serde_json::Value = svc
+        .client
+        .call(
+            &svc.queue,
+            ctx(),
+            GetCapabilities {},
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert!(caps["total_capacity_gb"].as_f64().unwrap() > 0.0, "{caps}");
+    assert_eq!(caps["provisioned_capacity_gb"], 7);
+    let row = svc
+        .db
+        .find_service(
+            svc.queue.trim_start_matches("cinder-volume."),
+            "cinder-volume",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.report_count > 0);
+    assert!(
+        row.capabilities
+            .as_deref()
+            .unwrap_or("")
+            .contains("free_capacity_gb"),
+        "{:?}",
+        row.capabilities
+    );
+
+    // Delete everything; the images leave the pool (into the trash, purged by the mgr).
+    for v in [&d, &b] {
+        svc.delete(v).await;
+    }
+    svc.db
+        .update_snapshot_status_if(&s, &[SnapshotStatus::Available], SnapshotStatus::Deleting)
+        .await
+        .unwrap();
+    svc.cast(VolumeRequest::DeleteSnapshot(SnapshotRef {
+        volume_id: a.clone(),
+        snapshot_id: s.clone(),
+    }))
+    .await;
+    for _ in 0..300 {
+        if svc.db.snapshot(&s).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        svc.db.snapshot(&s).await.is_err(),
+        "snapshot row soft-deleted"
+    );
+    svc.delete(&a).await;
+    let names: Vec<String> = c
+        .driver
+        .list_images(&c.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    for v in [&a, &b, &d] {
+        assert!(
+            !names.contains(&format!("volume-{v}")),
+            "volume-{v} left in the pool"
+        );
+    }
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_clone_across_pools_and_bad_locations_end_in_error_without_leftovers() {
+    let c = ceph().await;
+    let svc = start(c).await;
+    let glance = c.glance_image();
+    let g = glance.to_string();
+    let conf = c.conf.clone();
+    tokio::task::spawn_blocking(move || {
+        rbd(&conf, &["create", "--size", "64M", &g]);
+        rbd(&conf, &["snap", "create", &format!("{g}@snap")]);
+        rbd(&conf, &["snap", "protect", &format!("{g}@snap")]);
+    })
+    .await
+    .unwrap();
+    let v = svc.new_volume(1).await;
+    let location = format!(
+        "rbd://{}/{}/{}/snap",
+        c.driver.fsid(),
+        glance.pool,
+        glance.name
+    );
+    svc.cast(
+        CreateVolume {
+            volume_id: v.clone(),
+            size_gib: 1,
+            snapshot_id: None,
+            source_volid: None,
+            image_location: Some(location),
+        }
+        .into(),
+    )
+    .await;
+    let row = svc.wait_volume(&v, VolumeStatus::Available).await;
+    assert_eq!(
+        row.rbd_parent.as_deref(),
+        Some(format!("{glance}@snap").as_str())
+    );
+    assert_eq!(
+        c.driver.image_info(&image(c, &v)).await.unwrap().size,
+        1 << 30,
+        "resized to the volume size"
+    );
+
+    // Another cluster's fsid is not cloneable: error, and no image left behind.
+    let w = svc.new_volume(1).await;
+    let foreign = format!(
+        "rbd://00000000-0000-0000-0000-000000000000/{}/{}/snap",
+        glance.pool, glance.name
+    );
+    svc.cast(
+        CreateVolume {
+            volume_id: w.clone(),
+            size_gib: 1,
+            snapshot_id: None,
+            source_volid: None,
+            image_location: Some(foreign),
+        }
+        .into(),
+    )
+    .await;
+    svc.wait_volume(&w, VolumeStatus::Error).await;
+    assert!(!c.driver.exists(&image(c, &w)).await.unwrap());
+
+    // A clone of a missing snapshot fails the same way.
+    let x = svc.new_volume(1).await;
+    svc.cast(
+        CreateVolume {
+            volume_id: x.clone(),
+            size_gib: 1,
+            snapshot_id: None,
+            source_volid: Some(unique("nope")),
+            image_location: None,
+        }
+        .into(),
+    )
+    .await;
+    svc.wait_volume(&x, VolumeStatus::Error).await;
+    assert!(!c.driver.exists(&image(c, &x)).await.unwrap());
+
+    svc.delete(&v).await;
+    assert!(
+        c.driver
+            .list_snapshots(&glance)
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.name == "snap" && s.protected),
+        "Glance's snapshot untouched"
+    );
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_create_makes_one_volume() {
+    let c = ceph().await;
+    let svc = start(c).await;
+    let v = svc.new_volume(1).await;
+    let msg = CreateVolume {
+        volume_id: v.clone(),
+        size_gib: 1,
+        snapshot_id: None,
+        source_volid: None,
+        image_location: None,
+    };
+    let env = Envelope::new(RpcVersion::VOLUME, ctx(), VolumeRequest::from(msg));
+    svc.client.cast_envelope(&svc.queue, &env).await.unwrap();
+    svc.client.cast_envelope(&svc.queue, &env).await.unwrap();
+    svc.wait_volume(&v, VolumeStatus::Available).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(svc.db.volume(&v).await.unwrap().status, "available");
+    let count = c
+        .driver
+        .list_images(&c.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.name == format!("volume-{v}"))
+        .count();
+    assert_eq!(count, 1);
+    svc.delete(&v).await;
+    svc.stop().await;
+}
