@@ -231,6 +231,17 @@ async fn start_backend(
         shutdown.clone(),
     ));
     let manager = Arc::new(VolumeManager::new(db, driver, row.id, host.clone()));
+    let report = manager
+        .reconcile()
+        .await
+        .map_err(|e| anyhow::anyhow!("backend {name}: reconciliation failed: {e}"))?;
+    tracing::info!(
+        service = %host,
+        failed_creates = report.failed_creates.len(),
+        resumed_deletes = report.resumed_deletes.len(),
+        unknown_images = report.unknown_images.len(),
+        "start-up reconciliation done"
+    );
     let grace = Duration::from_secs(settings.volume.shutdown_grace_secs);
     Ok(tokio::spawn(async move {
         let serving = serve::serve(manager, server, concurrency, shutdown.clone(), grace);

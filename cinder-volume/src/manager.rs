@@ -16,6 +16,17 @@ use tracing::Instrument;
 
 use crate::drivers::{CreateSource, VolumeDriver, VolumeError};
 
+/// What start-up reconciliation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Interrupted creates now in `error`, their half-made images removed.
+    pub failed_creates: Vec<String>,
+    /// Interrupted deletes carried to their end.
+    pub resumed_deletes: Vec<String>,
+    /// Images in the pool no volume row knows: reported, never deleted.
+    pub unknown_images: Vec<String>,
+}
+
 /// Handles the requests of one backend.
 pub struct VolumeManager<D> {
     db: Db,
@@ -23,6 +34,23 @@ pub struct VolumeManager<D> {
     service_id: i32,
     /// `host@backend`.
     host: String,
+    /// Resources with work running in this process (the claim table guards across
+    /// processes; this catches duplicate deliveries within one).
+    busy: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+/// Removes a resource from the busy set when its work ends, however it ends.
+struct BusyGuard<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    key: (String, String),
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.key);
+        }
+    }
 }
 
 fn remote(kind: RemoteErrorKind, message: impl Into<String>) -> RemoteError {
@@ -64,6 +92,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
             driver,
             service_id,
             host,
+            busy: Default::default(),
         }
     }
 
@@ -91,6 +120,12 @@ impl<D: VolumeDriver> VolumeManager<D> {
                     _ => CreateSource::Blank,
                 };
                 self.claimed(&req, "volume", &c.volume_id, "create_volume", async {
+                    // A redelivery after reconciliation failed the create: nothing to build.
+                    let current = self.db.volume(&c.volume_id).await?;
+                    if current.status != VolumeStatus::Creating.as_str() {
+                        tracing::warn!(volume_id = %c.volume_id, status = %current.status, "create for a volume no longer creating; ignored");
+                        return Ok(());
+                    }
                     match self.driver.create_volume(&c.volume_id, c.size_gib, &source).await {
                         Ok(created) => {
                             let changes = VolumeChanges {
@@ -101,7 +136,14 @@ impl<D: VolumeDriver> VolumeManager<D> {
                                 launched_at: true,
                                 ..Default::default()
                             };
-                            self.db.update_volume_if(&c.volume_id, &[VolumeStatus::Creating], VolumeStatus::Available, &changes).await?;
+                            if let Err(e) = self.db.update_volume_if(&c.volume_id, &[VolumeStatus::Creating], VolumeStatus::Available, &changes).await {
+                                // The row moved on meanwhile (reset, failed): no image may
+                                // outlive the volume that wanted it.
+                                if !matches!(&e, cinder_db::Error::Conflict { found, .. } if found == "available") {
+                                    self.driver.cleanup_failed_create(&c.volume_id).await;
+                                }
+                                return Err(e);
+                            }
                             tracing::info!(volume_id = %c.volume_id, "volume created");
                             Ok(())
                         }
@@ -117,6 +159,11 @@ impl<D: VolumeDriver> VolumeManager<D> {
             }
             VolumeRequest::DeleteVolume(d) => {
                 self.claimed(&req, "volume", &d.volume_id, "delete_volume", async {
+                    let current = self.db.volume(&d.volume_id).await?;
+                    if current.status != VolumeStatus::Deleting.as_str() {
+                        tracing::warn!(volume_id = %d.volume_id, status = %current.status, "delete for a volume not deleting; ignored");
+                        return Ok(());
+                    }
                     match self.driver.delete_volume(&d.volume_id).await {
                         Ok(()) => {
                             self.db.soft_delete_volume(&d.volume_id).await?;
@@ -192,6 +239,129 @@ impl<D: VolumeDriver> VolumeManager<D> {
         }
     }
 
+    /// Start-up reconciliation, before serving: work this service claimed and did not
+    /// finish is failed cleanly (creates, extends, snapshot creates) or resumed (deletes);
+    /// images in the pool that no volume row knows are reported, never deleted.
+    pub async fn reconcile(&self) -> Result<Reconciled, String> {
+        let mut report = Reconciled::default();
+        let claims = self
+            .db
+            .claims_of_service(self.service_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        for claim in claims {
+            let id = claim.resource_id.clone();
+            let done = match (claim.resource_type.as_str(), claim.operation.as_str()) {
+                ("volume", "create_volume") => {
+                    self.driver.cleanup_failed_create(&id).await;
+                    match self
+                        .db
+                        .update_volume_status_if(
+                            &id,
+                            &[VolumeStatus::Creating],
+                            VolumeStatus::Error,
+                        )
+                        .await
+                    {
+                        Ok(()) => report.failed_creates.push(id.clone()),
+                        Err(e) => {
+                            tracing::info!(volume_id = %id, error = %e, "interrupted create had already ended")
+                        }
+                    }
+                    Ok(())
+                }
+                ("volume", "delete_volume") => match self.db.volume(&id).await {
+                    Ok(v) if v.status == VolumeStatus::Deleting.as_str() => {
+                        match self.driver.delete_volume(&id).await {
+                            Ok(()) => {
+                                report.resumed_deletes.push(id.clone());
+                                self.db
+                                    .soft_delete_volume(&id)
+                                    .await
+                                    .map_err(|e| e.to_string())
+                            }
+                            Err(e) => {
+                                tracing::error!(volume_id = %id, error = %e, "resumed delete failed");
+                                self.db
+                                    .update_volume_status_if(
+                                        &id,
+                                        &[VolumeStatus::Deleting],
+                                        VolumeStatus::ErrorDeleting,
+                                    )
+                                    .await
+                                    .map_err(|e| e.to_string())
+                            }
+                        }
+                    }
+                    _ => Ok(()),
+                },
+                ("volume", "extend_volume") => {
+                    let _ = self
+                        .db
+                        .update_volume_status_if(
+                            &id,
+                            &[VolumeStatus::Extending],
+                            VolumeStatus::ErrorExtending,
+                        )
+                        .await;
+                    Ok(())
+                }
+                ("snapshot", "create_snapshot") => {
+                    if let Ok(snap) = self.db.snapshot(&id).await {
+                        if snap.status == SnapshotStatus::Creating.as_str() {
+                            let _ = self.driver.delete_snapshot(&snap.volume_id, &id).await;
+                            let _ = self
+                                .db
+                                .update_snapshot_status_if(
+                                    &id,
+                                    &[SnapshotStatus::Creating],
+                                    SnapshotStatus::Error,
+                                )
+                                .await;
+                            report.failed_creates.push(id.clone());
+                        }
+                    }
+                    Ok(())
+                }
+                ("snapshot", "delete_snapshot") => {
+                    if let Ok(snap) = self.db.snapshot(&id).await {
+                        if snap.status == SnapshotStatus::Deleting.as_str()
+                            && self
+                                .driver
+                                .delete_snapshot(&snap.volume_id, &id)
+                                .await
+                                .is_ok()
+                        {
+                            let _ = self.db.soft_delete_snapshot(&id).await;
+                            report.resumed_deletes.push(id.clone());
+                        }
+                    }
+                    Ok(())
+                }
+                (kind, op) => {
+                    tracing::warn!(kind, op, resource = %id, "unknown claim; releasing it");
+                    Ok(())
+                }
+            };
+            done?;
+            self.db
+                .release_work(&claim.resource_type, &id)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        for name in self.driver.list_images().await.map_err(|e| e.to_string())? {
+            let known = match self.driver.volume_id_of(&name) {
+                Some(id) => self.db.volume(&id).await.is_ok(),
+                None => false,
+            };
+            if !known {
+                tracing::warn!(image = %name, backend = %self.host, "image in the pool that no volume knows (left alone)");
+                report.unknown_images.push(name);
+            }
+        }
+        Ok(report)
+    }
+
     /// Claim, ack, work, release.
     async fn claimed(
         &self,
@@ -201,6 +371,22 @@ impl<D: VolumeDriver> VolumeManager<D> {
         operation: &str,
         work: impl std::future::Future<Output = Result<(), cinder_db::Error>>,
     ) -> Result<(), String> {
+        let key = (kind.to_string(), id.to_string());
+        let fresh = self
+            .busy
+            .lock()
+            .map(|mut s| s.insert(key.clone()))
+            .unwrap_or(false);
+        if !fresh {
+            // A duplicate delivery of work already running here: that handler owns it
+            // (and a crash leaves its claim for reconciliation), so this copy is done.
+            tracing::warn!(resource = %id, operation, "duplicate delivery of work in progress; acknowledged and dropped");
+            return req.ack().await.map_err(|e| e.to_string());
+        }
+        let _busy = BusyGuard {
+            set: &self.busy,
+            key,
+        };
         match self
             .db
             .claim_work(kind, id, operation, self.service_id)

@@ -27,12 +27,39 @@ struct Service {
     dbfile: std::path::PathBuf,
 }
 
-async fn start(c: &Ceph) -> Service {
+/// A database and host name for a service not started yet.
+struct Prepared {
+    host: String,
+    url: String,
+    db: Db,
+    dbfile: std::path::PathBuf,
+}
+
+async fn prepare() -> Prepared {
     let host = unique("it");
     let dbfile = std::env::temp_dir().join(format!("{}.sqlite", unique("cinder-it-vs")));
     let url = format!("sqlite://{}?mode=rwc", dbfile.display());
     let db = Db::connect(&url).await.unwrap();
     Migrator::up(db.connection(), None).await.unwrap();
+    Prepared {
+        host,
+        url,
+        db,
+        dbfile,
+    }
+}
+
+async fn start(c: &Ceph) -> Service {
+    launch(c, prepare().await).await
+}
+
+async fn launch(c: &Ceph, p: Prepared) -> Service {
+    let Prepared {
+        host,
+        url,
+        db,
+        dbfile,
+    } = p;
     let toml = format!(
         "[service]\nhost = \"{host}\"\nreport_interval = 1\n[database]\nconnection = \"{url}\"\n[amqp]\ntransport_url = \"{amqp}\"\n\
          [volume]\nenabled_backends = [\"ceph\"]\nbackend_stats_polling_interval = 1\nshutdown_grace_secs = 5\n\
@@ -517,4 +544,97 @@ async fn a_redelivered_create_makes_one_volume() {
     assert_eq!(count, 1);
     svc.delete(&v).await;
     svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_strangers() {
+    let c = ceph().await;
+    let p = prepare().await;
+    // What a crash leaves: the service row, its claims, a half-made image, an interrupted
+    // delete, and an image no row knows.
+    let row =
+        p.db.register_service(&cinder_db::ServiceRegistration {
+            host: format!("{}@ceph", p.host),
+            binary: "cinder-volume".into(),
+            topic: "cinder-volume".into(),
+            availability_zone: "nova".into(),
+            cluster_name: None,
+        })
+        .await
+        .unwrap();
+    let new_row = |size| NewVolume {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id: "p".into(),
+        user_id: "u".into(),
+        name: None,
+        description: None,
+        size_gib: size,
+        availability_zone: None,
+        volume_type_id: None,
+    };
+    let creating = p.db.create_volume(&new_row(1)).await.unwrap().id;
+    p.db.claim_work("volume", &creating, "create_volume", row.id)
+        .await
+        .unwrap();
+    let opts = rbd_driver::CreateOptions {
+        size: 1 << 30,
+        ..Default::default()
+    };
+    c.driver
+        .create_image(&image(c, &creating), &opts)
+        .await
+        .unwrap();
+
+    let deleting = p.db.create_volume(&new_row(1)).await.unwrap().id;
+    c.driver
+        .create_image(&image(c, &deleting), &opts)
+        .await
+        .unwrap();
+    p.db.update_volume_status_if(
+        &deleting,
+        &[VolumeStatus::Creating],
+        VolumeStatus::Available,
+    )
+    .await
+    .unwrap();
+    p.db.update_volume_status_if(
+        &deleting,
+        &[VolumeStatus::Available],
+        VolumeStatus::Deleting,
+    )
+    .await
+    .unwrap();
+    p.db.claim_work("volume", &deleting, "delete_volume", row.id)
+        .await
+        .unwrap();
+
+    let stranger = image(c, &uuid::Uuid::new_v4().to_string());
+    c.driver.create_image(&stranger, &opts).await.unwrap();
+
+    let db = p.db.clone();
+    let svc = launch(c, p).await;
+    assert_eq!(
+        db.volume(&creating).await.unwrap().status,
+        "error",
+        "an interrupted create fails cleanly"
+    );
+    assert!(
+        !c.driver.exists(&image(c, &creating)).await.unwrap(),
+        "its half-made image is removed"
+    );
+    assert!(
+        db.volume(&deleting).await.is_err(),
+        "an interrupted delete is carried to its end"
+    );
+    assert!(!c.driver.exists(&image(c, &deleting)).await.unwrap());
+    assert!(
+        c.driver.exists(&stranger).await.unwrap(),
+        "an unknown image is never deleted"
+    );
+    assert!(
+        db.claims_of_service(row.id).await.unwrap().is_empty(),
+        "no claim left"
+    );
+    svc.stop().await;
+    c.purge(&stranger).await;
 }

@@ -107,4 +107,10 @@ pub trait VolumeDriver: Send + Sync + 'static {
 
     /// Removes whatever a failed create left (best effort, idempotent).
     fn cleanup_failed_create(&self, volume_id: &str) -> impl Future<Output = ()> + Send;
+
+    /// Names of every image in the backend's pool (one listing; no per-image opens).
+    fn list_images(&self) -> impl Future<Output = Result<Vec<String>, VolumeError>> + Send;
+
+    /// The volume id an image name stands for (`volume-<id>`), if it is one of ours.
+    fn volume_id_of(&self, image_name: &str) -> Option<String>;
 }

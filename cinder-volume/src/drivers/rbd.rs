@@ -276,6 +276,23 @@ impl VolumeDriver for RbdVolumeDriver {
         }))
     }
 
+    async fn list_images(&self) -> Result<Vec<String>, VolumeError> {
+        Ok(self
+            .driver
+            .list_images(&self.config().rbd_pool)
+            .await?
+            .into_iter()
+            .map(|e| e.name)
+            .collect())
+    }
+
+    fn volume_id_of(&self, image_name: &str) -> Option<String> {
+        image_name
+            .strip_prefix("volume-")
+            .filter(|id| id.len() == 36)
+            .map(str::to_string)
+    }
+
     async fn cleanup_failed_create(&self, volume_id: &str) {
         let spec = self.volume_image(volume_id);
         if let Err(e) = self
