@@ -201,14 +201,10 @@ async fn start_backend(
         .with_context(|| format!("registering {host}"))?;
     let queue = cinder_rpc::topology::volume_queue(&service.host, &name);
     let concurrency = settings.volume.max_concurrent_operations;
-    let server = RpcServer::bind(
-        settings.common.amqp.transport_url.expose(),
-        &queue,
-        concurrency as u16,
-        RpcVersion::VOLUME,
-    )
-    .await
-    .with_context(|| format!("backend {name}: cannot consume {queue}"))?;
+    let amqp = settings.common.amqp.transport_url.expose().to_string();
+    let server = RpcServer::bind(&amqp, &queue, concurrency as u16, RpcVersion::VOLUME)
+        .await
+        .with_context(|| format!("backend {name}: cannot consume {queue}"))?;
     tracing::info!(service = %host, fsid = driver.fsid(), pool = %pool, queue = %queue, "backend serving");
 
     // Long librbd work is cancelled only after consuming and the heartbeat stopped.
@@ -244,19 +240,53 @@ async fn start_backend(
     );
     let grace = Duration::from_secs(settings.volume.shutdown_grace_secs);
     Ok(tokio::spawn(async move {
-        let serving = serve::serve(manager, server, concurrency, shutdown.clone(), grace);
-        tokio::pin!(serving);
-        tokio::select! {
-            _ = &mut serving => {}
-            _ = shutdown.cancelled() => {
-                // Give short work the grace period, then cancel long librbd work.
-                tokio::select! {
-                    _ = &mut serving => {}
-                    _ = tokio::time::sleep(grace) => { long_work.cancel(); serving.await }
+        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let tracker = tokio_util::task::TaskTracker::new();
+        let mut server = Some(server);
+        let mut backoff = Duration::from_millis(200);
+        while let Some(current) = server.as_mut() {
+            match serve::serve(&manager, current, &permits, &tracker, &shutdown).await {
+                serve::Ended::Shutdown => break,
+                serve::Ended::ConsumerLost => {
+                    server = None;
+                    // Reconnect with backoff; the heartbeat and running work go on meanwhile.
+                    while server.is_none() && !shutdown.is_cancelled() {
+                        tracing::warn!(queue = %queue, retry_in = ?backoff, "broker connection lost; reconnecting");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        match RpcServer::bind(&amqp, &queue, concurrency as u16, RpcVersion::VOLUME)
+                            .await
+                        {
+                            Ok(s) => {
+                                tracing::info!(queue = %queue, "reconnected to the broker");
+                                server = Some(s);
+                                backoff = Duration::from_millis(200);
+                            }
+                            Err(e) => {
+                                tracing::warn!(queue = %queue, error = %e, "reconnect failed");
+                                backoff = (backoff * 2).min(Duration::from_secs(10));
+                            }
+                        }
+                    }
                 }
             }
         }
+        // Shutdown: no new work; running work gets the grace period, then long librbd
+        // work is cancelled through the driver; then the connection closes, returning
+        // prefetched, unclaimed deliveries to the queue.
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "requests still running after the grace period; cancelling long work"
+            );
+            long_work.cancel();
+            tracker.wait().await;
+        }
         long_work.cancel();
+        drop(server);
         let _ = beat.await;
         let _ = stats.await;
         tracing::info!(service = %host, "backend stopped");

@@ -1,9 +1,10 @@
 //! The consumer loop: at most `concurrency` requests in flight (the prefetch matches), a
-//! task per request, and on shutdown: stop consuming, let running work finish within
-//! the grace period (long librbd work is cancelled through the driver's token).
+//! task per request. The budget and the task tracker outlive connections: when the
+//! broker goes away the loop returns [`Ended::ConsumerLost`], running work carries on
+//! (its acks fail and the broker redelivers; handlers are idempotent), and the caller
+//! reconnects. On shutdown it stops consuming and returns at once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cinder_common::shutdown::CancellationToken;
 use cinder_rpc::RpcServer;
@@ -13,25 +14,32 @@ use tokio_util::task::TaskTracker;
 use crate::drivers::VolumeDriver;
 use crate::manager::VolumeManager;
 
-/// Serves `server` until `shutdown` (or the consumer ends).
+/// Why [`serve`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Shutdown was asked for.
+    Shutdown,
+    /// The consumer ended (connection or channel lost).
+    ConsumerLost,
+}
+
+/// Serves `server` until `shutdown` or the consumer ends.
 pub async fn serve<D: VolumeDriver>(
-    manager: Arc<VolumeManager<D>>,
-    mut server: RpcServer,
-    concurrency: usize,
-    shutdown: CancellationToken,
-    grace: Duration,
-) {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let tracker = TaskTracker::new();
+    manager: &Arc<VolumeManager<D>>,
+    server: &mut RpcServer,
+    permits: &Arc<Semaphore>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Ended {
     loop {
         let permit = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.cancelled() => return Ended::Shutdown,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Ended::Shutdown },
         };
         let next = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => return Ended::Shutdown,
             n = server.next() => n,
         };
         match next {
@@ -43,19 +51,10 @@ pub async fn serve<D: VolumeDriver>(
                 });
             }
             Some(Err(e)) => {
-                tracing::error!(error = %e, "RPC consumer failed");
-                break;
+                tracing::warn!(error = %e, "RPC consumer failed");
+                return Ended::ConsumerLost;
             }
-            None => break,
+            None => return Ended::ConsumerLost,
         }
     }
-    tracker.close();
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(
-            ?grace,
-            "requests still running at the end of the grace period"
-        );
-    }
-    // Closing the connection returns prefetched, unclaimed deliveries to the queue.
-    drop(server);
 }
