@@ -19,6 +19,7 @@ mkdir -p /var/lib/cinder-rs
 target/debug/cinder-manage db sync
 # The embedded defaults, except that the backend uses the dev cluster.
 export CINDER__BACKENDS__CEPH__RBD_CEPH_CONF="$CEPH_CONF"
+export CINDER__VOLUME__METRICS_LISTEN=${CINDER__VOLUME__METRICS_LISTEN:-127.0.0.1:9471}
 
 pids=()
 stop() {
@@ -32,6 +33,6 @@ for bin in cinder-api cinder-scheduler cinder-volume cinder-backup; do
     "target/debug/$bin" &
     pids+=($!)
 done
-log "running (Ctrl-C stops): Ceph at $CEPH_CONF, RabbitMQ on 127.0.0.1:5672"
+log "running (Ctrl-C stops): Ceph at $CEPH_CONF, RabbitMQ on 127.0.0.1:5672, metrics on http://$CINDER__VOLUME__METRICS_LISTEN/metrics"
 # Any service exiting stops the rest.
 wait -n "${pids[@]}"

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 pub mod drivers;
 pub mod manager;
+pub mod metrics;
 pub mod serve;
 pub mod workers;
 
@@ -46,6 +47,10 @@ pub struct VolumeSettings {
     /// Seconds running requests get to finish at shutdown. Default 30.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
+    /// `address:port` serving Prometheus metrics on `GET /metrics`; empty (the
+    /// default) serves none.
+    #[serde(default)]
+    pub metrics_listen: String,
 }
 
 impl VolumeSettings {
@@ -55,6 +60,7 @@ impl VolumeSettings {
             backend_stats_polling_interval: default_stats_interval(),
             max_concurrent_operations: default_concurrency(),
             shutdown_grace_secs: default_grace(),
+            metrics_listen: String::new(),
         }
     }
 }
@@ -158,6 +164,20 @@ pub async fn run(
         backends
     };
     let settings = Arc::new(settings);
+    let metrics = Arc::new(metrics::Metrics::default());
+    if !settings.volume.metrics_listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&settings.volume.metrics_listen)
+            .await
+            .with_context(|| {
+                format!("cannot serve metrics on {}", settings.volume.metrics_listen)
+            })?;
+        tracing::info!(address = %settings.volume.metrics_listen, "serving Prometheus metrics on /metrics");
+        tokio::spawn(metrics::serve_metrics(
+            listener,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
     let mut running = Vec::new();
     for name in &backends {
         if !settings.volume.enabled_backends.contains(name) {
@@ -165,7 +185,14 @@ pub async fn run(
         }
         // Every backend connects and checks its pool before any starts serving.
         running.push(
-            start_backend(settings.clone(), name.clone(), db.clone(), shutdown.clone()).await?,
+            start_backend(
+                settings.clone(),
+                name.clone(),
+                db.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )
+            .await?,
         );
     }
     for r in running {
@@ -179,6 +206,7 @@ async fn start_backend(
     settings: Arc<Settings>,
     name: String,
     db: cinder_db::Db,
+    metrics: Arc<metrics::Metrics>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let cfg = settings.backend(&name)?;
@@ -209,13 +237,22 @@ async fn start_backend(
 
     // Long librbd work is cancelled only after consuming and the heartbeat stopped.
     let long_work = CancellationToken::new();
+    let rbd = driver.clone();
     let driver = Arc::new(RbdVolumeDriver::new(driver, long_work.clone()));
     let (caps_tx, caps_rx) = watch::channel(None);
     let heartbeat = Heartbeat::new(
         db.clone(),
         row.id,
         Duration::from_secs(service.report_interval),
-        caps_rx,
+        caps_rx.clone(),
+    );
+    metrics.add_backend(
+        &host,
+        metrics::BackendProbe {
+            heartbeat: heartbeat.stats(),
+            driver: rbd,
+            capabilities: caps_rx,
+        },
     );
     let beat = tokio::spawn(heartbeat.run(shutdown.clone()));
     let stats = tokio::spawn(workers::stats::report_stats(
@@ -226,7 +263,13 @@ async fn start_backend(
         caps_tx,
         shutdown.clone(),
     ));
-    let manager = Arc::new(VolumeManager::new(db, driver, row.id, host.clone()));
+    let manager = Arc::new(VolumeManager::new(
+        db,
+        driver,
+        row.id,
+        host.clone(),
+        metrics,
+    ));
     let report = manager
         .reconcile()
         .await

@@ -37,6 +37,7 @@ pub struct VolumeManager<D> {
     /// Resources with work running in this process (the claim table guards across
     /// processes; this catches duplicate deliveries within one).
     busy: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Removes a resource from the busy set when its work ends, however it ends.
@@ -86,13 +87,20 @@ fn remote_from_driver(e: &VolumeError) -> RemoteError {
 
 impl<D: VolumeDriver> VolumeManager<D> {
     /// A manager for the service row `service_id` serving `host` (`host@backend`).
-    pub fn new(db: Db, driver: Arc<D>, service_id: i32, host: String) -> Self {
+    pub fn new(
+        db: Db,
+        driver: Arc<D>,
+        service_id: i32,
+        host: String,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         VolumeManager {
             db,
             driver,
             service_id,
             host,
             busy: Default::default(),
+            metrics,
         }
     }
 
@@ -103,17 +111,31 @@ impl<D: VolumeDriver> VolumeManager<D> {
             .ok()
             .and_then(|v| v.get("method").and_then(|m| m.as_str()).map(str::to_string));
         let span = tracing::info_span!("rpc", request_id = %env.request_id, method = method.as_deref().unwrap_or("?"), backend = %self.host);
-        self.dispatch(req).instrument(span).await
+        let _in_flight = self.metrics.start();
+        let started = std::time::Instant::now();
+        let ok = self.dispatch(req).instrument(span).await;
+        self.metrics.record(
+            &self.host,
+            method.as_deref().unwrap_or("unknown"),
+            ok,
+            started.elapsed(),
+        );
     }
 
-    async fn dispatch(&self, req: Incoming) {
+    /// Handles a request; false when it failed (for metrics).
+    async fn dispatch(&self, req: Incoming) -> bool {
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let fail = || failed.store(true, std::sync::atomic::Ordering::Relaxed);
         let body = req.envelope.body.clone();
         let result = match body {
             VolumeRequest::CreateVolume(c) => {
                 let source = match (&c.snapshot_id, &c.source_volid, &c.image_location) {
                     (Some(s), _, _) => match self.db.snapshot(s).await {
                         Ok(snap) => CreateSource::Snapshot { volume_id: snap.volume_id, snapshot_id: s.clone() },
-                        Err(e) => return self.fail_early(&req, "volume", &c.volume_id, VolumeStatus::Error, e.to_string()).await,
+                        Err(e) => {
+                            self.fail_early(&req, "volume", &c.volume_id, VolumeStatus::Error, e.to_string()).await;
+                            return false;
+                        }
                     },
                     (None, Some(v), _) => CreateSource::Volume { volume_id: v.clone() },
                     (None, None, Some(l)) => CreateSource::Image { location: l.clone() },
@@ -149,6 +171,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
                         }
                         Err(e) => {
                             tracing::error!(volume_id = %c.volume_id, error = %e, "create failed");
+                            fail();
                             self.driver.cleanup_failed_create(&c.volume_id).await;
                             self.db.update_volume_status_if(&c.volume_id, &[VolumeStatus::Creating], VolumeStatus::Error).await?;
                             Ok(())
@@ -171,6 +194,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
                         }
                         Err(e) => {
                             tracing::error!(volume_id = %d.volume_id, error = %e, "delete failed");
+                            fail();
                             self.db.update_volume_status_if(&d.volume_id, &[VolumeStatus::Deleting], VolumeStatus::ErrorDeleting).await?;
                         }
                     }
@@ -187,6 +211,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
                         }
                         Err(e) => {
                             tracing::error!(volume_id = %x.volume_id, error = %e, "extend failed");
+                            fail();
                             self.db.update_volume_status_if(&x.volume_id, &[VolumeStatus::Extending], VolumeStatus::ErrorExtending).await?;
                         }
                     }
@@ -200,6 +225,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
                         Ok(()) => SnapshotStatus::Available,
                         Err(e) => {
                             tracing::error!(snapshot_id = %s.snapshot_id, error = %e, "snapshot failed");
+                            fail();
                             SnapshotStatus::Error
                         }
                     };
@@ -214,6 +240,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
                         Ok(()) => self.db.soft_delete_snapshot(&s.snapshot_id).await?,
                         Err(e) => {
                             tracing::error!(snapshot_id = %s.snapshot_id, error = %e, "snapshot delete failed");
+                            fail();
                             self.db.update_snapshot_status_if(&s.snapshot_id, &[SnapshotStatus::Deleting], SnapshotStatus::ErrorDeleting).await?;
                         }
                     }
@@ -234,9 +261,10 @@ impl<D: VolumeDriver> VolumeManager<D> {
                 self.answer(&req, r).await
             }
         };
-        if let Err(e) = result {
+        if let Err(e) = &result {
             tracing::error!(error = %e, "request handling failed");
         }
+        result.is_ok() && !failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Start-up reconciliation, before serving: work this service claimed and did not

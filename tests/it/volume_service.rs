@@ -444,3 +444,60 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
     svc.stop().await;
     c.purge(&stranger).await;
 }
+
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    sock.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_show_operations_lanes_heartbeat_and_capacity() {
+    let c = ceph().await;
+    let mut p = prepare().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    p.metrics_listen = addr.clone();
+    let backend = format!("{}@ceph", p.host);
+    let svc = launch(c, p).await;
+    let v = svc.new_volume(1).await;
+    svc.cast(
+        CreateVolume {
+            volume_id: v.clone(),
+            size_gib: 1,
+            snapshot_id: None,
+            source_volid: None,
+            image_location: None,
+        }
+        .into(),
+    )
+    .await;
+    svc.wait_volume(&v, VolumeStatus::Available).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let page = http_get(&addr, "/metrics").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    let b = format!("backend=\"{backend}\"");
+    for needle in [
+        format!("cinder_volume_operations_seconds_count{{{b},method=\"create_volume\",outcome=\"ok\"}} 1"),
+        format!("cinder_volume_operations_seconds_bucket{{{b},method=\"create_volume\",outcome=\"ok\",le=\"+Inf\"}} 1"),
+        "cinder_volume_operations_in_flight 0".to_string(),
+        format!("cinder_volume_driver_pool_threads{{{b},lane=\"long\",state=\"waiting\"}} 0"),
+        format!("cinder_volume_heartbeat_age_seconds{{{b}}}"),
+        format!("cinder_volume_capacity_gb{{{b},kind=\"provisioned\"}} 1"),
+    ] {
+        assert!(page.contains(&needle), "missing {needle} in\n{page}");
+    }
+    assert!(http_get(&addr, "/other").await.starts_with("HTTP/1.1 404"));
+    svc.delete(&v).await;
+    svc.stop().await;
+}

@@ -1,0 +1,208 @@
+//! Prometheus metrics of the volume service, served as text on `GET /metrics`:
+//! operations by method and outcome with latency histograms, operations in flight,
+//! the driver pool's lanes (running, waiting), heartbeat age, and backend capacity.
+//!
+//! Plain atomics and one small HTTP responder on the async runtime; no framework.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cinder_common::shutdown::CancellationToken;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::workers::heartbeat::HeartbeatStats;
+
+/// Latency histogram bounds, seconds.
+const BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// What a backend exposes besides its operations.
+pub struct BackendProbe {
+    /// The heartbeat's statistics.
+    pub heartbeat: Arc<HeartbeatStats>,
+    /// The driver, for its pool's lanes.
+    pub driver: rbd_driver::RbdDriver,
+    /// The latest capacity report.
+    pub capabilities: tokio::sync::watch::Receiver<Option<serde_json::Value>>,
+}
+
+/// The process's metrics (all backends).
+#[derive(Default)]
+pub struct Metrics {
+    ops: Mutex<BTreeMap<(String, String, &'static str), Histogram>>,
+    in_flight: AtomicI64,
+    backends: Mutex<BTreeMap<String, BackendProbe>>,
+    scrapes: AtomicU64,
+}
+
+/// Counts an operation in flight until dropped.
+pub struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Registers a backend's probes under `backend` (`host@backend`).
+    pub fn add_backend(&self, backend: &str, probe: BackendProbe) {
+        if let Ok(mut b) = self.backends.lock() {
+            b.insert(backend.to_string(), probe);
+        }
+    }
+
+    /// Marks an operation in flight.
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// Records a finished operation.
+    pub fn record(&self, backend: &str, method: &str, ok: bool, took: Duration) {
+        let Ok(mut ops) = self.ops.lock() else { return };
+        let h = ops
+            .entry((
+                backend.to_string(),
+                method.to_string(),
+                if ok { "ok" } else { "error" },
+            ))
+            .or_default();
+        let secs = took.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        self.scrapes.fetch_add(1, Ordering::Relaxed);
+        let mut out = String::new();
+        out.push_str("# HELP cinder_volume_operations_seconds Volume service operations by method and outcome.\n");
+        out.push_str("# TYPE cinder_volume_operations_seconds histogram\n");
+        if let Ok(ops) = self.ops.lock() {
+            for ((backend, method, outcome), h) in ops.iter() {
+                let labels =
+                    format!("backend=\"{backend}\",method=\"{method}\",outcome=\"{outcome}\"");
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "cinder_volume_operations_seconds_bucket{{{labels},le=\"{b}\"}} {}",
+                        h.counts[i]
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "cinder_volume_operations_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                    h.count
+                );
+                let _ = writeln!(
+                    out,
+                    "cinder_volume_operations_seconds_sum{{{labels}}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "cinder_volume_operations_seconds_count{{{labels}}} {}",
+                    h.count
+                );
+            }
+        }
+        out.push_str("# HELP cinder_volume_operations_in_flight Operations being handled now.\n# TYPE cinder_volume_operations_in_flight gauge\n");
+        let _ = writeln!(
+            out,
+            "cinder_volume_operations_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP cinder_volume_driver_pool_threads librbd pool lanes: running and waiting calls.\n# TYPE cinder_volume_driver_pool_threads gauge\n");
+        let mut rest = String::new();
+        if let Ok(backends) = self.backends.lock() {
+            for (backend, p) in backends.iter() {
+                let s = p.driver.pool_stats();
+                for (lane, l) in [("short", s.short), ("long", s.long)] {
+                    let _ = writeln!(out, "cinder_volume_driver_pool_threads{{backend=\"{backend}\",lane=\"{lane}\",state=\"running\"}} {}", l.running);
+                    let _ = writeln!(out, "cinder_volume_driver_pool_threads{{backend=\"{backend}\",lane=\"{lane}\",state=\"waiting\"}} {}", l.waiting);
+                }
+                let age = p.heartbeat.age().map(|a| a.as_secs_f64()).unwrap_or(-1.0);
+                let _ = writeln!(
+                    rest,
+                    "cinder_volume_heartbeat_age_seconds{{backend=\"{backend}\"}} {age}"
+                );
+                let _ = writeln!(
+                    rest,
+                    "cinder_volume_heartbeat_max_gap_seconds{{backend=\"{backend}\"}} {}",
+                    p.heartbeat.max_gap().as_secs_f64()
+                );
+                if let Some(caps) = p.capabilities.borrow().as_ref() {
+                    for key in [
+                        "total_capacity_gb",
+                        "free_capacity_gb",
+                        "provisioned_capacity_gb",
+                    ] {
+                        if let Some(v) = caps.get(key).and_then(|v| v.as_f64()) {
+                            let _ = writeln!(rest, "cinder_volume_capacity_gb{{backend=\"{backend}\",kind=\"{}\"}} {v}", key.trim_end_matches("_capacity_gb"));
+                        }
+                    }
+                }
+            }
+        }
+        out.push_str("# HELP cinder_volume_heartbeat_age_seconds Time since the last heartbeat write (-1: none yet).\n# TYPE cinder_volume_heartbeat_age_seconds gauge\n");
+        out.push_str("# HELP cinder_volume_heartbeat_max_gap_seconds Largest gap between two heartbeat writes.\n# TYPE cinder_volume_heartbeat_max_gap_seconds gauge\n");
+        out.push_str("# HELP cinder_volume_capacity_gb Backend capacity from the last report.\n# TYPE cinder_volume_capacity_gb gauge\n");
+        out.push_str(&rest);
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (mut sock, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut len = 0;
+            // Read the request head (bounded), then answer and close.
+            while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf[len..])).await
+                {
+                    Ok(Ok(n)) if n > 0 => len += n,
+                    _ => return,
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..len]);
+            let (status, body) = if head.starts_with("GET /metrics ") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "not found\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        });
+    }
+}
