@@ -377,12 +377,13 @@ impl<D: VolumeDriver> VolumeManager<D> {
                 .await
                 .map_err(|e| e.to_string())?;
         }
+        let known = self.db.live_volume_ids().await.map_err(|e| e.to_string())?;
         for name in self.driver.list_images().await.map_err(|e| e.to_string())? {
-            let known = match self.driver.volume_id_of(&name) {
-                Some(id) => self.db.volume(&id).await.is_ok(),
-                None => false,
-            };
-            if !known {
+            if !self
+                .driver
+                .volume_id_of(&name)
+                .is_some_and(|id| known.contains(&id))
+            {
                 tracing::warn!(image = %name, backend = %self.host, "image in the pool that no volume knows (left alone)");
                 report.unknown_images.push(name);
             }

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use cinder_common::status::{AttachStatus, VolumeStatus};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::entity::volumes;
 use crate::error::{Error, Result};
@@ -98,17 +98,33 @@ impl Db {
 
     /// Sum of the sizes (GiB) of the non-deleted volumes on `host` (`host@backend`,
     /// with or without `#pool`): provisioned capacity from the database, never a scan.
+    /// (Summed here: `SUM` comes back as DECIMAL on MariaDB.)
     pub async fn provisioned_gib(&self, host: &str) -> Result<i64> {
-        let rows = volumes::Entity::find()
+        let sizes: Vec<i32> = volumes::Entity::find()
+            .select_only()
+            .column(volumes::Column::Size)
             .filter(volumes::Column::Deleted.eq(false))
             .filter(
                 sea_orm::Condition::any()
                     .add(volumes::Column::Host.eq(host))
                     .add(volumes::Column::Host.like(format!("{host}#%"))),
             )
+            .into_tuple()
             .all(&self.conn)
             .await?;
-        Ok(rows.iter().map(|v| v.size as i64).sum())
+        Ok(sizes.into_iter().map(i64::from).sum())
+    }
+
+    /// Ids of every non-deleted volume, in one query (start-up reconciliation).
+    pub async fn live_volume_ids(&self) -> Result<std::collections::HashSet<String>> {
+        let ids: Vec<String> = volumes::Entity::find()
+            .select_only()
+            .column(volumes::Column::Id)
+            .filter(volumes::Column::Deleted.eq(false))
+            .into_tuple()
+            .all(&self.conn)
+            .await?;
+        Ok(ids.into_iter().collect())
     }
 
     /// Inserts a volume in status `creating`, detached.
