@@ -133,7 +133,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
                     (Some(s), _, _) => match self.db.snapshot(s).await {
                         Ok(snap) => CreateSource::Snapshot { volume_id: snap.volume_id, snapshot_id: s.clone() },
                         Err(e) => {
-                            self.fail_early(&req, "volume", &c.volume_id, VolumeStatus::Error, e.to_string()).await;
+                            self.fail_early(&req, &c.volume_id, VolumeStatus::Error, e.to_string()).await;
                             return false;
                         }
                     },
@@ -444,14 +444,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
     }
 
     /// A request that fails before any claim: final status, then ack.
-    async fn fail_early(
-        &self,
-        req: &Incoming,
-        _kind: &str,
-        volume_id: &str,
-        status: VolumeStatus,
-        why: String,
-    ) {
+    async fn fail_early(&self, req: &Incoming, volume_id: &str, status: VolumeStatus, why: String) {
         tracing::error!(volume_id, error = %why, "request cannot be served");
         let _ = self
             .db

@@ -1,11 +1,11 @@
 //! Conditional status updates: the only way a status changes.
 
 use chrono::Utc;
-use cinder_common::status::{BackupStatus, SnapshotStatus, VolumeStatus};
+use cinder_common::status::{BackupStatus, SnapshotStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::entity::{backups, snapshots, volumes};
+use crate::entity::{backups, snapshots};
 use crate::error::{Error, Result};
 use crate::Db;
 
@@ -44,16 +44,12 @@ macro_rules! conditional_status {
 
 impl Db {
     conditional_status!(
-        /// Moves volume `id` to `new` if (and only if) its status is one of `expected`:
+        /// Moves snapshot `id` to `new` if (and only if) its status is one of `expected`:
         /// one `UPDATE ... WHERE status IN (...)`. A lost race is [`Error::Conflict`].
-        update_volume_status_if, volumes, VolumeStatus, "volume"
-    );
-    conditional_status!(
-        /// [`Db::update_volume_status_if`] for snapshots.
         update_snapshot_status_if, snapshots, SnapshotStatus, "snapshot"
     );
     conditional_status!(
-        /// [`Db::update_volume_status_if`] for backups.
+        /// [`Db::update_snapshot_status_if`] for backups.
         update_backup_status_if, backups, BackupStatus, "backup"
     );
 }

@@ -48,6 +48,18 @@ pub struct VolumeChanges {
 }
 
 impl Db {
+    /// Moves volume `id` to `new` if (and only if) its status is one of `expected`: one
+    /// `UPDATE ... WHERE status IN (...)`. A lost race is [`Error::Conflict`].
+    pub async fn update_volume_status_if(
+        &self,
+        id: &str,
+        expected: &[VolumeStatus],
+        new: VolumeStatus,
+    ) -> Result<()> {
+        self.update_volume_if(id, expected, new, &VolumeChanges::default())
+            .await
+    }
+
     /// [`Db::update_volume_status_if`] that also sets `changes`, in the same statement.
     pub async fn update_volume_if(
         &self,

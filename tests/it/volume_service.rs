@@ -100,13 +100,8 @@ async fn volumes_live_and_die_through_the_queue() {
         snapshot_id: s.clone(),
     }))
     .await;
-    for _ in 0..300 {
-        if svc.db.snapshot(&s).await.unwrap().status == SnapshotStatus::Available.as_str() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(svc.db.snapshot(&s).await.unwrap().status, "available");
+    svc.wait_snapshot(&s, Some(SnapshotStatus::Available.as_str()))
+        .await;
     let b = svc.new_volume(3).await;
     svc.cast(
         CreateVolume {
@@ -201,16 +196,7 @@ async fn volumes_live_and_die_through_the_queue() {
         snapshot_id: s.clone(),
     }))
     .await;
-    for _ in 0..300 {
-        if svc.db.snapshot(&s).await.is_err() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        svc.db.snapshot(&s).await.is_err(),
-        "snapshot row soft-deleted"
-    );
+    svc.wait_snapshot(&s, None).await;
     svc.delete(&a).await;
     let names: Vec<String> = c
         .driver

@@ -74,25 +74,25 @@ impl RbdVolumeDriver {
         force_flatten: bool,
     ) -> Result<Created, VolumeError> {
         let hard = self.config().rbd_max_clone_depth;
-        let depth = self.driver.clone_depth(spec).await?;
+        let mut depth = self.driver.clone_depth(spec).await?;
         if force_flatten || depth > hard {
             self.driver.flatten(spec, &self.ctl()).await?;
+            depth = 0;
         } else if depth > hard.saturating_sub(1) {
+            // The mgr flattens it later; until then the row records the chain as it is.
             if let Err(e) = self.driver.queue_flatten(spec).await {
                 tracing::warn!(image = %spec, error = %e, "cannot queue a flatten with the mgr; the clone chain stays as it is");
             }
         }
-        let parent = self.driver.parent(spec).await?;
+        let parent = if depth > 0 {
+            self.driver.parent(spec).await?
+        } else {
+            None
+        };
         Ok(Created {
             provider_location: spec.to_string(),
-            rbd_parent: parent
-                .as_ref()
-                .map(|p| format!("{}/{}@{}", p.pool, p.image, p.snap)),
-            clone_depth: if parent.is_some() {
-                self.driver.clone_depth(spec).await?
-            } else {
-                0
-            },
+            rbd_parent: parent.map(|p| format!("{}/{}@{}", p.pool, p.image, p.snap)),
+            clone_depth: depth,
         })
     }
 }
