@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Benchmarks against the dev cluster; prints the figures and the ratios against the
-# references they name (the rbd CLI). Not part of the test suite.
+# Benchmarks against the dev cluster; each prints its figures and the ratios or bounds
+# against the references it names. Not part of the test suite.
+#
+#   scripts/bench.sh                    # every benchmark
+#   scripts/bench.sh rbd_diff           # export-diff/import-diff against the rbd CLI
+#   scripts/bench.sh volume_service     # creates/s through the queue; short under long work
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_build_deps
 CEPH_CONF=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR:-/tmp/cinder-rs-ceph}" "${CEPH_DEV_PORT:-6789}")
 export CEPH_CONF
-cargo bench --locked -p cinder-tests --bench rbd_diff "$@"
+ensure_rabbitmq
+export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+benches=("$@")
+[ ${#benches[@]} -gt 0 ] || benches=(rbd_diff volume_service)
+for b in "${benches[@]}"; do
+    cargo bench --locked -p cinder-tests --bench "$b"
+done

@@ -41,9 +41,18 @@ pub struct VolumeSettings {
     /// Seconds between capacity reports. Default 60.
     #[serde(default = "default_stats_interval")]
     pub backend_stats_polling_interval: u64,
-    /// Requests a backend works on at once (also the RPC prefetch). Default 32.
+    /// Requests a backend takes in at once: the short budget, and the RPC prefetch.
+    /// Default 32.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_operations: usize,
+    /// Requests that may run long librbd work (creates from a snapshot, volume or
+    /// image, which may flatten; reverts) a backend accepts at once: claimed and
+    /// acknowledged, running or waiting for the driver's long lane (`long_op_threads`
+    /// throttles the librbd work itself). Once acknowledged they leave the short budget
+    /// to short work. Only when more than this many long requests are queued do further
+    /// ones wait on short slots. Default 64.
+    #[serde(default = "default_long")]
+    pub max_long_operations: usize,
     /// Seconds running requests get to finish at shutdown. Default 30.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
@@ -51,6 +60,16 @@ pub struct VolumeSettings {
     /// default) serves none.
     #[serde(default)]
     pub metrics_listen: String,
+    /// Seconds between sweeps of the pool's trash for volume images whose queued purge
+    /// fell through; 0 turns the sweep off. Default 3600.
+    #[serde(default = "default_trash_interval")]
+    pub trash_purge_interval: u64,
+    /// Cinder's `cluster`: services with the same cluster name serve each backend
+    /// active-active. Each also consumes `cinder-volume.<cluster>@<backend>.cluster`,
+    /// registers `cluster_name = <cluster>@<backend>`, and adopts the unfinished work
+    /// of peers that are down. Empty (the default): no cluster.
+    #[serde(default)]
+    pub cluster: String,
 }
 
 impl VolumeSettings {
@@ -59,8 +78,11 @@ impl VolumeSettings {
             enabled_backends: default_backends(),
             backend_stats_polling_interval: default_stats_interval(),
             max_concurrent_operations: default_concurrency(),
+            max_long_operations: default_long(),
             shutdown_grace_secs: default_grace(),
             metrics_listen: String::new(),
+            cluster: String::new(),
+            trash_purge_interval: default_trash_interval(),
         }
     }
 }
@@ -73,6 +95,12 @@ fn default_stats_interval() -> u64 {
 }
 fn default_concurrency() -> usize {
     32
+}
+fn default_trash_interval() -> u64 {
+    3600
+}
+fn default_long() -> usize {
+    64
 }
 fn default_grace() -> u64 {
     30
@@ -211,28 +239,44 @@ async fn start_backend(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let cfg = settings.backend(&name)?;
     let pool = cfg.rbd_pool.clone();
+    let long_threads = cfg.long_op_threads;
     let driver = tokio::time::timeout(Duration::from_secs(60), RbdDriver::connect(cfg))
         .await
         .with_context(|| format!("backend {name}: no answer from Ceph within 60 s"))?
         .with_context(|| format!("backend {name}: cannot use pool {pool}"))?;
     let service = &settings.common.service;
     let host = format!("{}@{name}", service.host);
+    let cluster_name = (!settings.volume.cluster.is_empty())
+        .then(|| format!("{}@{name}", settings.volume.cluster));
     let row = db
         .register_service(&ServiceRegistration {
             host: host.clone(),
             binary: "cinder-volume".into(),
             topic: "cinder-volume".into(),
             availability_zone: service.storage_availability_zone.clone(),
-            cluster_name: None,
+            cluster_name: cluster_name.clone(),
         })
         .await
         .with_context(|| format!("registering {host}"))?;
-    let queue = cinder_rpc::topology::volume_queue(&service.host, &name);
+    let mut queues = vec![cinder_rpc::topology::volume_queue(&service.host, &name)];
+    if let Some(cluster) = &cluster_name {
+        queues.push(cinder_rpc::topology::volume_cluster_queue(
+            &settings.volume.cluster,
+            &name,
+        ));
+        tracing::info!(service = %host, cluster = %cluster, "active-active cluster member");
+    }
     let concurrency = settings.volume.max_concurrent_operations;
     let amqp = settings.common.amqp.transport_url.expose().to_string();
-    let server = RpcServer::bind(&amqp, &queue, concurrency as u16, RpcVersion::VOLUME)
-        .await
-        .with_context(|| format!("backend {name}: cannot consume {queue}"))?;
+    let mut servers = Vec::new();
+    for queue in &queues {
+        servers.push(
+            RpcServer::bind(&amqp, queue, concurrency as u16, RpcVersion::VOLUME)
+                .await
+                .with_context(|| format!("backend {name}: cannot consume {queue}"))?,
+        );
+    }
+    let queue = queues.join(", ");
     tracing::info!(service = %host, fsid = driver.fsid(), pool = %pool, queue = %queue, "backend serving");
 
     // Long librbd work is cancelled only after consuming and the heartbeat stopped.
@@ -263,12 +307,25 @@ async fn start_backend(
         caps_tx,
         shutdown.clone(),
     ));
+    let sweeper = (settings.volume.trash_purge_interval > 0).then(|| {
+        tokio::spawn(workers::trash::sweep_trash(
+            driver.clone(),
+            host.clone(),
+            Duration::from_secs(settings.volume.trash_purge_interval),
+            shutdown.clone(),
+        ))
+    });
     let manager = Arc::new(VolumeManager::new(
         db,
         driver,
         row.id,
         host.clone(),
         metrics,
+        manager::LongBudgets {
+            accepted: settings.volume.max_long_operations,
+            running: long_threads * 2,
+        },
+        shutdown.clone(),
     ));
     let report = manager
         .reconcile()
@@ -278,43 +335,51 @@ async fn start_backend(
         service = %host,
         failed_creates = report.failed_creates.len(),
         resumed_deletes = report.resumed_deletes.len(),
+        failed_others = report.failed_others.len(),
+        finished_others = report.finished_others.len(),
         unknown_images = report.unknown_images.len(),
         "start-up reconciliation done"
     );
     let grace = Duration::from_secs(settings.volume.shutdown_grace_secs);
+    let janitor = cluster_name.map(|cluster| {
+        let (manager, shutdown) = (manager.clone(), shutdown.clone());
+        let down_time = Duration::from_secs(service.down_time());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(down_time) => {}
+                }
+                match manager.adopt_from_down_peers(&cluster, down_time).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(cluster = %cluster, adopted = n, "adopted the work of peers that are down"),
+                    Err(e) => tracing::error!(cluster = %cluster, error = %e, "cannot adopt the work of peers that are down"),
+                }
+            }
+        })
+    });
     Ok(tokio::spawn(async move {
         let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let tracker = tokio_util::task::TaskTracker::new();
-        let mut server = Some(server);
-        let mut backoff = Duration::from_millis(200);
-        while let Some(current) = server.as_mut() {
-            match serve::serve(&manager, current, &permits, &tracker, &shutdown).await {
-                serve::Ended::Shutdown => break,
-                serve::Ended::ConsumerLost => {
-                    server = None;
-                    // Reconnect with backoff; the heartbeat and running work go on meanwhile.
-                    while server.is_none() && !shutdown.is_cancelled() {
-                        tracing::warn!(queue = %queue, retry_in = ?backoff, "broker connection lost; reconnecting");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        match RpcServer::bind(&amqp, &queue, concurrency as u16, RpcVersion::VOLUME)
-                            .await
-                        {
-                            Ok(s) => {
-                                tracing::info!(queue = %queue, "reconnected to the broker");
-                                server = Some(s);
-                                backoff = Duration::from_millis(200);
-                            }
-                            Err(e) => {
-                                tracing::warn!(queue = %queue, error = %e, "reconnect failed");
-                                backoff = (backoff * 2).min(Duration::from_secs(10));
-                            }
-                        }
-                    }
-                }
-            }
+        let consumers: Vec<_> = queues
+            .into_iter()
+            .zip(servers)
+            .map(|(queue, server)| {
+                tokio::spawn(consume(
+                    manager.clone(),
+                    server,
+                    amqp.clone(),
+                    queue,
+                    concurrency,
+                    permits.clone(),
+                    tracker.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        let mut servers = Vec::new();
+        for c in consumers {
+            servers.push(c.await.expect("consumer task"));
         }
         // Shutdown: no new work; running work gets the grace period, then long librbd
         // work is cancelled through the driver; then the connection closes, returning
@@ -329,11 +394,61 @@ async fn start_backend(
             tracker.wait().await;
         }
         long_work.cancel();
-        drop(server);
+        drop(servers);
+        for j in janitor.into_iter().chain(sweeper) {
+            let _ = j.await;
+        }
         let _ = beat.await;
         let _ = stats.await;
         tracing::info!(service = %host, "backend stopped");
     }))
+}
+
+/// Consumes `queue` until shutdown, reconnecting with backoff when the broker goes
+/// away (the heartbeat and running work go on meanwhile); returns the last server, so
+/// the caller closes it only after running work ended.
+#[allow(clippy::too_many_arguments)]
+async fn consume(
+    manager: Arc<VolumeManager<RbdVolumeDriver>>,
+    server: RpcServer,
+    amqp: String,
+    queue: String,
+    concurrency: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+    tracker: tokio_util::task::TaskTracker,
+    shutdown: CancellationToken,
+) -> Option<RpcServer> {
+    let mut server = Some(server);
+    let mut backoff = Duration::from_millis(200);
+    while let Some(current) = server.as_mut() {
+        match serve::serve(&manager, current, &permits, &tracker, &shutdown).await {
+            serve::Ended::Shutdown => break,
+            serve::Ended::ConsumerLost => {
+                server = None;
+                while server.is_none() && !shutdown.is_cancelled() {
+                    tracing::warn!(queue = %queue, retry_in = ?backoff, "broker connection lost; reconnecting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    match RpcServer::bind(&amqp, &queue, concurrency as u16, RpcVersion::VOLUME)
+                        .await
+                    {
+                        Ok(s) => {
+                            tracing::info!(queue = %queue, "reconnected to the broker");
+                            server = Some(s);
+                            backoff = Duration::from_millis(200);
+                        }
+                        Err(e) => {
+                            tracing::warn!(queue = %queue, error = %e, "reconnect failed");
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    server
 }
 
 #[cfg(test)]

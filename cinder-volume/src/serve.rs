@@ -1,5 +1,6 @@
-//! The consumer loop: at most `concurrency` requests in flight (the prefetch matches), a
-//! task per request. The budget and the task tracker outlive connections: when the
+//! The consumer loop: at most `concurrency` requests taken in (the prefetch matches), a
+//! task per request; long work gives its intake slot back once acknowledged (see
+//! [`crate::manager::VolumeManager::handle`]). The budget and the task tracker outlive connections: when the
 //! broker goes away the loop returns [`Ended::ConsumerLost`], running work carries on
 //! (its acks fail and the broker redelivers; handlers are idempotent), and the caller
 //! reconnects. On shutdown it stops consuming and returns at once.
@@ -45,10 +46,7 @@ pub async fn serve<D: VolumeDriver>(
         match next {
             Some(Ok(req)) => {
                 let manager = manager.clone();
-                tracker.spawn(async move {
-                    let _permit = permit;
-                    manager.handle(req).await;
-                });
+                tracker.spawn(async move { manager.handle(req, permit).await });
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "RPC consumer failed");

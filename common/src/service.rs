@@ -45,6 +45,15 @@ where
         crate::config::load(args.config.as_deref()).context("loading the configuration")?;
     crate::telemetry::init(&settings.common().logging);
     crate::shutdown::abort_on_panic();
+    let service = &settings.common().service;
+    if service.down_time() != service.service_down_time {
+        tracing::warn!(
+            service_down_time = service.service_down_time,
+            report_interval = service.report_interval,
+            in_force = service.down_time(),
+            "service_down_time must be greater than report_interval; using 2.5 x report_interval"
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

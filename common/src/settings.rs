@@ -39,6 +39,8 @@ pub struct ServiceSettings {
     #[serde(default = "default_report_interval")]
     pub report_interval: u64,
     /// Seconds without a heartbeat after which a service counts as down. Default 60.
+    /// Read it through [`ServiceSettings::down_time`]: as in Cinder, a value not above
+    /// `report_interval` is replaced by 2.5 × `report_interval`.
     #[serde(default = "default_service_down_time")]
     pub service_down_time: u64,
     /// Availability zone of this service. Default `nova`.
@@ -47,6 +49,17 @@ pub struct ServiceSettings {
 }
 
 impl ServiceSettings {
+    /// The `service_down_time` in force: the configured one, unless it is not above
+    /// `report_interval` (every service would flap to down between heartbeats), in which
+    /// case Cinder's override of 2.5 × `report_interval`, truncated to whole seconds.
+    pub fn down_time(&self) -> u64 {
+        if self.service_down_time <= self.report_interval {
+            self.report_interval * 5 / 2
+        } else {
+            self.service_down_time
+        }
+    }
+
     /// The section with every field at its default.
     pub fn defaults() -> Self {
         ServiceSettings {

@@ -99,6 +99,14 @@ status_enum! {
         Retyping = "retyping",
         /// Growing.
         Extending = "extending",
+        /// Being reverted to a snapshot.
+        Reverting = "reverting",
+        /// An existing image being brought under management.
+        Managing = "managing",
+        /// Bringing an existing image under management failed.
+        ErrorManaging = "error_managing",
+        /// Being released from management (the image stays).
+        Unmanaging = "unmanaging",
         /// Soft-deleted.
         Deleted = "deleted",
     }
@@ -192,6 +200,8 @@ impl VolumeStatus {
                         | AwaitingTransfer
                         | Downloading
                         | RestoringBackup
+                        | Reverting
+                        | Unmanaging
                 )
                 | (Reserved, Attaching | InUse | Available)
                 | (Attaching, InUse | Available | Error)
@@ -211,6 +221,11 @@ impl VolumeStatus {
                 | (Maintenance, Available | Error)
                 | (AwaitingTransfer, Available)
                 | (ErrorBackingUp | ErrorRestoring | ErrorExtending, Deleting)
+                | (Reverting, Available | Error)
+                | (Managing, Available | ErrorManaging)
+                | (ErrorManaging, Deleting | Unmanaging)
+                | (Error, Unmanaging)
+                | (Unmanaging, Deleted | Available)
         )
     }
 
@@ -266,6 +281,10 @@ mod tests {
             (Available, Extending),
             (InUse, Extending),
             (Extending, ErrorExtending),
+            (Available, Reverting),
+            (Reverting, Available),
+            (Managing, ErrorManaging),
+            (Available, Unmanaging),
         ];
         for (a, b) in allowed {
             assert!(a.can_transition(b), "{a} -> {b}");
@@ -289,7 +308,8 @@ mod tests {
                 ErrorDeleting,
                 ErrorBackingUp,
                 ErrorRestoring,
-                ErrorExtending
+                ErrorExtending,
+                ErrorManaging
             ]
         );
     }

@@ -41,6 +41,10 @@ impl Db {
             // Concurrent writers wait for each other instead of failing at once.
             conn.execute_unprepared("PRAGMA busy_timeout = 10000")
                 .await?;
+            // Write-ahead logging (kept in the file): readers no longer block the
+            // writer nor the writer the readers. sqlx leaves SQLite's rollback journal,
+            // under which every status poll stalls every claim and status update.
+            conn.execute_unprepared("PRAGMA journal_mode = WAL").await?;
         }
         Ok(Db { conn })
     }

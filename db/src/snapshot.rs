@@ -73,6 +73,27 @@ impl Db {
         })
     }
 
+    /// Puts back to `available` every snapshot of `volume_id` left `restoring` by an
+    /// interrupted revert; returns how many.
+    pub async fn snapshots_restoring_to_available(&self, volume_id: &str) -> Result<u64> {
+        use sea_orm::sea_query::Expr;
+        let res = snapshots::Entity::update_many()
+            .col_expr(
+                snapshots::Column::Status,
+                Expr::value(SnapshotStatus::Available.as_str()),
+            )
+            .col_expr(
+                snapshots::Column::UpdatedAt,
+                Expr::value(Utc::now().naive_utc()),
+            )
+            .filter(snapshots::Column::VolumeId.eq(volume_id))
+            .filter(snapshots::Column::Deleted.eq(false))
+            .filter(snapshots::Column::Status.eq(SnapshotStatus::Restoring.as_str()))
+            .exec(&self.conn)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
     /// A non-deleted snapshot.
     pub async fn snapshot(&self, id: &str) -> Result<snapshots::Model> {
         snapshots::Entity::find_by_id(id.to_string())

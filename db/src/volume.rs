@@ -45,6 +45,8 @@ pub struct VolumeChanges {
     pub size_gib: Option<i32>,
     /// When it became available.
     pub launched_at: bool,
+    /// The volume type; `Some(None)` clears it.
+    pub volume_type_id: Option<Option<String>>,
 }
 
 impl Db {
@@ -86,6 +88,9 @@ impl Db {
         }
         if let Some(s) = changes.size_gib {
             update = update.col_expr(volumes::Column::Size, Expr::value(s));
+        }
+        if let Some(t) = &changes.volume_type_id {
+            update = update.col_expr(volumes::Column::VolumeTypeId, Expr::value(t.clone()));
         }
         if changes.launched_at {
             update = update.col_expr(volumes::Column::LaunchedAt, Expr::value(now));
@@ -202,6 +207,13 @@ impl Db {
     /// Soft-deletes a volume that is `deleting`: the row stays, marked deleted (admins
     /// can still list it), with status `deleted`.
     pub async fn soft_delete_volume(&self, id: &str) -> Result<()> {
+        self.soft_delete_volume_from(id, VolumeStatus::Deleting)
+            .await
+    }
+
+    /// Soft-deletes a volume whose status is `from` (`deleting`, or `unmanaging` when
+    /// the image stays behind).
+    pub async fn soft_delete_volume_from(&self, id: &str, from: VolumeStatus) -> Result<()> {
         let now = Utc::now().naive_utc();
         let res = volumes::Entity::update_many()
             .col_expr(volumes::Column::Deleted, Expr::value(true))
@@ -213,7 +225,7 @@ impl Db {
             )
             .filter(volumes::Column::Id.eq(id))
             .filter(volumes::Column::Deleted.eq(false))
-            .filter(volumes::Column::Status.eq(VolumeStatus::Deleting.as_str()))
+            .filter(volumes::Column::Status.eq(from.as_str()))
             .exec(&self.conn)
             .await?;
         if res.rows_affected == 1 {
@@ -223,7 +235,7 @@ impl Db {
         Err(Error::Conflict {
             kind: "volume",
             id: id.into(),
-            expected: vec!["deleting".into()],
+            expected: vec![from.as_str().into()],
             found: v.status,
         })
     }

@@ -6,7 +6,7 @@
 use chrono::Utc;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
 
-use crate::entity::workers;
+use crate::entity::{services, workers};
 use crate::error::{Error, Result};
 use crate::Db;
 
@@ -91,5 +91,51 @@ impl Db {
             .order_by_asc(workers::Column::Id)
             .all(&self.conn)
             .await?)
+    }
+
+    /// Claims held by other services of `cluster_name` that are down (no heartbeat for
+    /// `down_time`): work a dead peer of an active-active cluster left unfinished.
+    pub async fn claims_of_down_peers(
+        &self,
+        cluster_name: &str,
+        me: i32,
+        down_time: std::time::Duration,
+    ) -> Result<Vec<workers::Model>> {
+        let now = Utc::now().naive_utc();
+        let down: Vec<i32> = services::Entity::find()
+            .filter(services::Column::ClusterName.eq(cluster_name))
+            .filter(services::Column::Id.ne(me))
+            .filter(services::Column::Deleted.eq(false))
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .filter(|s| !crate::service_is_up(s, down_time, now))
+            .map(|s| s.id)
+            .collect();
+        if down.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(workers::Entity::find()
+            .filter(workers::Column::ServiceId.is_in(down))
+            .order_by_asc(workers::Column::Id)
+            .all(&self.conn)
+            .await?)
+    }
+
+    /// Moves claim `claim_id` from service `from` to service `to`, if `from` still holds
+    /// it (one conditional `UPDATE`); false when another peer adopted it first.
+    pub async fn adopt_claim(&self, claim_id: i32, from: i32, to: i32) -> Result<bool> {
+        use sea_orm::sea_query::Expr;
+        let res = workers::Entity::update_many()
+            .col_expr(workers::Column::ServiceId, Expr::value(to))
+            .col_expr(
+                workers::Column::UpdatedAt,
+                Expr::value(Utc::now().naive_utc()),
+            )
+            .filter(workers::Column::Id.eq(claim_id))
+            .filter(workers::Column::ServiceId.eq(from))
+            .exec(&self.conn)
+            .await?;
+        Ok(res.rows_affected == 1)
     }
 }

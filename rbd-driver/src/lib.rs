@@ -13,8 +13,8 @@
 //! # Invariants
 //! - No librbd/librados call runs on an async worker: everything goes through
 //!   [`BlockingPool::run`], and no handle crosses an `.await`.
-//! - One cluster connection per driver; one ioctx per pool, cached; ioctxs are destroyed
-//!   before the connection.
+//! - Two cluster connections per driver, one per lane of the pool; one ioctx per pool
+//!   and connection, cached; ioctxs are destroyed before their connection.
 //! - This crate knows nothing of OpenStack, AMQP, databases or HTTP.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

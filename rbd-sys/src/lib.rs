@@ -507,4 +507,17 @@ extern "C" {
     pub fn rados_get_instance_id(cluster: rados_t) -> u64;
     /// `void rados_buffer_free(char *buf);`
     pub fn rados_buffer_free(buf: *mut c_char);
+    /// `int rados_exec(rados_ioctx_t io, const char *oid, const char *cls,
+    ///                 const char *method, const char *in_buf, size_t in_len,
+    ///                 char *buf, size_t out_len);`
+    pub fn rados_exec(
+        io: rados_ioctx_t,
+        oid: *const c_char,
+        cls: *const c_char,
+        method: *const c_char,
+        in_buf: *const c_char,
+        in_len: size_t,
+        buf: *mut c_char,
+        out_len: size_t,
+    ) -> c_int;
 }

@@ -1,6 +1,11 @@
 //! The calling side: casts are persistent, mandatory and publisher-confirmed; calls use
 //! RabbitMQ's direct reply-to (one no-ack consumer on `amq.rabbitmq.reply-to`, opened
 //! before the first publish) with a correlation id per call and a timeout.
+//!
+//! When the connection breaks, the next publish reconnects (once per broken
+//! connection, however many callers notice) and is sent again on the new one: casts are
+//! at least once (handlers are idempotent). A call whose reply was due on the broken
+//! connection times out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,15 +58,21 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
 
 /// A connection for casting and calling. Cheap to share behind an `Arc`.
 pub struct RpcClient {
-    _conn: Connection,
-    channel: Channel,
+    url: String,
+    link: tokio::sync::Mutex<Arc<Link>>,
     pending: Pending,
 }
 
-impl RpcClient {
+/// One connection and its confirming channel.
+struct Link {
+    _conn: Connection,
+    channel: Channel,
+}
+
+impl Link {
     /// Connects, declares the exchange, enables publisher confirms and starts the
-    /// direct reply-to consumer.
-    pub async fn connect(url: &str) -> Result<RpcClient, RpcError> {
+    /// direct reply-to consumer, which hands replies to `pending`.
+    async fn open(url: &str, pending: &Pending) -> Result<Link, RpcError> {
         let conn = Connection::connect(
             url,
             ConnectionProperties::default().with_connection_name("cinder-rpc-client".into()),
@@ -93,7 +104,6 @@ impl RpcClient {
                 FieldTable::default(),
             )
             .await?;
-        let pending: Pending = Arc::default();
         let waiting = pending.clone();
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = replies.next().await {
@@ -111,10 +121,9 @@ impl RpcClient {
                 }
             }
         });
-        Ok(RpcClient {
+        Ok(Link {
             _conn: conn,
             channel,
-            pending,
         })
     }
 
@@ -143,6 +152,45 @@ impl RpcClient {
             Confirmation::Ack(Some(_returned)) => Err(RpcError::Unroutable(queue.to_string())),
             Confirmation::Nack(_) => Err(RpcError::Nacked),
             Confirmation::NotRequested => Ok(()),
+        }
+    }
+}
+
+impl RpcClient {
+    /// Connects, declares the exchange, enables publisher confirms and starts the
+    /// direct reply-to consumer.
+    pub async fn connect(url: &str) -> Result<RpcClient, RpcError> {
+        let pending: Pending = Arc::default();
+        let link = Link::open(url, &pending).await?;
+        Ok(RpcClient {
+            url: url.to_string(),
+            link: tokio::sync::Mutex::new(Arc::new(link)),
+            pending,
+        })
+    }
+
+    /// Publishes on the current connection; when it has broken, reconnects and
+    /// publishes again on the new one.
+    async fn publish(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        props: BasicProperties,
+    ) -> Result<(), RpcError> {
+        let link = self.link.lock().await.clone();
+        match link.publish(queue, payload, props.clone()).await {
+            Err(RpcError::Amqp(e)) => {
+                tracing::warn!(error = %e, "broker connection lost; reconnecting to publish again");
+                let link = {
+                    let mut current = self.link.lock().await;
+                    if Arc::ptr_eq(&current, &link) {
+                        *current = Arc::new(Link::open(&self.url, &self.pending).await?);
+                    }
+                    current.clone()
+                };
+                link.publish(queue, payload, props).await
+            }
+            r => r,
         }
     }
 

@@ -157,6 +157,87 @@ async fn missing_images_are_not_found_and_removing_them_succeeds() {
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 }
 
+/// A process killed inside librbd leaves names `rbd ls` lists but no image can be
+/// opened by; removing the image by that name repairs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_left_dangling_by_a_killed_process_are_repaired_on_remove() {
+    let c = ceph().await;
+    let listed = |name: String| async move {
+        c.driver
+            .list_images(&c.pool)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.name == name)
+    };
+    let encoded = |s: &str| {
+        let mut v = (s.len() as u32).to_le_bytes().to_vec();
+        v.extend_from_slice(s.as_bytes());
+        let path = std::env::temp_dir().join(cinder_tests::unique("omap"));
+        std::fs::write(&path, v).unwrap();
+        path
+    };
+
+    // A trash move cut between removing the id object and the directory entry.
+    let a = c.image("half-trashed");
+    c.driver.create_image(&a, &size(8 * MIB)).await.unwrap();
+    let id = c.driver.image_info(&a).await.unwrap().id;
+    rbd(&c.conf, &["trash", "mv", &a.to_string()]);
+    for (key, value) in [
+        (format!("name_{}", a.name), &id),
+        (format!("id_{id}"), &a.name),
+    ] {
+        let file = encoded(value);
+        cinder_tests::rados(
+            &c.conf,
+            &[
+                "-p",
+                &c.pool,
+                "setomapval",
+                "rbd_directory",
+                &key,
+                "--input-file",
+                file.to_str().unwrap(),
+            ],
+        );
+        std::fs::remove_file(file).unwrap();
+    }
+    assert!(listed(a.name.clone()).await && !c.driver.exists(&a).await.unwrap());
+    assert_eq!(
+        c.driver
+            .remove_image(&a, RemoveMode::TrashOnly, &OpCtl::new())
+            .await
+            .unwrap(),
+        RemoveOutcome::Trashed {
+            trash_id: id.clone()
+        },
+        "the trashed image is found"
+    );
+    assert!(!listed(a.name.clone()).await, "the dangling name is gone");
+    c.driver
+        .purge_trash(&c.pool, &id, &OpCtl::new())
+        .await
+        .expect("the trashed image is intact and purges");
+
+    // A create cut before the id object was complete: the directory entry and header
+    // exist, the id object does not.
+    let b = c.image("half-made");
+    c.driver.create_image(&b, &size(8 * MIB)).await.unwrap();
+    cinder_tests::rados(
+        &c.conf,
+        &["-p", &c.pool, "rm", &format!("rbd_id.{}", b.name)],
+    );
+    assert!(listed(b.name.clone()).await && !c.driver.exists(&b).await.unwrap());
+    assert_eq!(
+        c.driver
+            .remove_image(&b, RemoveMode::PurgeNow, &OpCtl::new())
+            .await
+            .unwrap(),
+        RemoveOutcome::AlreadyGone
+    );
+    assert!(!listed(b.name.clone()).await, "the half-made image is gone");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_goes_through_the_trash_in_every_mode() {
     let c = ceph().await;

@@ -262,7 +262,7 @@ async fn foreign_versions_are_refused_with_a_clear_error_not_dropped() {
         RpcError::Remote(r) => {
             assert_eq!(r.kind, RemoteErrorKind::UnsupportedVersion);
             assert!(
-                r.message.contains("2.0") && r.message.contains("1.0"),
+                r.message.contains("2.0") && r.message.contains(&RpcVersion::VOLUME.to_string()),
                 "{}",
                 r.message
             );

@@ -3,16 +3,15 @@
 
 use std::time::Duration;
 
-use cinder_common::status::{SnapshotStatus, VolumeStatus};
-use cinder_db::NewVolume;
+use cinder_common::status::VolumeStatus;
 use cinder_rpc::messages::{
-    ConnectionInfo, CreateVolume, ExtendVolume, GetCapabilities, InitializeConnection, SnapshotRef,
+    ConnectionInfo, CreateVolume, ExtendVolume, GetCapabilities, InitializeConnection,
     VolumeRequest,
 };
 use cinder_rpc::{Envelope, RpcVersion};
 use cinder_tests::{rbd, unique};
 
-use crate::fixtures::{ceph, ctx, image, launch, prepare, start};
+use crate::fixtures::{ceph, ctx, image, launch, prepare, start, volume_row};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volumes_live_and_die_through_the_queue() {
@@ -90,18 +89,7 @@ async fn volumes_live_and_die_through_the_queue() {
     );
 
     // Snapshot, then a bigger volume from it.
-    let s = uuid::Uuid::new_v4().to_string();
-    svc.db
-        .create_snapshot_row(&s, &a, "p", "u", 2)
-        .await
-        .unwrap();
-    svc.cast(VolumeRequest::CreateSnapshot(SnapshotRef {
-        volume_id: a.clone(),
-        snapshot_id: s.clone(),
-    }))
-    .await;
-    svc.wait_snapshot(&s, Some(SnapshotStatus::Available.as_str()))
-        .await;
+    let s = svc.snapshot(&a).await;
     let b = svc.new_volume(3).await;
     svc.cast(
         CreateVolume {
@@ -187,16 +175,7 @@ async fn volumes_live_and_die_through_the_queue() {
     for v in [&d, &b] {
         svc.delete(v).await;
     }
-    svc.db
-        .update_snapshot_status_if(&s, &[SnapshotStatus::Available], SnapshotStatus::Deleting)
-        .await
-        .unwrap();
-    svc.cast(VolumeRequest::DeleteSnapshot(SnapshotRef {
-        volume_id: a.clone(),
-        snapshot_id: s.clone(),
-    }))
-    .await;
-    svc.wait_snapshot(&s, None).await;
+    svc.delete_snapshot(&a, &s).await;
     svc.delete(&a).await;
     let names: Vec<String> = c
         .driver
@@ -354,17 +333,7 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
         })
         .await
         .unwrap();
-    let new_row = |size| NewVolume {
-        id: uuid::Uuid::new_v4().to_string(),
-        project_id: "p".into(),
-        user_id: "u".into(),
-        name: None,
-        description: None,
-        size_gib: size,
-        availability_zone: None,
-        volume_type_id: None,
-    };
-    let creating = p.db.create_volume(&new_row(1)).await.unwrap().id;
+    let creating = p.db.create_volume(&volume_row(1)).await.unwrap().id;
     p.db.claim_work("volume", &creating, "create_volume", row.id)
         .await
         .unwrap();
@@ -377,7 +346,7 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
         .await
         .unwrap();
 
-    let deleting = p.db.create_volume(&new_row(1)).await.unwrap().id;
+    let deleting = p.db.create_volume(&volume_row(1)).await.unwrap().id;
     c.driver
         .create_image(&image(c, &deleting), &opts)
         .await
@@ -423,10 +392,8 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
         c.driver.exists(&stranger).await.unwrap(),
         "an unknown image is never deleted"
     );
-    assert!(
-        db.claims_of_service(row.id).await.unwrap().is_empty(),
-        "no claim left"
-    );
+    // No claim left.
+    crate::fixtures::wait_claims_released(&db, row.id).await;
     svc.stop().await;
     c.purge(&stranger).await;
 }

@@ -53,6 +53,17 @@ pub fn rbd_raw(conf: &str, args: &[&str]) -> Output {
     run("rbd", conf, args)
 }
 
+/// Runs the `rados` CLI; panics with its stderr when it fails.
+pub fn rados(conf: &str, args: &[&str]) -> Vec<u8> {
+    let out = run("rados", conf, args);
+    assert!(
+        out.status.success(),
+        "rados {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs the `ceph` CLI; panics with its stderr when it fails.
 pub fn ceph(conf: &str, args: &[&str]) -> Vec<u8> {
     let out = run("ceph", conf, args);

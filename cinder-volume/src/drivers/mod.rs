@@ -40,6 +40,15 @@ pub struct Created {
     pub clone_depth: u32,
 }
 
+/// What one sweep of the trash did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrashSweep {
+    /// Volume images purged.
+    pub purged: usize,
+    /// Volume images that must wait (clones of their snapshots remain, or in use).
+    pub waiting: usize,
+}
+
 /// Why a driver operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -91,6 +100,30 @@ pub trait VolumeDriver: Send + Sync + 'static {
         new_size_gib: u64,
     ) -> impl Future<Output = Result<(), VolumeError>> + Send;
 
+    /// Rolls the volume back to its snapshot, then grows it back to `size_gib` if the
+    /// snapshot was taken when it was smaller (long: copies every object).
+    fn revert_to_snapshot(
+        &self,
+        volume_id: &str,
+        snapshot_id: &str,
+        size_gib: u64,
+    ) -> impl Future<Output = Result<(), VolumeError>> + Send;
+
+    /// Takes the existing image `source_name` of the backend's pool as the storage of
+    /// volume `volume_id` (renaming it to the volume's name) and returns its size in
+    /// GiB, rounded up. Idempotent: a retry after the rename finds the volume's image.
+    fn manage_existing(
+        &self,
+        volume_id: &str,
+        source_name: &str,
+    ) -> impl Future<Output = Result<(u64, Created), VolumeError>> + Send;
+
+    /// Whether the volume's storage exists.
+    fn volume_exists(
+        &self,
+        volume_id: &str,
+    ) -> impl Future<Output = Result<bool, VolumeError>> + Send;
+
     /// Nova's connection info for the volume.
     fn initialize_connection(
         &self,
@@ -105,8 +138,17 @@ pub trait VolumeDriver: Send + Sync + 'static {
         provisioned_gib: i64,
     ) -> impl Future<Output = Result<serde_json::Value, VolumeError>> + Send;
 
-    /// Removes whatever a failed create left (best effort, idempotent).
-    fn cleanup_failed_create(&self, volume_id: &str) -> impl Future<Output = ()> + Send;
+    /// Removes whatever a failed create left (idempotent; `Busy` while another client,
+    /// such as a killed predecessor's dead watch, still has the image open).
+    fn cleanup_failed_create(
+        &self,
+        volume_id: &str,
+    ) -> impl Future<Output = Result<(), VolumeError>> + Send;
+
+    /// Purges the volume images waiting in the trash whose deferment has passed (those
+    /// whose queued purge failed, or that waited for their clones); images that still
+    /// cannot go are counted and left. Entries that are not volumes are left alone.
+    fn sweep_trash(&self) -> impl Future<Output = Result<TrashSweep, VolumeError>> + Send;
 
     /// Names of every image in the backend's pool (one listing; no per-image opens).
     fn list_images(&self) -> impl Future<Output = Result<Vec<String>, VolumeError>> + Send;

@@ -11,13 +11,16 @@ use rbd_driver::{
     CloneOptions, CreateOptions, ImageSpec, OpCtl, RbdConfig, RbdDriver, RemoveMode, RemoveOutcome,
 };
 
-use super::{CreateSource, Created, VolumeDriver, VolumeError};
+use super::{CreateSource, Created, TrashSweep, VolumeDriver, VolumeError};
 use cinder_rpc::messages::ConnectionInfo;
 
 /// The RBD backend.
 #[derive(Clone, Debug)]
 pub struct RbdVolumeDriver {
     driver: RbdDriver,
+    /// The same driver over the long lane's connection, for every call of long requests
+    /// (creates from a source, reverts): see [`RbdDriver::background`].
+    background: RbdDriver,
     /// Cancels long work (in-process flattens) at shutdown.
     cancel: rbd_driver::CancellationToken,
 }
@@ -41,7 +44,11 @@ fn parse_location(location: &str) -> Option<(String, ImageSpec, String)> {
 impl RbdVolumeDriver {
     /// Wraps a connected driver; `cancel` stops long work at shutdown.
     pub fn new(driver: RbdDriver, cancel: rbd_driver::CancellationToken) -> Self {
-        RbdVolumeDriver { driver, cancel }
+        RbdVolumeDriver {
+            background: driver.background(),
+            driver,
+            cancel,
+        }
     }
 
     fn config(&self) -> &RbdConfig {
@@ -58,9 +65,9 @@ impl RbdVolumeDriver {
     }
 
     async fn grow_to(&self, spec: &ImageSpec, size_gib: u64) -> Result<(), VolumeError> {
-        let size = self.driver.image_info(spec).await?.size;
+        let size = self.background.image_info(spec).await?.size;
         if size_gib * GIB > size {
-            self.driver
+            self.background
                 .resize(spec, size_gib * GIB, false, &self.ctl())
                 .await?;
         }
@@ -74,27 +81,32 @@ impl RbdVolumeDriver {
         force_flatten: bool,
     ) -> Result<Created, VolumeError> {
         let hard = self.config().rbd_max_clone_depth;
-        let mut depth = self.driver.clone_depth(spec).await?;
+        let mut depth = self.background.clone_depth(spec).await?;
         if force_flatten || depth > hard {
-            self.driver.flatten(spec, &self.ctl()).await?;
+            self.background.flatten(spec, &self.ctl()).await?;
             depth = 0;
         } else if depth > hard.saturating_sub(1) {
             // The mgr flattens it later; until then the row records the chain as it is.
-            if let Err(e) = self.driver.queue_flatten(spec).await {
+            if let Err(e) = self.background.queue_flatten(spec).await {
                 tracing::warn!(image = %spec, error = %e, "cannot queue a flatten with the mgr; the clone chain stays as it is");
             }
         }
-        let parent = if depth > 0 {
-            self.driver.parent(spec).await?
-        } else {
-            None
-        };
-        Ok(Created {
-            provider_location: spec.to_string(),
-            rbd_parent: parent.map(|p| format!("{}/{}@{}", p.pool, p.image, p.snap)),
-            clone_depth: depth,
-        })
+        created(&self.background, spec, depth).await
     }
+}
+
+/// What the row records of `spec`, `depth` parents deep (asking `driver` for the parent).
+async fn created(driver: &RbdDriver, spec: &ImageSpec, depth: u32) -> Result<Created, VolumeError> {
+    let parent = if depth > 0 {
+        driver.parent(spec).await?
+    } else {
+        None
+    };
+    Ok(Created {
+        provider_location: spec.to_string(),
+        rbd_parent: parent.map(|p| format!("{}/{}@{}", p.pool, p.image, p.snap)),
+        clone_depth: depth,
+    })
 }
 
 impl VolumeDriver for RbdVolumeDriver {
@@ -129,7 +141,7 @@ impl VolumeDriver for RbdVolumeDriver {
                 let parent = self
                     .volume_image(src)
                     .snap(format!("snapshot-{snapshot_id}"));
-                self.driver
+                self.background
                     .clone_image(&parent, &spec, &CloneOptions::default())
                     .await?;
                 self.grow_to(&spec, size_gib).await?;
@@ -142,12 +154,14 @@ impl VolumeDriver for RbdVolumeDriver {
                 // `.clone_snap` is left behind on the source.
                 let source = self.volume_image(src);
                 let temp = source.snap(format!("clone-{volume_id}"));
-                self.driver.create_snapshot(&temp).await?;
-                self.driver
+                self.background.create_snapshot(&temp).await?;
+                self.background
                     .clone_image(&temp, &spec, &CloneOptions::default())
                     .await?;
                 if self.config().rbd_clone_format == 2 {
-                    self.driver.remove_snapshot(&temp, &OpCtl::new()).await?;
+                    self.background
+                        .remove_snapshot(&temp, &OpCtl::new())
+                        .await?;
                 }
                 self.grow_to(&spec, size_gib).await?;
                 self.settle_clone(&spec, false).await
@@ -158,7 +172,7 @@ impl VolumeDriver for RbdVolumeDriver {
                 if fsid != self.driver.fsid() {
                     return Err(VolumeError::NotCloneable(location.clone()));
                 }
-                self.driver
+                self.background
                     .clone_image(&image.snap(snap), &spec, &CloneOptions::default())
                     .await?;
                 self.grow_to(&spec, size_gib).await?;
@@ -215,13 +229,57 @@ impl VolumeDriver for RbdVolumeDriver {
             .await?)
     }
 
+    async fn revert_to_snapshot(
+        &self,
+        volume_id: &str,
+        snapshot_id: &str,
+        size_gib: u64,
+    ) -> Result<(), VolumeError> {
+        let spec = self.volume_image(volume_id);
+        self.background
+            .rollback_to_snapshot(&spec.snap(format!("snapshot-{snapshot_id}")), &self.ctl())
+            .await?;
+        // The rollback gives the image the snapshot's size; the volume keeps its own.
+        self.grow_to(&spec, size_gib).await
+    }
+
+    async fn manage_existing(
+        &self,
+        volume_id: &str,
+        source_name: &str,
+    ) -> Result<(u64, Created), VolumeError> {
+        let spec = self.volume_image(volume_id);
+        let source = ImageSpec::new(&self.config().rbd_pool, source_name);
+        if source_name.is_empty() || source_name.contains('/') || source_name.contains('@') {
+            return Err(VolumeError::Invalid(format!(
+                "{source_name:?} is not an image name in pool {}",
+                source.pool
+            )));
+        }
+        if source_name != spec.name {
+            self.driver.rename_image(&source, &spec.name).await?;
+        }
+        let size = self.driver.image_info(&spec).await?.size;
+        let depth = self.driver.clone_depth(&spec).await?;
+        Ok((
+            size.div_ceil(GIB),
+            created(&self.driver, &spec, depth).await?,
+        ))
+    }
+
+    async fn volume_exists(&self, volume_id: &str) -> Result<bool, VolumeError> {
+        Ok(self.driver.exists(&self.volume_image(volume_id)).await?)
+    }
+
     async fn initialize_connection(
         &self,
         volume_id: &str,
         _connector: &serde_json::Value,
     ) -> Result<ConnectionInfo, VolumeError> {
+        // As Cinder's driver: built from the configuration and the (cached) monitor
+        // addresses, without opening the image, so connection info never waits on OSDs
+        // busy with long work. A missing image fails the hypervisor's attach, clearly.
         let spec = self.volume_image(volume_id);
-        self.driver.image_info(&spec).await?;
         let mons = self.driver.mon_addrs().await?;
         let cfg = self.config();
         Ok(ConnectionInfo {
@@ -276,6 +334,33 @@ impl VolumeDriver for RbdVolumeDriver {
         }))
     }
 
+    async fn sweep_trash(&self) -> Result<TrashSweep, VolumeError> {
+        let pool = &self.config().rbd_pool;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut sweep = TrashSweep::default();
+        for entry in self.driver.trash_list(pool).await? {
+            if self.volume_id_of(&entry.name).is_none() || entry.deferment_end_time > now {
+                continue;
+            }
+            match self.driver.purge_trash(pool, &entry.id, &self.ctl()).await {
+                Ok(()) => sweep.purged += 1,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        rbd_driver::ErrorKind::HasDependents | rbd_driver::ErrorKind::Busy
+                    ) =>
+                {
+                    sweep.waiting += 1
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(sweep)
+    }
+
     async fn list_images(&self) -> Result<Vec<String>, VolumeError> {
         Ok(self
             .driver
@@ -293,15 +378,12 @@ impl VolumeDriver for RbdVolumeDriver {
             .map(str::to_string)
     }
 
-    async fn cleanup_failed_create(&self, volume_id: &str) {
+    async fn cleanup_failed_create(&self, volume_id: &str) -> Result<(), VolumeError> {
         let spec = self.volume_image(volume_id);
-        if let Err(e) = self
-            .driver
+        self.driver
             .remove_image(&spec, RemoveMode::PurgeNow, &OpCtl::new())
-            .await
-        {
-            tracing::warn!(image = %spec, error = %e, "could not remove the image of a failed create");
-        }
+            .await?;
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
-//! Periodic work of a volume service: the heartbeat (and, with later issues, capacity
-//! reports and trash purges). Each runs on the async runtime and never calls librbd.
+//! Periodic work of a volume service: the heartbeat, the capacity report and the trash
+//! sweep. Each runs on the async runtime; librbd work goes through the driver's pool.
 
 pub mod heartbeat;
 pub mod stats;
+pub mod trash;

@@ -93,3 +93,19 @@ fn secrets_do_not_show_in_debug_output() {
         "postgres://u:hunter2@db/cinder"
     );
 }
+
+#[test]
+fn a_down_time_not_above_the_report_interval_becomes_two_and_a_half_intervals() {
+    let f = write("[service]\nreport_interval = 10\nservice_down_time = 10\n");
+    let p: Probe = load_with_env(Some(&f.0), []).unwrap();
+    assert_eq!(p.service.down_time(), 25);
+    let f = write("[service]\nreport_interval = 3\nservice_down_time = 1\n");
+    let p: Probe = load_with_env(Some(&f.0), []).unwrap();
+    assert_eq!(
+        p.service.down_time(),
+        7,
+        "2.5 x 3, truncated as Cinder's int()"
+    );
+    let p: Probe = load_with_env(None, []).unwrap();
+    assert_eq!(p.service.down_time(), 60, "a sane value stands");
+}

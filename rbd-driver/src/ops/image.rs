@@ -27,11 +27,11 @@ pub(crate) fn info_of(img: &Image<'_>) -> Result<ImageInfo> {
 }
 
 /// Watchers other than this client (our own open handle registers one too).
-pub(crate) fn foreign_watchers(img: &Image<'_>, own_id: u64) -> Result<Vec<Watcher>> {
+pub(crate) fn foreign_watchers(img: &Image<'_>, own_ids: &[u64]) -> Result<Vec<Watcher>> {
     Ok(img
         .watchers()?
         .into_iter()
-        .filter(|w| w.id as u64 != own_id)
+        .filter(|w| !own_ids.contains(&(w.id as u64)))
         .collect())
 }
 
@@ -89,8 +89,9 @@ impl RbdDriver {
         }
     }
 
-    /// Resizes (a long call: shrinking discards objects). Resizing to the current size
-    /// does nothing.
+    /// Resizes. Growing only writes the header and runs on the short lane; shrinking
+    /// discards objects and runs on the long lane. Resizing to the current size does
+    /// nothing.
     #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name, size))]
     pub async fn resize(
         &self,
@@ -99,8 +100,13 @@ impl RbdDriver {
         allow_shrink: bool,
         ctl: &OpCtl,
     ) -> Result<()> {
+        let lane = if size >= self.image_info(spec).await?.size {
+            Lane::Short
+        } else {
+            Lane::Long
+        };
         let spec = spec.clone();
-        self.run(Lane::Long, ctl, move |inner, ctl| {
+        self.run(lane, ctl, move |inner, ctl| {
             let io = inner.io(&spec.pool)?;
             let img = Image::open(&io, Open::Name(&spec.name))?;
             if img.stat()?.size == size {
@@ -144,7 +150,7 @@ impl RbdDriver {
         self.short(move |inner| {
             let io = inner.io(&spec.pool)?;
             let img = Image::open(&io, Open::NameReadOnly(&spec.name, None))?;
-            foreign_watchers(&img, inner.cluster.instance_id())
+            foreign_watchers(&img, &inner.own_ids())
         })
         .await
     }
@@ -170,15 +176,17 @@ impl RbdDriver {
                     let img = match Image::open(&io, Open::NameReadOnly(&spec.name, None)) {
                         Ok(img) => img,
                         Err(e) if e.kind() == ErrorKind::NotFound => {
-                            return Ok(io
+                            let trashed = io
                                 .trash_list()?
                                 .into_iter()
                                 .find(|t| t.name == spec.name)
-                                .map(|t| t.id));
+                                .map(|t| t.id);
+                            repair_dangling_name(&io, &spec.name, trashed.as_deref())?;
+                            return Ok(trashed);
                         }
                         Err(e) => return Err(e),
                     };
-                    let watchers = foreign_watchers(&img, inner.cluster.instance_id())?;
+                    let watchers = foreign_watchers(&img, &inner.own_ids())?;
                     if !watchers.is_empty() {
                         return Err(Error::Watched {
                             target: spec.to_string(),
@@ -277,5 +285,27 @@ impl RbdDriver {
             Ok(buf)
         })
         .await
+    }
+}
+
+/// A process killed inside librbd can leave a name in the pool's directory that no
+/// image can be opened by: a trash move cut between removing the id object and the
+/// directory entry, or a create cut before its header was written. Such a name shows in
+/// `rbd ls` (and to reconciliation) forever. librbd's own remove cleans up half-made
+/// creates; the directory entry of a half-done trash move (`trash_id` is the image's
+/// id) is removed directly, leaving the trashed image alone. Nothing is done for a name
+/// that is not listed.
+fn repair_dangling_name(io: &PoolIo, name: &str, trash_id: Option<&str>) -> Result<()> {
+    let Some(entry) = io.list()?.into_iter().find(|e| e.name == name) else {
+        return Ok(());
+    };
+    tracing::warn!(pool = %io.name(), image = name, id = %entry.id, "repairing a directory entry with no image behind it");
+    if trash_id == Some(entry.id.as_str()) {
+        // The image itself is safe in the trash: only the name goes.
+        return io.dir_remove(name, &entry.id);
+    }
+    match io.remove(name, &OpCtl::new()) {
+        Err(e) if e.kind() == ErrorKind::NotFound => io.dir_remove(name, &entry.id),
+        r => r,
     }
 }

@@ -198,6 +198,11 @@ impl PoolIo {
         *self.io.inner() as rbd_sys::rados_ioctx_t
     }
 
+    /// The pool's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn target(&self, image: &str) -> String {
         format!("{}/{}", self.name, image)
     }
@@ -255,6 +260,42 @@ impl PoolIo {
         });
         rbd_call!("rbd_remove_with_progress", self.target(name), r)?;
         Ok(())
+    }
+
+    /// Removes `name` → `id` from the pool's image directory (`rbd_directory`, through
+    /// the `rbd` object class's `dir_remove_image`): the last step of a trash move, for
+    /// a move cut short by a killed process, which leaves a name `rbd ls` lists but no
+    /// image can be opened by. A missing entry succeeds.
+    pub(crate) fn dir_remove(&self, name: &str, id: &str) -> Result<()> {
+        // The class method's input: two strings, each a little-endian u32 length and
+        // its bytes (Ceph's encoding).
+        let mut input = Vec::with_capacity(8 + name.len() + id.len());
+        for s in [name, id] {
+            input.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            input.extend_from_slice(s.as_bytes());
+        }
+        let (oid, cls, method) = (
+            cstr("rbd_directory", "object name")?,
+            cstr("rbd", "class")?,
+            cstr("dir_remove_image", "method")?,
+        );
+        // SAFETY: valid ioctx and C strings; `input` outlives the call; no output buffer.
+        let r = unsafe {
+            rbd_sys::rados_exec(
+                self.raw(),
+                oid.as_ptr(),
+                cls.as_ptr(),
+                method.as_ptr(),
+                input.as_ptr().cast(),
+                input.len(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        match rbd_call!("dir_remove_image", self.target(name), r) {
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(()),
+            r => r.map(|_| ()),
+        }
     }
 
     /// Wraps `rbd_trash_move` (delay 0).

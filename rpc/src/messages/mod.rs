@@ -3,6 +3,7 @@
 //! # Version history (volume topic)
 //! - 1.0: create_volume, delete_volume, create_snapshot, delete_snapshot, extend_volume,
 //!   initialize_connection, terminate_connection, get_capabilities.
+//! - 1.1: revert_to_snapshot, retype, manage_existing, unmanage_volume.
 //!
 //! Compatibility: a minor bump adds methods or fields (`#[serde(default)]`); a service
 //! accepts any minor of its major. A major bump is refused with `UnsupportedVersion`.
@@ -22,7 +23,7 @@ pub struct RpcVersion {
 
 impl RpcVersion {
     /// The volume topic's current version.
-    pub const VOLUME: RpcVersion = RpcVersion { major: 1, minor: 0 };
+    pub const VOLUME: RpcVersion = RpcVersion { major: 1, minor: 1 };
 
     /// Whether a service speaking `self` can handle a message of `other`.
     pub fn accepts(self, other: RpcVersion) -> bool {
@@ -163,6 +164,35 @@ pub enum VolumeRequest {
     TerminateConnection(InitializeConnection),
     /// The backend's capabilities.
     GetCapabilities(GetCapabilities),
+    /// Roll a volume back to one of its snapshots (1.1).
+    RevertToSnapshot(SnapshotRef),
+    /// Change a volume's type without moving it (1.1).
+    Retype(Retype),
+    /// Bring an existing image under management as a volume (1.1).
+    ManageExisting(ManageExisting),
+    /// Release a volume from management, leaving its image (1.1).
+    UnmanageVolume(DeleteVolume),
+}
+
+/// `retype`: to a type this backend serves, so the data stays where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retype {
+    /// Volume id.
+    pub volume_id: String,
+    /// The new volume type (`None`: no type).
+    pub new_type_id: Option<String>,
+    /// The status to return to (`available` or `in-use`).
+    pub previous_status: String,
+}
+
+/// `manage_existing`: the volume row exists (`managing`); the image is named by
+/// Cinder's `source-name` reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManageExisting {
+    /// Volume id.
+    pub volume_id: String,
+    /// The existing image's name in the backend's pool.
+    pub source_name: String,
 }
 
 /// `create_volume`.
@@ -244,6 +274,8 @@ macro_rules! request {
 request!(cast CreateVolume => CreateVolume);
 request!(cast DeleteVolume => DeleteVolume);
 request!(cast ExtendVolume => ExtendVolume);
+request!(cast Retype => Retype);
+request!(cast ManageExisting => ManageExisting);
 
 impl From<InitializeConnection> for VolumeRequest {
     fn from(r: InitializeConnection) -> Self {

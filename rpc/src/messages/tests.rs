@@ -12,9 +12,16 @@ fn ctx() -> RequestContext {
     }
 }
 
+const V1_0: RpcVersion = RpcVersion { major: 1, minor: 0 };
+const V1_1: RpcVersion = RpcVersion { major: 1, minor: 1 };
+
 fn envelope(body: VolumeRequest) -> Envelope<VolumeRequest> {
+    versioned(V1_0, body)
+}
+
+fn versioned(version: RpcVersion, body: VolumeRequest) -> Envelope<VolumeRequest> {
     Envelope {
-        version: RpcVersion::VOLUME,
+        version,
         request_id: "req-00000000-0000-0000-0000-000000000001".into(),
         context: ctx(),
         body,
@@ -55,6 +62,48 @@ fn samples() -> Vec<(&'static str, Envelope<VolumeRequest>)> {
                 .into(),
             ),
         ),
+        (
+            "v1.1_revert_to_snapshot",
+            versioned(
+                V1_1,
+                VolumeRequest::RevertToSnapshot(SnapshotRef {
+                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
+                    snapshot_id: "22222222-2222-2222-2222-222222222222".into(),
+                }),
+            ),
+        ),
+        (
+            "v1.1_retype",
+            versioned(
+                V1_1,
+                Retype {
+                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
+                    new_type_id: Some("33333333-3333-3333-3333-333333333333".into()),
+                    previous_status: "available".into(),
+                }
+                .into(),
+            ),
+        ),
+        (
+            "v1.1_manage_existing",
+            versioned(
+                V1_1,
+                ManageExisting {
+                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
+                    source_name: "legacy-disk".into(),
+                }
+                .into(),
+            ),
+        ),
+        (
+            "v1.1_unmanage_volume",
+            versioned(
+                V1_1,
+                VolumeRequest::UnmanageVolume(DeleteVolume {
+                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
+                }),
+            ),
+        ),
     ]
 }
 
@@ -78,7 +127,7 @@ fn messages_match_their_golden_files() {
 #[test]
 fn versions_of_another_major_are_not_accepted() {
     let v = RpcVersion::VOLUME;
-    assert!(v.accepts(RpcVersion { major: 1, minor: 0 }));
+    assert!(v.accepts(V1_0) && v.accepts(V1_1));
     assert!(!v.accepts(RpcVersion { major: 2, minor: 0 }));
     assert!(
         !v.accepts(RpcVersion {
@@ -87,7 +136,7 @@ fn versions_of_another_major_are_not_accepted() {
         }),
         "a newer minor may carry methods we lack"
     );
-    assert_eq!(serde_json::to_string(&v).unwrap(), "\"1.0\"");
+    assert_eq!(serde_json::to_string(&V1_0).unwrap(), "\"1.0\"");
     assert!(serde_json::from_str::<RpcVersion>("\"one\"").is_err());
 }
 

@@ -1,0 +1,162 @@
+//! Two volume services with one cluster name serve a backend active-active: both
+//! consume the cluster queue, a volume's work runs once, and the unfinished work of a
+//! peer that is down is adopted.
+
+use std::collections::BTreeMap;
+
+use cinder_common::status::VolumeStatus;
+use cinder_rpc::messages::{CreateVolume, DeleteVolume, VolumeRequest};
+use cinder_tests::{amqp_url, unique};
+use rbd_driver::CreateOptions;
+
+use crate::fixtures::{
+    ceph, image, launch, prepare, prepare_peer, volume_row, wait_claim_released,
+    wait_claims_released,
+};
+
+fn create(id: &str) -> VolumeRequest {
+    CreateVolume {
+        volume_id: id.into(),
+        size_gib: 1,
+        snapshot_id: None,
+        source_volid: None,
+        image_location: None,
+    }
+    .into()
+}
+
+async fn delete_queue(queue: &str) {
+    let conn = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    for q in [
+        queue.to_string(),
+        cinder_rpc::topology::rejected_queue(queue),
+    ] {
+        let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_shares_its_queue_and_runs_each_volume_once_despite_duplicates() {
+    let c = ceph().await;
+    let cluster = unique("cl");
+    let mut p = prepare().await;
+    p.volume_extra = format!("cluster = \"{cluster}\"");
+    let peer = prepare_peer(&p);
+    let a = launch(c, p).await;
+    let b = launch(c, peer).await;
+    let queue = cinder_rpc::topology::volume_cluster_queue(&cluster, "ceph");
+
+    // Every create is cast twice (a redelivery, or a client retrying): the copies may
+    // land on different peers at once; the claim lets one run and the other finds the
+    // volume no longer creating.
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        let id = a.new_volume(1).await;
+        a.cast_to(&queue, create(&id)).await;
+        a.cast_to(&queue, create(&id)).await;
+        ids.push(id);
+    }
+    let mut by_host = BTreeMap::<String, usize>::new();
+    for id in &ids {
+        let row = a.wait_volume(id, VolumeStatus::Available).await;
+        let host = row.host.unwrap();
+        *by_host
+            .entry(host.split('#').next().unwrap().to_string())
+            .or_default() += 1;
+        assert!(c.driver.exists(&image(c, id)).await.unwrap());
+    }
+    println!("creates served by host: {by_host:?}");
+    assert_eq!(
+        by_host.len(),
+        2,
+        "both peers served the cluster queue: {by_host:?}"
+    );
+    for s in [&a, &b] {
+        let row = s.row().await;
+        assert_eq!(
+            row.cluster_name.as_deref(),
+            Some(format!("{cluster}@ceph").as_str())
+        );
+        wait_claims_released(&s.db, row.id).await;
+    }
+    for id in &ids {
+        a.db.update_volume_status_if(id, &[VolumeStatus::Available], VolumeStatus::Deleting)
+            .await
+            .unwrap();
+        a.cast_to(
+            &queue,
+            VolumeRequest::DeleteVolume(DeleteVolume {
+                volume_id: id.clone(),
+            }),
+        )
+        .await;
+    }
+    for id in &ids {
+        a.wait_gone(id).await;
+        assert!(!c.driver.exists(&image(c, id)).await.unwrap());
+    }
+    b.stop().await;
+    a.stop().await;
+    delete_queue(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_peer_adopts_the_unfinished_work_of_a_peer_that_is_down() {
+    let c = ceph().await;
+    let cluster = unique("cl");
+    let mut p = prepare().await;
+    p.volume_extra = format!("cluster = \"{cluster}\"");
+    p.service_extra = "service_down_time = 2".into();
+    // The dead peer: registered in the cluster, never heard from again, holding a
+    // half-made create and a started delete.
+    let dead =
+        p.db.register_service(&cinder_db::ServiceRegistration {
+            host: format!("{}@ceph", unique("dead")),
+            binary: "cinder-volume".into(),
+            topic: "cinder-volume".into(),
+            availability_zone: "nova".into(),
+            cluster_name: Some(format!("{cluster}@ceph")),
+        })
+        .await
+        .unwrap();
+    let opts = CreateOptions {
+        size: 1 << 30,
+        ..Default::default()
+    };
+    let creating = p.db.create_volume(&volume_row(1)).await.unwrap().id;
+    c.driver
+        .create_image(&image(c, &creating), &opts)
+        .await
+        .unwrap();
+    p.db.claim_work("volume", &creating, "create_volume", dead.id)
+        .await
+        .unwrap();
+    let deleting = p.db.create_volume(&volume_row(1)).await.unwrap().id;
+    c.driver
+        .create_image(&image(c, &deleting), &opts)
+        .await
+        .unwrap();
+    p.db.update_volume_status_if(&deleting, &[VolumeStatus::Creating], VolumeStatus::Deleting)
+        .await
+        .unwrap();
+    p.db.claim_work("volume", &deleting, "delete_volume", dead.id)
+        .await
+        .unwrap();
+
+    let svc = launch(c, p).await;
+    svc.wait_volume(&creating, VolumeStatus::Error).await;
+    svc.wait_gone(&deleting).await;
+    assert!(!c.driver.exists(&image(c, &creating)).await.unwrap());
+    assert!(!c.driver.exists(&image(c, &deleting)).await.unwrap());
+    for id in [&creating, &deleting] {
+        wait_claim_released(&svc.db, "volume", id).await;
+    }
+    svc.stop().await;
+    delete_queue(&cinder_rpc::topology::volume_cluster_queue(
+        &cluster, "ceph",
+    ))
+    .await;
+}

@@ -1,0 +1,245 @@
+//! `kill -9` of the real `cinder-volume` process amid creates and deletes, then a restart:
+//! every volume ends in a final status, no image is left without a row, and no row
+//! claims an image that does not exist.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cinder_common::status::VolumeStatus;
+use cinder_rpc::messages::{CreateVolume, DeleteVolume, VolumeRequest};
+use cinder_tests::{create_pool, random_bytes, unique, MIB};
+use rbd_driver::ImageSpec;
+
+use crate::fixtures::{ceph, prepare, wait_serving, Service};
+
+/// The `cinder-volume` binary next to this test's executable (`target/<profile>/`).
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir.join("cinder-volume");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo test --workspace` builds it (cinder-volume has an integration test); \
+         alone, run `cargo build -p cinder-volume` first",
+        bin.display()
+    );
+    bin
+}
+
+/// The service process; killed if the test ends early.
+struct Proc(Option<Child>);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Proc {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+}
+
+fn spawn(config: &std::path::Path, log: &std::path::Path) -> Proc {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Proc(Some(
+        Command::new(binary())
+            .arg("--config")
+            .arg(config)
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+fn is_final(status: Option<&str>) -> bool {
+    matches!(status, None | Some("available" | "error"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
+    let c = ceph().await;
+    // Its own pool, so "no image without a row" can be checked over the whole pool.
+    let pool = format!("{}-crash", c.pool);
+    let conf = c.conf.clone();
+    let p2 = pool.clone();
+    tokio::task::spawn_blocking(move || create_pool(&conf, &p2))
+        .await
+        .unwrap();
+    let mut p = prepare().await;
+    p.backend_extra = "long_op_threads = 1\nrbd_flatten_volume_from_snapshot = true".into();
+    let config = std::env::temp_dir().join(format!("{}.toml", unique("cinder-crash")));
+    std::fs::write(&config, p.config(c, &pool)).unwrap();
+    let log = std::env::temp_dir().join(format!("{}.log", unique("cinder-crash")));
+    let mut child = spawn(&config, &log);
+    let svc = Service::elsewhere(p).await;
+    wait_serving(&svc.client, &svc.queue).await;
+    let img = |id: &str| ImageSpec::new(&pool, format!("volume-{id}"));
+
+    // A source with data and a snapshot: creates from it flatten 32 MiB each, one at a
+    // time, so the kill lands amid them.
+    let src = svc.new_volume(1).await;
+    svc.cast(create(&src, None)).await;
+    svc.wait_volume(&src, VolumeStatus::Available).await;
+    c.driver
+        .write(&img(&src), 0, random_bytes(9, 32 * MIB as usize))
+        .await
+        .unwrap();
+    let snap = svc.snapshot(&src).await;
+    // Ten volumes to delete.
+    let mut doomed = Vec::new();
+    for _ in 0..10 {
+        let id = svc.new_volume(1).await;
+        svc.cast(create(&id, None)).await;
+        doomed.push(id);
+    }
+    for id in &doomed {
+        svc.wait_volume(id, VolumeStatus::Available).await;
+    }
+
+    // 20 operations: 10 deletes, 5 blank creates and 5 creates from the snapshot.
+    let mut born = Vec::new();
+    for (i, id) in doomed.iter().enumerate() {
+        svc.db
+            .update_volume_status_if(id, &[VolumeStatus::Available], VolumeStatus::Deleting)
+            .await
+            .unwrap();
+        svc.cast(VolumeRequest::DeleteVolume(DeleteVolume {
+            volume_id: id.clone(),
+        }))
+        .await;
+        if i % 2 == 0 {
+            let new = svc.new_volume(1).await;
+            svc.cast(create(&new, Some(&snap))).await;
+            born.push(new);
+        } else {
+            let new = svc.new_volume(1).await;
+            svc.cast(create(&new, None)).await;
+            born.push(new);
+        }
+    }
+    // Kill once some of the work is done and some is not.
+    let all: Vec<String> = doomed.iter().chain(&born).cloned().collect();
+    let status_of = |id: String| {
+        let db = svc.db.clone();
+        async move { db.volume(&id).await.ok().map(|v| v.status) }
+    };
+    let mut finished = 0;
+    for _ in 0..400 {
+        finished = 0;
+        for id in &all {
+            if is_final(status_of(id.clone()).await.as_deref()) {
+                finished += 1;
+            }
+        }
+        if finished >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    child.child().kill().unwrap();
+    child.child().wait().unwrap();
+    let mut unfinished = Vec::new();
+    for id in &all {
+        if !is_final(status_of(id.clone()).await.as_deref()) {
+            unfinished.push(id.clone());
+        }
+    }
+    println!(
+        "killed with {finished} of 20 operations finished, {} unfinished",
+        unfinished.len()
+    );
+    assert!(!unfinished.is_empty(), "the kill came after all the work");
+
+    let mut child = spawn(&config, &log);
+    wait_serving(&svc.client, &svc.queue).await;
+    for _ in 0..600 {
+        let mut done = true;
+        for id in &all {
+            done &= is_final(status_of(id.clone()).await.as_deref());
+        }
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut outcome = std::collections::BTreeMap::<String, usize>::new();
+    for id in &all {
+        let status = status_of(id.clone()).await;
+        assert!(
+            is_final(status.as_deref()),
+            "volume {id} ended {status:?}; log: {}",
+            log.display()
+        );
+        *outcome
+            .entry(status.clone().unwrap_or_else(|| "deleted".into()))
+            .or_default() += 1;
+        let exists = c.driver.exists(&img(id)).await.unwrap();
+        match status.as_deref() {
+            Some("available") => assert!(exists, "row {id} is available without its image"),
+            _ => assert!(!exists, "image of {id} left behind ({status:?})"),
+        }
+    }
+    println!("after the restart: {outcome:?}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for line in text
+        .lines()
+        .filter(|l| l.contains("reconciliation done") || l.contains("retrying in the background"))
+    {
+        println!("service log: {line}");
+    }
+    for id in &doomed {
+        assert!(
+            status_of(id.clone()).await.is_none(),
+            "every delete is carried to its end"
+        );
+    }
+    let live = svc.db.live_volume_ids().await.unwrap();
+    for e in c.driver.list_images(&pool).await.unwrap() {
+        let id = e.name.trim_start_matches("volume-");
+        assert!(live.contains(id), "image {} has no row", e.name);
+    }
+    let row = svc.row().await;
+    crate::fixtures::wait_claims_released(&svc.db, row.id).await;
+
+    // Clean up through the service, then stop it with SIGTERM.
+    for id in born.iter().filter(|id| live.contains(*id)) {
+        svc.delete(id).await;
+    }
+    svc.delete_snapshot(&src, &snap).await;
+    svc.delete(&src).await;
+    let pid = child.child().id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut child = child.0.take().unwrap();
+    let ended = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ended.success(), "SIGTERM ends it cleanly: {ended:?}");
+    svc.stop().await;
+    let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_file(&log);
+}
+
+fn create(id: &str, snapshot: Option<&str>) -> VolumeRequest {
+    CreateVolume {
+        volume_id: id.into(),
+        size_gib: 1,
+        snapshot_id: snapshot.map(str::to_string),
+        source_volid: None,
+        image_location: None,
+    }
+    .into()
+}
