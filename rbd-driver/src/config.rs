@@ -46,10 +46,17 @@ pub struct RbdConfig {
     /// rollback, diff export and import, copy. Default 4.
     #[serde(default = "default_long_threads")]
     pub long_op_threads: usize,
-    /// Reads or writes in flight per diff export or import. Default 10 (Ceph's
-    /// `rbd_concurrent_management_ops`).
+    /// Objects one long operation works on at once: reads or writes in flight per diff
+    /// export or import, and librbd's own `rbd_concurrent_management_ops` for flatten,
+    /// rollback and purge on the long lane's connection. Default 10 (Ceph's).
     #[serde(default = "default_concurrent_management_ops")]
     pub rbd_concurrent_management_ops: usize,
+    /// Object operations the long lane keeps in flight at once across all its work
+    /// (librados `objecter_inflight_ops` of its connection): its share of the OSDs, so
+    /// flattens and copies never fill the OSD queues that short work waits in. 0 (the
+    /// default) means one per OSD that is up when the driver connects.
+    #[serde(default)]
+    pub long_op_objects_in_flight: usize,
     /// How long mon addresses from `mon dump` are cached, in seconds. Default 300.
     #[serde(default = "default_mon_addrs_cache_secs")]
     pub mon_addrs_cache_secs: u64,

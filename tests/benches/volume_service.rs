@@ -13,10 +13,13 @@
 //!    20 long calls delay everything else.
 //!
 //! The service runs in-process on SQLite, with its defaults (32 short slots, 64 long
-//! requests accepted, 16 short and 4 long driver threads). Statuses are read by one
+//! requests accepted, 16 short and 4 long driver threads, the long lane's connection
+//! keeping one object operation in flight per OSD). Statuses are read by one
 //! poller every 2 ms, so latencies carry up to 2 ms of polling.
 //!
-//! Run with `scripts/bench.sh volume_service`.
+//! Run with `scripts/bench.sh volume_service`. `BENCH_BACKEND_EXTRA` adds lines to the
+//! service's backend section (e.g. `long_op_objects_in_flight = 4`); the budget line
+//! then still shows the defaults.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -382,8 +385,12 @@ async fn short_under_long(
     let mut create_floor = create_floor.await.unwrap();
     let lanes = lanes.await.unwrap();
     let long_span = b.wait_seen(&long).await.into_iter().max().unwrap() - started;
+    // The service runs on the same defaults as this driver.
+    let (in_flight, per_op) = driver.long_lane_budget().await.unwrap();
     println!(
-        "{LONG} creates that each flatten 128 MiB, cast at once (4 long driver threads, 64 long requests accepted): all available after {:.2} s; meanwhile:",
+        "{LONG} creates that each flatten 128 MiB, cast at once (4 long driver threads, 64 long requests accepted; \
+         the long lane keeps {in_flight} object operations in flight at the OSDs, {per_op} per operation): \
+         all available after {:.2} s; meanwhile:",
         long_span.as_secs_f64(),
     );
     for (what, v) in [
@@ -450,7 +457,8 @@ fn main() {
         let toml = format!(
             "[service]\nhost = \"{host}\"\n[database]\nconnection = \"{url}\"\n[amqp]\ntransport_url = \"{amqp}\"\n\
              [logging]\nlevel = \"warn\"\n[volume]\nmetrics_listen = \"{METRICS}\"\n\
-             [backends.ceph]\nrbd_ceph_conf = \"{conf}\"\nrbd_pool = \"{pool}\"\nrbd_flatten_volume_from_snapshot = true\n"
+             [backends.ceph]\nrbd_ceph_conf = \"{conf}\"\nrbd_pool = \"{pool}\"\nrbd_flatten_volume_from_snapshot = true\n{extra}\n",
+            extra = std::env::var("BENCH_BACKEND_EXTRA").unwrap_or_default(),
         );
         let path = std::env::temp_dir().join(format!("{}.toml", unique("bench-vs")));
         std::fs::write(&path, toml).unwrap();

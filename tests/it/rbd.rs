@@ -697,6 +697,30 @@ async fn a_flatten_queued_with_the_mgr_completes_on_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_long_lane_keeps_one_object_operation_in_flight_per_osd_unless_told() {
+    let c = ceph().await;
+    // The dev cluster has one OSD: one operation at once for all long work, while a
+    // flatten still asks for Ceph's ten per operation (the throttle holds the rest).
+    assert_eq!(c.driver.long_lane_budget().await.unwrap(), (1, 10));
+    let mut config = cinder_tests::driver_config(&c.conf, &c.pool);
+    config.long_op_objects_in_flight = 6;
+    config.rbd_concurrent_management_ops = 3;
+    let told = RbdDriver::connect(config).await.unwrap();
+    assert_eq!(told.long_lane_budget().await.unwrap(), (6, 3));
+    // Long work runs under the budget: a clone flattened on the long lane has its data.
+    let (parent, child) = big_clone(c, 16).await;
+    told.flatten(&child, &OpCtl::new()).await.unwrap();
+    assert!(told.parent(&child).await.unwrap().is_none());
+    crate::fixtures::assert_same(
+        &told.read(&child, None, 0, 4096).await.unwrap(),
+        &told.read(&parent, None, 0, 4096).await.unwrap(),
+        "flattened data",
+    );
+    drop(told);
+    drop_clone(&c.driver, &parent, &child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_facts_come_from_one_connection() {
     let c = ceph().await;
     let fsid = String::from_utf8(cinder_tests::ceph(&c.conf, &["fsid"])).unwrap();

@@ -3,26 +3,51 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ceph::ceph::{connect_to_ceph, IoCtx, Rados};
-use ceph::error::RadosError;
+// librados comes through the `ceph` crate's bindings. Its `Rados` wrapper connects in one
+// call and refuses options afterwards, and the long lane's connection needs options set
+// between reading the conf file and connecting (the objecter's in-flight budget is fixed
+// at connect), so the handles are owned here.
+use ceph::rados as ffi;
 use libc::c_char;
 
 use super::{cstr, rbd_call};
 use crate::error::{Error, Result};
 use crate::types::ImageEntry;
 
-/// The `ceph` crate's `Rados` is `Sync` but not `Send` (it carries a `PhantomData<IoCtx>`).
-struct RadosHandle(Rados);
-// SAFETY: librados documents `rados_t` as thread-safe, and the crate already marks `Rados`
-// as `Sync`. We never call `disconnect_from_ceph` (Drop shuts down exactly once).
+/// A librados cluster handle; shut down when dropped.
+struct RadosHandle(ffi::rados_t);
+// SAFETY: librados documents `rados_t` as thread-safe.
 unsafe impl Send for RadosHandle {}
 // SAFETY: as above.
 unsafe impl Sync for RadosHandle {}
 
+impl Drop for RadosHandle {
+    fn drop(&mut self) {
+        // SAFETY: created by `rados_create`, shut down exactly once (connected or not).
+        unsafe { ffi::rados_shutdown(self.0) }
+    }
+}
+
+/// A librados ioctx; destroyed when dropped.
+struct IoHandle(ffi::rados_ioctx_t);
+// SAFETY: librados allows concurrent I/O on one ioctx; we never change its state
+// (namespace, snapshot context) after creating it.
+unsafe impl Send for IoHandle {}
+// SAFETY: as above.
+unsafe impl Sync for IoHandle {}
+
+impl Drop for IoHandle {
+    fn drop(&mut self) {
+        // SAFETY: created by `rados_ioctx_create`, destroyed exactly once, before its
+        // cluster handle (see `ClusterInner` and `PoolIo`).
+        unsafe { ffi::rados_ioctx_destroy(self.0) }
+    }
+}
+
 struct ClusterInner {
     // Declared before `rados`: fields drop in order, so every cached ioctx is destroyed
-    // before the cluster handle shuts down (the crate's IoCtx holds no reference to it).
-    ioctxs: Mutex<HashMap<String, Arc<IoCtx>>>,
+    // before the cluster handle shuts down.
+    ioctxs: Mutex<HashMap<String, Arc<IoHandle>>>,
     rados: RadosHandle,
 }
 
@@ -36,16 +61,13 @@ pub(crate) struct Cluster {
 #[derive(Clone)]
 pub(crate) struct PoolIo {
     // Declared before `_cluster` so it drops first.
-    io: Arc<IoCtx>,
+    io: Arc<IoHandle>,
     name: String,
     _cluster: Arc<ClusterInner>,
 }
 
-fn rados_error(op: &'static str, target: &str, e: RadosError) -> Error {
-    match e {
-        RadosError::ApiError(errno) => Error::rbd(op, target, errno as i32),
-        other => Error::Unexpected(format!("{op} on {target}: {other}")),
-    }
+fn os_error(r: i32) -> std::io::Error {
+    std::io::Error::from_raw_os_error(r.abs())
 }
 
 /// Which daemon a command goes to.
@@ -56,35 +78,65 @@ pub(crate) enum CommandTarget {
 }
 
 impl Cluster {
-    /// Connects with `connect_to_ceph` (create, read conf, connect). Blocking: bounded by
-    /// `client_mount_timeout` from the conf file.
-    pub(crate) fn connect(client_id: &str, conf_path: &str) -> Result<Cluster> {
+    /// Connects as `client.<client_id>` with the conf file at `conf_path`, setting
+    /// `options` between reading the file and connecting (they override it). Blocking:
+    /// bounded by `client_mount_timeout` from the conf file.
+    pub(crate) fn connect(
+        client_id: &str,
+        conf_path: &str,
+        options: &[(&str, String)],
+    ) -> Result<Cluster> {
         if !std::path::Path::new(conf_path).exists() {
             return Err(Error::Connect {
                 message: format!("ceph.conf not found at {conf_path}"),
                 errno: None,
             });
         }
-        let rados = connect_to_ceph(client_id, conf_path).map_err(|e| {
-            let errno = match &e {
-                RadosError::ApiError(errno) => Some(*errno as i32),
-                _ => None,
-            };
-            Error::Connect {
-                message: format!("client.{client_id} with {conf_path}: {e}"),
-                errno,
+        let failed = |what: String, r: i32| Error::Connect {
+            message: format!(
+                "client.{client_id} with {conf_path}: {what}: {}",
+                os_error(r)
+            ),
+            errno: Some(r.abs()),
+        };
+        let id = cstr(client_id, "client id")?;
+        let path = cstr(conf_path, "conf path")?;
+        let mut raw: ffi::rados_t = std::ptr::null_mut();
+        // SAFETY: `raw` is a valid out pointer; `id` outlives the call.
+        let r = unsafe { ffi::rados_create(&mut raw, id.as_ptr()) };
+        if r < 0 {
+            return Err(failed("rados_create".into(), r));
+        }
+        // Owned from here: every early return shuts it down.
+        let handle = RadosHandle(raw);
+        // SAFETY: a created handle; `path` outlives the call.
+        let r = unsafe { ffi::rados_conf_read_file(handle.0, path.as_ptr()) };
+        if r < 0 {
+            return Err(failed("reading the conf file".into(), r));
+        }
+        for (name, value) in options {
+            let (n, v) = (cstr(name, "option name")?, cstr(value, "option value")?);
+            // SAFETY: a created, unconnected handle; both strings outlive the call.
+            let r = unsafe { ffi::rados_conf_set(handle.0, n.as_ptr(), v.as_ptr()) };
+            if r < 0 {
+                return Err(failed(format!("setting {name} = {value}"), r));
             }
-        })?;
+        }
+        // SAFETY: a configured handle, connected once.
+        let r = unsafe { ffi::rados_connect(handle.0) };
+        if r < 0 {
+            return Err(failed("connecting".into(), r));
+        }
         Ok(Cluster {
             inner: Arc::new(ClusterInner {
                 ioctxs: Mutex::new(HashMap::new()),
-                rados: RadosHandle(rados),
+                rados: handle,
             }),
         })
     }
 
     fn raw(&self) -> rbd_sys::rados_t {
-        *self.inner.rados.0.inner() as rbd_sys::rados_t
+        self.inner.rados.0 as rbd_sys::rados_t
     }
 
     /// The ioctx of `pool`, created on first use and cached.
@@ -97,14 +149,13 @@ impl Cluster {
         let io = match cache.get(pool) {
             Some(io) => io.clone(),
             None => {
-                cstr(pool, "pool name")?;
-                let io = Arc::new(
-                    self.inner
-                        .rados
-                        .0
-                        .get_rados_ioctx(pool)
-                        .map_err(|e| rados_error("rados_ioctx_create", pool, e))?,
-                );
+                let name = cstr(pool, "pool name")?;
+                let mut raw: ffi::rados_ioctx_t = std::ptr::null_mut();
+                // SAFETY: a connected handle, a valid out pointer, `name` outlives the call.
+                rbd_call!("rados_ioctx_create", pool.to_string(), unsafe {
+                    ffi::rados_ioctx_create(self.inner.rados.0, name.as_ptr(), &mut raw)
+                })?;
+                let io = Arc::new(IoHandle(raw));
                 cache.insert(pool.to_string(), io.clone());
                 io
             }
@@ -116,14 +167,38 @@ impl Cluster {
         })
     }
 
-    /// The cluster fsid.
+    /// The cluster fsid. Wraps `rados_cluster_fsid`.
     pub(crate) fn fsid(&self) -> Result<String> {
-        self.inner
-            .rados
-            .0
-            .rados_fsid()
-            .map(|u| u.to_string())
-            .map_err(|e| rados_error("rados_cluster_fsid", "cluster", e))
+        let mut buf = [0u8; 64];
+        // SAFETY: a connected handle; librados writes at most `len` bytes into `buf`.
+        let n = rbd_call!("rados_cluster_fsid", "cluster".to_string(), unsafe {
+            ffi::rados_cluster_fsid(
+                self.inner.rados.0,
+                buf.as_mut_ptr() as *mut c_char,
+                buf.len(),
+            )
+        })?;
+        let n = (n as usize).min(buf.len());
+        let end = buf[..n].iter().position(|&b| b == 0).unwrap_or(n);
+        Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+    }
+
+    /// The value of a client option as this connection has it. Wraps `rados_conf_get`.
+    pub(crate) fn option(&self, name: &str) -> Result<String> {
+        let n = cstr(name, "option name")?;
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: a live handle; librados writes a NUL-terminated value of at most
+        // `len` bytes into `buf`.
+        rbd_call!("rados_conf_get", name.to_string(), unsafe {
+            ffi::rados_conf_get(
+                self.inner.rados.0,
+                n.as_ptr(),
+                buf.as_mut_ptr() as *mut c_char,
+                buf.len(),
+            )
+        })?;
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
     }
 
     /// Wraps `rados_get_instance_id`: our global client id, as watchers report it.
@@ -195,7 +270,7 @@ impl Cluster {
 
 impl PoolIo {
     pub(crate) fn raw(&self) -> rbd_sys::rados_ioctx_t {
-        *self.io.inner() as rbd_sys::rados_ioctx_t
+        self.io.0 as rbd_sys::rados_ioctx_t
     }
 
     /// The pool's name.
