@@ -31,10 +31,12 @@ use cinder_db::entity::volumes;
 use cinder_db::{Db, NewVolume};
 use cinder_migrations::{Migrator, MigratorTrait};
 use cinder_rpc::messages::{
-    CreateVolume, DeleteVolume, GetCapabilities, InitializeConnection, SnapshotRef, VolumeRequest,
+    DeleteVolume, GetCapabilities, InitializeConnection, SnapshotRef, VolumeRequest,
 };
 use cinder_rpc::{Envelope, RequestContext, RpcClient, RpcVersion};
-use cinder_tests::{amqp_url, ceph_conf, create_pool, delete_pool, random_bytes, unique, MIB};
+use cinder_tests::{
+    amqp_url, ceph_conf, create_pool, create_request, delete_pool, random_bytes, unique, MIB,
+};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 const CREATES: usize = 200;
@@ -78,17 +80,6 @@ fn ctx() -> RequestContext {
         user_id: Some("bench".into()),
         is_admin: false,
     }
-}
-
-fn create(id: &str, snapshot: Option<&str>) -> VolumeRequest {
-    CreateVolume {
-        volume_id: id.into(),
-        size_gib: 1,
-        snapshot_id: snapshot.map(str::to_string),
-        source_volid: None,
-        image_location: None,
-    }
-    .into()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -214,7 +205,10 @@ async fn creates_per_second(b: &Bench, what: &str, snapshot: Option<&str>) -> Ve
     }
     let mut cast_at = Vec::new();
     for id in &ids {
-        cast_at.push(b.cast_watched(id, create(id, snapshot), "available").await);
+        cast_at.push(
+            b.cast_watched(id, create_request(id, 1, snapshot), "available")
+                .await,
+        );
     }
     let done = b.wait_seen(&ids).await;
     let mut lat: Vec<Duration> = done.iter().zip(&cast_at).map(|(d, c)| *d - *c).collect();
@@ -237,7 +231,7 @@ async fn short_under_long(
     pool: &str,
 ) -> Vec<String> {
     let reference = b.new_volume().await;
-    b.cast_watched(&reference, create(&reference, None), "available")
+    b.cast_watched(&reference, create_request(&reference, 1, None), "available")
         .await;
     b.wait_seen(std::slice::from_ref(&reference)).await;
     let mut long = Vec::new();
@@ -246,7 +240,7 @@ async fn short_under_long(
     }
     let started = Instant::now();
     for id in &long {
-        b.cast_watched(id, create(id, Some(snapshot)), "available")
+        b.cast_watched(id, create_request(id, 1, Some(snapshot)), "available")
             .await;
     }
     let long = Arc::new(long);
@@ -291,7 +285,9 @@ async fn short_under_long(
             let (mut v, mut ids) = (Vec::new(), Vec::new());
             while running() {
                 let id = b.new_volume().await;
-                let cast = b.cast_watched(&id, create(&id, None), "available").await;
+                let cast = b
+                    .cast_watched(&id, create_request(&id, 1, None), "available")
+                    .await;
                 let done = b.wait_seen(std::slice::from_ref(&id)).await[0];
                 v.push(done - cast);
                 ids.push(id);
@@ -487,7 +483,7 @@ fn main() {
 
         // The source: 128 MiB of data and a snapshot.
         let src = b.new_volume().await;
-        b.cast_watched(&src, create(&src, None), "available").await;
+        b.cast_watched(&src, create_request(&src, 1, None), "available").await;
         b.wait_seen(std::slice::from_ref(&src)).await;
         let driver = rbd_driver::RbdDriver::connect(cinder_tests::driver_config(&conf, &pool))
             .await

@@ -5,11 +5,11 @@
 #[allow(dead_code, unused_imports)]
 mod fixtures;
 
+use cinder_tests::create_request;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cinder_common::status::VolumeStatus;
-use cinder_rpc::messages::CreateVolume;
 use fixtures::{ceph, image, launch, prepare};
 
 fn rabbitmqctl(args: &[&str]) {
@@ -37,17 +37,7 @@ async fn a_broker_restart_amid_50_queued_creates_loses_none_and_doubles_none_and
         ids.push(svc.new_volume(1).await);
     }
     for id in &ids {
-        svc.cast(
-            CreateVolume {
-                volume_id: id.clone(),
-                size_gib: 1,
-                snapshot_id: None,
-                source_volid: None,
-                image_location: None,
-            }
-            .into(),
-        )
-        .await;
+        svc.cast(create_request(id, 1, None)).await;
     }
     // Restart the broker while most creates are still queued.
     let mut done_before = 0;

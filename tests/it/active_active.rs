@@ -5,25 +5,14 @@
 use std::collections::BTreeMap;
 
 use cinder_common::status::VolumeStatus;
-use cinder_rpc::messages::{CreateVolume, DeleteVolume, VolumeRequest};
-use cinder_tests::{amqp_url, unique};
+use cinder_rpc::messages::{DeleteVolume, VolumeRequest};
+use cinder_tests::{amqp_url, create_request, unique};
 use rbd_driver::CreateOptions;
 
 use crate::fixtures::{
     ceph, image, launch, prepare, prepare_peer, volume_row, wait_claim_released,
     wait_claims_released,
 };
-
-fn create(id: &str) -> VolumeRequest {
-    CreateVolume {
-        volume_id: id.into(),
-        size_gib: 1,
-        snapshot_id: None,
-        source_volid: None,
-        image_location: None,
-    }
-    .into()
-}
 
 async fn delete_queue(queue: &str) {
     let conn = lapin::Connection::connect(&amqp_url(), Default::default())
@@ -55,8 +44,8 @@ async fn a_cluster_shares_its_queue_and_runs_each_volume_once_despite_duplicates
     let mut ids = Vec::new();
     for _ in 0..30 {
         let id = a.new_volume(1).await;
-        a.cast_to(&queue, create(&id)).await;
-        a.cast_to(&queue, create(&id)).await;
+        a.cast_to(&queue, create_request(&id, 1, None)).await;
+        a.cast_to(&queue, create_request(&id, 1, None)).await;
         ids.push(id);
     }
     let mut by_host = BTreeMap::<String, usize>::new();

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cinder_common::status::VolumeStatus;
-use cinder_rpc::messages::{CreateVolume, DeleteVolume, VolumeRequest};
-use cinder_tests::{create_pool, random_bytes, unique, MIB};
+use cinder_rpc::messages::{DeleteVolume, VolumeRequest};
+use cinder_tests::{create_pool, create_request, random_bytes, unique, MIB};
 use rbd_driver::ImageSpec;
 
 use crate::fixtures::{ceph, prepare, wait_serving, Service};
@@ -91,7 +91,7 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     // A source with data and a snapshot: creates from it flatten 32 MiB each, one at a
     // time, so the kill lands amid them.
     let src = svc.new_volume(1).await;
-    svc.cast(create(&src, None)).await;
+    svc.cast(create_request(&src, 1, None)).await;
     svc.wait_volume(&src, VolumeStatus::Available).await;
     c.driver
         .write(&img(&src), 0, random_bytes(9, 32 * MIB as usize))
@@ -102,7 +102,7 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     let mut doomed = Vec::new();
     for _ in 0..10 {
         let id = svc.new_volume(1).await;
-        svc.cast(create(&id, None)).await;
+        svc.cast(create_request(&id, 1, None)).await;
         doomed.push(id);
     }
     for id in &doomed {
@@ -122,11 +122,11 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
         .await;
         if i % 2 == 0 {
             let new = svc.new_volume(1).await;
-            svc.cast(create(&new, Some(&snap))).await;
+            svc.cast(create_request(&new, 1, Some(&snap))).await;
             born.push(new);
         } else {
             let new = svc.new_volume(1).await;
-            svc.cast(create(&new, None)).await;
+            svc.cast(create_request(&new, 1, None)).await;
             born.push(new);
         }
     }
@@ -231,15 +231,4 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     svc.stop().await;
     let _ = std::fs::remove_file(&config);
     let _ = std::fs::remove_file(&log);
-}
-
-fn create(id: &str, snapshot: Option<&str>) -> VolumeRequest {
-    CreateVolume {
-        volume_id: id.into(),
-        size_gib: 1,
-        snapshot_id: snapshot.map(str::to_string),
-        source_volid: None,
-        image_location: None,
-    }
-    .into()
 }

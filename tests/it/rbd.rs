@@ -1,35 +1,18 @@
 //! The RBD driver against the dev cluster: image lifecycle, snapshots, clones, trash,
 //! error kinds and cluster facts.
 
-use std::time::Duration;
-
 use cinder_tests::{random_bytes, rbd, MIB};
 use rbd_driver::{
     CloneOptions, CreateOptions, ErrorKind, ImageSpec, OpCtl, Progress, RbdDriver, RemoveMode,
     RemoveOutcome, SnapNamespace,
 };
 
-use crate::fixtures::{big_clone, ceph, drop_clone};
+use crate::fixtures::{big_clone, ceph, drop_clone, wait_until};
 
 fn size(bytes: u64) -> CreateOptions {
     CreateOptions {
         size: bytes,
         ..Default::default()
-    }
-}
-
-async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -5,24 +5,12 @@ use std::time::{Duration, Instant};
 
 use cinder_common::status::{SnapshotStatus, VolumeStatus};
 use cinder_rpc::messages::{
-    CreateVolume, DeleteVolume, InitializeConnection, ManageExisting, Retype, SnapshotRef,
-    VolumeRequest,
+    DeleteVolume, InitializeConnection, ManageExisting, Retype, SnapshotRef, VolumeRequest,
 };
-use cinder_tests::{random_bytes, unique, MIB};
+use cinder_tests::{create_request, random_bytes, unique, MIB};
 use rbd_driver::{CreateOptions, ImageSpec};
 
 use crate::fixtures::{assert_same, ceph, ctx, image, launch, prepare, start, volume_row, Service};
-
-fn blank(id: &str, size_gib: u64) -> VolumeRequest {
-    CreateVolume {
-        volume_id: id.into(),
-        size_gib,
-        snapshot_id: None,
-        source_volid: None,
-        image_location: None,
-    }
-    .into()
-}
 
 async fn set(svc: &Service, id: &str, from: VolumeStatus, to: VolumeStatus) {
     svc.db
@@ -36,7 +24,7 @@ async fn a_revert_brings_back_the_snapshot_data_at_the_volume_size() {
     let c = ceph().await;
     let svc = start(c).await;
     let a = svc.new_volume(1).await;
-    svc.cast(blank(&a, 1)).await;
+    svc.cast(create_request(&a, 1, None)).await;
     svc.wait_volume(&a, VolumeStatus::Available).await;
     let before = random_bytes(1, 4 * MIB as usize);
     c.driver
@@ -120,7 +108,7 @@ async fn a_retype_on_the_same_backend_changes_the_row_and_returns_to_its_status(
     let c = ceph().await;
     let svc = start(c).await;
     let a = svc.new_volume(1).await;
-    svc.cast(blank(&a, 1)).await;
+    svc.cast(create_request(&a, 1, None)).await;
     svc.wait_volume(&a, VolumeStatus::Available).await;
     set(&svc, &a, VolumeStatus::Available, VolumeStatus::Retyping).await;
     let gold = uuid::Uuid::new_v4().to_string();
@@ -238,7 +226,7 @@ async fn short_work_passes_long_work_queued_beyond_its_budget() {
     let svc = launch(c, p).await;
 
     let src = svc.new_volume(1).await;
-    svc.cast(blank(&src, 1)).await;
+    svc.cast(create_request(&src, 1, None)).await;
     svc.wait_volume(&src, VolumeStatus::Available).await;
     c.driver
         .write(&image(c, &src), 0, random_bytes(4, 64 * MIB as usize))
@@ -249,22 +237,12 @@ async fn short_work_passes_long_work_queued_beyond_its_budget() {
     let mut long = Vec::new();
     for _ in 0..12 {
         let id = svc.new_volume(1).await;
-        svc.cast(
-            CreateVolume {
-                volume_id: id.clone(),
-                size_gib: 1,
-                snapshot_id: Some(s.clone()),
-                source_volid: None,
-                image_location: None,
-            }
-            .into(),
-        )
-        .await;
+        svc.cast(create_request(&id, 1, Some(&s))).await;
         long.push(id);
     }
     let started = Instant::now();
     let quick = svc.new_volume(1).await;
-    svc.cast(blank(&quick, 1)).await;
+    svc.cast(create_request(&quick, 1, None)).await;
     svc.wait_volume(&quick, VolumeStatus::Available).await;
     svc.client
         .call(

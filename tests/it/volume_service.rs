@@ -9,7 +9,7 @@ use cinder_rpc::messages::{
     VolumeRequest,
 };
 use cinder_rpc::{Envelope, RpcVersion};
-use cinder_tests::{rbd, unique};
+use cinder_tests::{create_request, rbd, unique};
 
 use crate::fixtures::{ceph, ctx, image, launch, prepare, start, volume_row};
 
@@ -20,17 +20,7 @@ async fn volumes_live_and_die_through_the_queue() {
 
     // Blank.
     let a = svc.new_volume(1).await;
-    svc.cast(
-        CreateVolume {
-            volume_id: a.clone(),
-            size_gib: 1,
-            snapshot_id: None,
-            source_volid: None,
-            image_location: None,
-        }
-        .into(),
-    )
-    .await;
+    svc.cast(create_request(&a, 1, None)).await;
     let row = svc.wait_volume(&a, VolumeStatus::Available).await;
     assert_eq!(
         row.provider_location.as_deref(),
@@ -91,17 +81,7 @@ async fn volumes_live_and_die_through_the_queue() {
     // Snapshot, then a bigger volume from it.
     let s = svc.snapshot(&a).await;
     let b = svc.new_volume(3).await;
-    svc.cast(
-        CreateVolume {
-            volume_id: b.clone(),
-            size_gib: 3,
-            snapshot_id: Some(s.clone()),
-            source_volid: None,
-            image_location: None,
-        }
-        .into(),
-    )
-    .await;
+    svc.cast(create_request(&b, 3, Some(&s))).await;
     let row = svc.wait_volume(&b, VolumeStatus::Available).await;
     assert_eq!(
         row.rbd_parent.as_deref(),
@@ -423,17 +403,7 @@ async fn prometheus_metrics_show_operations_lanes_heartbeat_and_capacity() {
     let backend = format!("{}@ceph", p.host);
     let svc = launch(c, p).await;
     let v = svc.new_volume(1).await;
-    svc.cast(
-        CreateVolume {
-            volume_id: v.clone(),
-            size_gib: 1,
-            snapshot_id: None,
-            source_volid: None,
-            image_location: None,
-        }
-        .into(),
-    )
-    .await;
+    svc.cast(create_request(&v, 1, None)).await;
     svc.wait_volume(&v, VolumeStatus::Available).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 

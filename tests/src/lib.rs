@@ -6,6 +6,20 @@
 
 use std::process::{Command, Output};
 
+use cinder_rpc::messages::{CreateVolume, VolumeRequest};
+
+/// A create request for volume `id` of `size_gib` GiB: blank, or from `snapshot`.
+pub fn create_request(id: &str, size_gib: u64, snapshot: Option<&str>) -> VolumeRequest {
+    CreateVolume {
+        volume_id: id.into(),
+        size_gib,
+        snapshot_id: snapshot.map(str::to_string),
+        source_volid: None,
+        image_location: None,
+    }
+    .into()
+}
+
 /// The ceph.conf of the dev cluster, or a panic saying how to get one.
 pub fn ceph_conf() -> String {
     match std::env::var("CEPH_CONF") {
