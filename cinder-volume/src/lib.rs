@@ -1,11 +1,22 @@
 //! The volume service: one service per enabled backend (`host@backend`), RPC from AMQP
-//! routed to the RBD driver, heartbeat and capacity reports to the database.
+//! routed to the driver, heartbeat and capacity reports to the database.
 //!
-//! Per backend: one Ceph connection (a wrong pool or key fails at start), a service row
-//! with a heartbeat that never waits on librbd, a capacity report from one `df` plus the
-//! database, and the RPC consumer on `cinder-volume.<host>@<backend>` feeding the
-//! [`manager::VolumeManager`]. Start-up reconciliation, reconnection and metrics arrive
-//! with the rest of the volume-service issue.
+//! # Layout
+//! - [`run`] / `start_backend`: per backend, one Ceph connection (a wrong pool or key
+//!   fails at start), the service row and its heartbeat, the capacity report, the trash
+//!   sweep, start-up reconciliation, then the consumers of `cinder-volume.<host>@<backend>`
+//!   (and the cluster's queue) feeding the [`manager::VolumeManager`].
+//! - [`manager`]: budgets, the claim protocol, routing to [`ops`].
+//! - [`ops`]: one module per operation, holding its run and its resume after a crash.
+//! - [`recovery`]: start-up reconciliation, adoption of a dead cluster peer's work, the
+//!   background retry of work Ceph refused.
+//! - [`drivers`]: the driver interface and the RBD adapter.
+//! - [`workers`]: heartbeat, capacity report, trash sweep; [`metrics`]: Prometheus text.
+//!
+//! # Invariants
+//! - The heartbeat never waits on librbd: every librbd call runs on the driver's pool.
+//! - A status changes only through `Db::begin` / `Db::finish`; a final status and the
+//!   release of its claim are one transaction.
 #![warn(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -13,6 +24,8 @@ use std::collections::BTreeMap;
 pub mod drivers;
 pub mod manager;
 pub mod metrics;
+pub mod ops;
+pub mod recovery;
 pub mod serve;
 pub mod workers;
 
@@ -23,7 +36,8 @@ use std::time::Duration;
 use cinder_common::service::{CommonSettings, ServiceConfig};
 use cinder_common::shutdown::CancellationToken;
 use cinder_db::ServiceRegistration;
-use cinder_rpc::{RpcServer, RpcVersion};
+use cinder_rpc::messages::VolumeTopic;
+use cinder_rpc::RpcServer;
 use drivers::rbd::RbdVolumeDriver;
 use manager::VolumeManager;
 use rbd_driver::{RbdConfig, RbdDriver};
@@ -271,7 +285,7 @@ async fn start_backend(
     let mut servers = Vec::new();
     for queue in &queues {
         servers.push(
-            RpcServer::bind(&amqp, queue, concurrency as u16, RpcVersion::VOLUME)
+            RpcServer::<VolumeTopic>::bind(&amqp, queue, concurrency as u16)
                 .await
                 .with_context(|| format!("backend {name}: cannot consume {queue}"))?,
         );
@@ -410,14 +424,14 @@ async fn start_backend(
 #[allow(clippy::too_many_arguments)]
 async fn consume(
     manager: Arc<VolumeManager<RbdVolumeDriver>>,
-    server: RpcServer,
+    server: RpcServer<VolumeTopic>,
     amqp: String,
     queue: String,
     concurrency: usize,
     permits: Arc<tokio::sync::Semaphore>,
     tracker: tokio_util::task::TaskTracker,
     shutdown: CancellationToken,
-) -> Option<RpcServer> {
+) -> Option<RpcServer<VolumeTopic>> {
     let mut server = Some(server);
     let mut backoff = Duration::from_millis(200);
     while let Some(current) = server.as_mut() {
@@ -431,9 +445,7 @@ async fn consume(
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    match RpcServer::bind(&amqp, &queue, concurrency as u16, RpcVersion::VOLUME)
-                        .await
-                    {
+                    match RpcServer::<VolumeTopic>::bind(&amqp, &queue, concurrency as u16).await {
                         Ok(s) => {
                             tracing::info!(queue = %queue, "reconnected to the broker");
                             server = Some(s);

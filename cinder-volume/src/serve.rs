@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use cinder_common::shutdown::CancellationToken;
+use cinder_rpc::messages::VolumeTopic;
 use cinder_rpc::RpcServer;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
@@ -27,7 +28,7 @@ pub enum Ended {
 /// Serves `server` until `shutdown` or the consumer ends.
 pub async fn serve<D: VolumeDriver>(
     manager: &Arc<VolumeManager<D>>,
-    server: &mut RpcServer,
+    server: &mut RpcServer<VolumeTopic>,
     permits: &Arc<Semaphore>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,

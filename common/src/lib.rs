@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod ops;
 pub mod service;
 pub mod settings;
 pub mod shutdown;

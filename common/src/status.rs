@@ -1,9 +1,7 @@
 //! Resource statuses with OpenStack's spellings (note the mixed `in-use`,
-//! `error_deleting`, `backing-up`), and the volume status machine as a pure table.
-//!
-//! A status changes only through the database's conditional update (`db`), which names
-//! the statuses it expects; [`VolumeStatus::can_transition`] is the table those
-//! expectations come from. Admin `os-reset_status` is the one path that bypasses it.
+//! `error_deleting`, `backing-up`). Which status follows which is the operations table
+//! in [`crate::ops`]; with the `db` feature the enums are column types of their own, so
+//! rows carry them typed.
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,6 +10,8 @@ macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[cfg_attr(feature = "db", derive(sea_orm::DeriveValueType))]
+        #[cfg_attr(feature = "db", sea_orm(value_type = "String"))]
         pub enum $name {
             $($(#[$vdoc])* $variant,)*
         }
@@ -178,67 +178,6 @@ status_enum! {
     }
 }
 
-impl VolumeStatus {
-    /// Whether a volume may go from `self` to `to` through a normal operation (the table
-    /// conditional updates draw their expected statuses from).
-    pub fn can_transition(self, to: VolumeStatus) -> bool {
-        use VolumeStatus::*;
-        matches!(
-            (self, to),
-            (Creating, Available | Error | Downloading)
-                | (Downloading, Available | Error)
-                | (
-                    Available,
-                    Deleting
-                        | Reserved
-                        | Attaching
-                        | BackingUp
-                        | Extending
-                        | Uploading
-                        | Retyping
-                        | Maintenance
-                        | AwaitingTransfer
-                        | Downloading
-                        | RestoringBackup
-                        | Reverting
-                        | Unmanaging
-                )
-                | (Reserved, Attaching | InUse | Available)
-                | (Attaching, InUse | Available | Error)
-                | (
-                    InUse,
-                    Detaching | BackingUp | Extending | Uploading | Retyping | Reserved | Attaching
-                )
-                | (Detaching, Available | InUse)
-                | (Deleting, Deleted | ErrorDeleting)
-                | (Error, Deleting)
-                | (ErrorDeleting, Deleting)
-                | (BackingUp, Available | InUse | ErrorBackingUp)
-                | (RestoringBackup, Available | ErrorRestoring)
-                | (Extending, Available | InUse | ErrorExtending)
-                | (Uploading, Available | InUse)
-                | (Retyping, Available | InUse | Error)
-                | (Maintenance, Available | Error)
-                | (AwaitingTransfer, Available)
-                | (ErrorBackingUp | ErrorRestoring | ErrorExtending, Deleting)
-                | (Reverting, Available | Error)
-                | (Managing, Available | ErrorManaging)
-                | (ErrorManaging, Deleting | Unmanaging)
-                | (Error, Unmanaging)
-                | (Unmanaging, Deleted | Available)
-        )
-    }
-
-    /// The statuses a volume may move to `to` from.
-    pub fn sources_of(to: VolumeStatus) -> Vec<VolumeStatus> {
-        VolumeStatus::ALL
-            .iter()
-            .copied()
-            .filter(|s| s.can_transition(to))
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,55 +201,5 @@ mod tests {
         for s in AttachStatus::ALL {
             assert_eq!(s.as_str().parse::<AttachStatus>().unwrap(), *s);
         }
-    }
-
-    #[test]
-    fn the_volume_status_table() {
-        use VolumeStatus::*;
-        let allowed = [
-            (Creating, Available),
-            (Creating, Error),
-            (Available, Deleting),
-            (Available, Attaching),
-            (Attaching, InUse),
-            (InUse, Detaching),
-            (Detaching, Available),
-            (Error, Deleting),
-            (ErrorDeleting, Deleting),
-            (Deleting, ErrorDeleting),
-            (Available, Extending),
-            (InUse, Extending),
-            (Extending, ErrorExtending),
-            (Available, Reverting),
-            (Reverting, Available),
-            (Managing, ErrorManaging),
-            (Available, Unmanaging),
-        ];
-        for (a, b) in allowed {
-            assert!(a.can_transition(b), "{a} -> {b}");
-        }
-        let refused = [
-            (Creating, Deleting),
-            (InUse, Deleting),
-            (Deleting, Available),
-            (Available, InUse),
-            (Deleted, Available),
-            (Available, Available),
-        ];
-        for (a, b) in refused {
-            assert!(!a.can_transition(b), "{a} -> {b}");
-        }
-        assert_eq!(
-            VolumeStatus::sources_of(Deleting),
-            vec![
-                Available,
-                Error,
-                ErrorDeleting,
-                ErrorBackingUp,
-                ErrorRestoring,
-                ErrorExtending,
-                ErrorManaging
-            ]
-        );
     }
 }

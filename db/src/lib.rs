@@ -2,9 +2,12 @@
 //! over Cinder's tables, and the only ways that state changes.
 //!
 //! # Invariants
-//! - A status changes only through a conditional update naming the statuses it expects
-//!   (`UPDATE ... WHERE id = ? AND status IN (...)`): two racing requests never both win;
-//!   the loser gets [`Error::Conflict`].
+//! - A status changes only through [`Db::begin`] and [`Db::finish`], which take their
+//!   statuses from the operations table (`cinder_common::ops`), or admin
+//!   [`Db::reset_status`]; each is one conditional update (`UPDATE ... WHERE id = ? AND
+//!   status IN (...)`): two racing requests never both win; the loser gets
+//!   [`Error::Conflict`]. A final status and the release of its claim are one
+//!   transaction.
 //! - Quota reservations are conditional updates of `quota_usages` rows, taken in a fixed
 //!   order inside one transaction: safe under concurrency on SQLite, PostgreSQL and
 //!   MariaDB alike, without `SELECT ... FOR UPDATE`.
@@ -20,7 +23,7 @@ mod list;
 mod quota;
 mod service;
 mod snapshot;
-mod status;
+mod state;
 mod volume;
 mod work;
 
@@ -29,6 +32,7 @@ pub use error::{Error, Result};
 pub use list::{SortDir, VolumeListQuery, VolumeSortKey};
 pub use quota::{QuotaLimits, ReservationId, Usage};
 pub use service::{service_is_up, ServiceRegistration};
+pub use state::{Ending, Tracked};
 pub use volume::{NewVolume, VolumeChanges};
 
 /// The newest migration this code expects (see `cinder-migrations`).

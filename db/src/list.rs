@@ -75,7 +75,7 @@ fn key_value(k: VolumeSortKey, v: &volumes::Model) -> Value {
         VolumeSortKey::Id => v.id.clone().into(),
         VolumeSortKey::Name => v.display_name.clone().unwrap_or_default().into(),
         VolumeSortKey::Size => v.size.into(),
-        VolumeSortKey::Status => v.status.clone().into(),
+        VolumeSortKey::Status => v.status.into(),
     }
 }
 

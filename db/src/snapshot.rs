@@ -25,7 +25,7 @@ impl Db {
             user_id: Set(user_id.into()),
             display_name: Set(None),
             display_description: Set(None),
-            status: Set(SnapshotStatus::Creating.as_str().into()),
+            status: Set(SnapshotStatus::Creating),
             progress: Set(None),
             volume_size: Set(volume_size_gib),
             provider_location: Set(None),
@@ -45,53 +45,19 @@ impl Db {
         self.snapshot(id).await
     }
 
-    /// Soft-deletes a snapshot that is `deleting`.
-    pub async fn soft_delete_snapshot(&self, id: &str) -> Result<()> {
-        use sea_orm::sea_query::Expr;
-        let now = Utc::now().naive_utc();
-        let res = snapshots::Entity::update_many()
-            .col_expr(snapshots::Column::Deleted, Expr::value(true))
-            .col_expr(snapshots::Column::DeletedAt, Expr::value(now))
-            .col_expr(
-                snapshots::Column::Status,
-                Expr::value(SnapshotStatus::Deleted.as_str()),
-            )
-            .filter(snapshots::Column::Id.eq(id))
-            .filter(snapshots::Column::Deleted.eq(false))
-            .filter(snapshots::Column::Status.eq(SnapshotStatus::Deleting.as_str()))
-            .exec(&self.conn)
-            .await?;
-        if res.rows_affected == 1 {
-            return Ok(());
-        }
-        let s = self.snapshot(id).await?;
-        Err(Error::Conflict {
-            kind: "snapshot",
-            id: id.into(),
-            expected: vec!["deleting".into()],
-            found: s.status,
-        })
-    }
-
-    /// Puts back to `available` every snapshot of `volume_id` left `restoring` by an
-    /// interrupted revert; returns how many.
-    pub async fn snapshots_restoring_to_available(&self, volume_id: &str) -> Result<u64> {
-        use sea_orm::sea_query::Expr;
-        let res = snapshots::Entity::update_many()
-            .col_expr(
-                snapshots::Column::Status,
-                Expr::value(SnapshotStatus::Available.as_str()),
-            )
-            .col_expr(
-                snapshots::Column::UpdatedAt,
-                Expr::value(Utc::now().naive_utc()),
-            )
+    /// Snapshots of `volume_id` in `status` (a revert's restoring snapshot, found again
+    /// after a crash).
+    pub async fn snapshots_of(
+        &self,
+        volume_id: &str,
+        status: SnapshotStatus,
+    ) -> Result<Vec<snapshots::Model>> {
+        Ok(snapshots::Entity::find()
             .filter(snapshots::Column::VolumeId.eq(volume_id))
             .filter(snapshots::Column::Deleted.eq(false))
-            .filter(snapshots::Column::Status.eq(SnapshotStatus::Restoring.as_str()))
-            .exec(&self.conn)
-            .await?;
-        Ok(res.rows_affected)
+            .filter(snapshots::Column::Status.eq(status.as_str()))
+            .all(&self.conn)
+            .await?)
     }
 
     /// A non-deleted snapshot.

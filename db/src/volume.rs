@@ -3,7 +3,7 @@
 use chrono::Utc;
 use cinder_common::status::{AttachStatus, VolumeStatus};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, UpdateMany};
 
 use crate::entity::volumes;
 use crate::error::{Error, Result};
@@ -49,70 +49,39 @@ pub struct VolumeChanges {
     pub volume_type_id: Option<Option<String>>,
 }
 
+/// Adds the columns of `changes` to a volume update.
+pub(crate) fn apply_changes(
+    mut update: UpdateMany<volumes::Entity>,
+    changes: &VolumeChanges,
+) -> UpdateMany<volumes::Entity> {
+    if let Some(h) = &changes.host {
+        update = update.col_expr(volumes::Column::Host, Expr::value(h.clone()));
+    }
+    if let Some(p) = &changes.provider_location {
+        update = update.col_expr(volumes::Column::ProviderLocation, Expr::value(p.clone()));
+    }
+    if let Some(p) = &changes.rbd_parent {
+        update = update.col_expr(volumes::Column::RbdParent, Expr::value(p.clone()));
+    }
+    if let Some(d) = changes.clone_depth {
+        update = update.col_expr(volumes::Column::CloneDepth, Expr::value(d));
+    }
+    if let Some(s) = changes.size_gib {
+        update = update.col_expr(volumes::Column::Size, Expr::value(s));
+    }
+    if let Some(t) = &changes.volume_type_id {
+        update = update.col_expr(volumes::Column::VolumeTypeId, Expr::value(t.clone()));
+    }
+    if changes.launched_at {
+        update = update.col_expr(
+            volumes::Column::LaunchedAt,
+            Expr::value(Utc::now().naive_utc()),
+        );
+    }
+    update
+}
+
 impl Db {
-    /// Moves volume `id` to `new` if (and only if) its status is one of `expected`: one
-    /// `UPDATE ... WHERE status IN (...)`. A lost race is [`Error::Conflict`].
-    pub async fn update_volume_status_if(
-        &self,
-        id: &str,
-        expected: &[VolumeStatus],
-        new: VolumeStatus,
-    ) -> Result<()> {
-        self.update_volume_if(id, expected, new, &VolumeChanges::default())
-            .await
-    }
-
-    /// [`Db::update_volume_status_if`] that also sets `changes`, in the same statement.
-    pub async fn update_volume_if(
-        &self,
-        id: &str,
-        expected: &[VolumeStatus],
-        new: VolumeStatus,
-        changes: &VolumeChanges,
-    ) -> Result<()> {
-        let now = Utc::now().naive_utc();
-        let mut update = volumes::Entity::update_many()
-            .col_expr(volumes::Column::Status, Expr::value(new.as_str()))
-            .col_expr(volumes::Column::UpdatedAt, Expr::value(now));
-        if let Some(h) = &changes.host {
-            update = update.col_expr(volumes::Column::Host, Expr::value(h.clone()));
-        }
-        if let Some(p) = &changes.provider_location {
-            update = update.col_expr(volumes::Column::ProviderLocation, Expr::value(p.clone()));
-        }
-        if let Some(p) = &changes.rbd_parent {
-            update = update.col_expr(volumes::Column::RbdParent, Expr::value(p.clone()));
-        }
-        if let Some(d) = changes.clone_depth {
-            update = update.col_expr(volumes::Column::CloneDepth, Expr::value(d));
-        }
-        if let Some(s) = changes.size_gib {
-            update = update.col_expr(volumes::Column::Size, Expr::value(s));
-        }
-        if let Some(t) = &changes.volume_type_id {
-            update = update.col_expr(volumes::Column::VolumeTypeId, Expr::value(t.clone()));
-        }
-        if changes.launched_at {
-            update = update.col_expr(volumes::Column::LaunchedAt, Expr::value(now));
-        }
-        let res = update
-            .filter(volumes::Column::Id.eq(id))
-            .filter(volumes::Column::Deleted.eq(false))
-            .filter(volumes::Column::Status.is_in(expected.iter().map(|s| s.as_str())))
-            .exec(&self.conn)
-            .await?;
-        if res.rows_affected == 1 {
-            return Ok(());
-        }
-        let v = self.volume(id).await?;
-        Err(Error::Conflict {
-            kind: "volume",
-            id: id.into(),
-            expected: expected.iter().map(|s| s.as_str().to_string()).collect(),
-            found: v.status,
-        })
-    }
-
     /// Sum of the sizes (GiB) of the non-deleted volumes on `host` (`host@backend`,
     /// with or without `#pool`): provisioned capacity from the database, never a scan.
     /// (Summed here: `SUM` comes back as DECIMAL on MariaDB.)
@@ -146,6 +115,17 @@ impl Db {
 
     /// Inserts a volume in status `creating`, detached.
     pub async fn create_volume(&self, v: &NewVolume) -> Result<volumes::Model> {
+        self.create_volume_for(v, &cinder_common::ops::volume::CREATE)
+            .await
+    }
+
+    /// Inserts a volume in the busy status of `op`, an operation that begins with the
+    /// row (create, manage), detached.
+    pub async fn create_volume_for(
+        &self,
+        v: &NewVolume,
+        op: &cinder_common::ops::Operation<VolumeStatus>,
+    ) -> Result<volumes::Model> {
         let now = Utc::now().naive_utc();
         let row = volumes::ActiveModel {
             id: Set(v.id.clone()),
@@ -154,8 +134,8 @@ impl Db {
             display_name: Set(v.name.clone()),
             display_description: Set(v.description.clone()),
             size: Set(v.size_gib),
-            status: Set(VolumeStatus::Creating.as_str().into()),
-            attach_status: Set(AttachStatus::Detached.as_str().into()),
+            status: Set(op.busy),
+            attach_status: Set(AttachStatus::Detached),
             availability_zone: Set(v.availability_zone.clone()),
             volume_type_id: Set(v.volume_type_id.clone()),
             snapshot_id: Set(None),
@@ -202,41 +182,5 @@ impl Db {
                 kind: "volume",
                 id: id.to_string(),
             })
-    }
-
-    /// Soft-deletes a volume that is `deleting`: the row stays, marked deleted (admins
-    /// can still list it), with status `deleted`.
-    pub async fn soft_delete_volume(&self, id: &str) -> Result<()> {
-        self.soft_delete_volume_from(id, VolumeStatus::Deleting)
-            .await
-    }
-
-    /// Soft-deletes a volume whose status is `from` (`deleting`, or `unmanaging` when
-    /// the image stays behind).
-    pub async fn soft_delete_volume_from(&self, id: &str, from: VolumeStatus) -> Result<()> {
-        let now = Utc::now().naive_utc();
-        let res = volumes::Entity::update_many()
-            .col_expr(volumes::Column::Deleted, Expr::value(true))
-            .col_expr(volumes::Column::DeletedAt, Expr::value(now))
-            .col_expr(volumes::Column::UpdatedAt, Expr::value(now))
-            .col_expr(
-                volumes::Column::Status,
-                Expr::value(VolumeStatus::Deleted.as_str()),
-            )
-            .filter(volumes::Column::Id.eq(id))
-            .filter(volumes::Column::Deleted.eq(false))
-            .filter(volumes::Column::Status.eq(from.as_str()))
-            .exec(&self.conn)
-            .await?;
-        if res.rows_affected == 1 {
-            return Ok(());
-        }
-        let v = self.volume(id).await?;
-        Err(Error::Conflict {
-            kind: "volume",
-            id: id.into(),
-            expected: vec![from.as_str().into()],
-            found: v.status,
-        })
     }
 }

@@ -4,6 +4,7 @@
 //! The unique index on (resource_type, resource_id) makes one claim per resource.
 
 use chrono::Utc;
+use cinder_common::ops::{ClaimKey, ResourceKind};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
 
 use crate::entity::{services, workers};
@@ -11,21 +12,15 @@ use crate::error::{Error, Result};
 use crate::Db;
 
 impl Db {
-    /// Claims `operation` on `resource_type`/`resource_id` for `service_id`. A claim the
-    /// same service already holds for the same operation is returned again (a
-    /// redelivered message); any other existing claim is [`Error::Conflict`].
-    pub async fn claim_work(
-        &self,
-        resource_type: &str,
-        resource_id: &str,
-        operation: &str,
-        service_id: i32,
-    ) -> Result<workers::Model> {
+    /// Claims `key` for `service_id`. A claim the same service already holds for the
+    /// same operation is returned again (a redelivered message); any other existing
+    /// claim is [`Error::Conflict`].
+    pub async fn claim(&self, key: &ClaimKey, service_id: i32) -> Result<workers::Model> {
         let row = workers::ActiveModel {
-            resource_type: Set(resource_type.into()),
-            resource_id: Set(resource_id.into()),
+            resource_type: Set(key.resource.as_str().into()),
+            resource_id: Set(key.id.clone()),
             status: Set("claimed".into()),
-            operation: Set(operation.into()),
+            operation: Set(key.operation.into()),
             service_id: Set(Some(service_id)),
             race_preventer: Set(0),
             created_at: Set(Utc::now().naive_utc()),
@@ -42,43 +37,47 @@ impl Db {
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
             Err(e) => return Err(e.into()),
         }
-        let claim = self
-            .claim_of(resource_type, resource_id)
-            .await?
-            .ok_or_else(|| {
-                Error::Corrupt(format!("claim on {resource_type} {resource_id} vanished"))
-            })?;
-        if claim.service_id == Some(service_id) && claim.operation == operation {
+        let claim = self.claim_on(key.resource, &key.id).await?.ok_or_else(|| {
+            Error::Corrupt(format!("claim on {} {} vanished", key.resource, key.id))
+        })?;
+        if claim.service_id == Some(service_id) && claim.operation == key.operation {
             Ok(claim)
         } else {
             Err(Error::Conflict {
                 kind: "claim",
-                id: format!("{resource_type} {resource_id}"),
-                expected: vec![format!("none, or {operation} by service {service_id}")],
+                id: format!("{} {}", key.resource, key.id),
+                expected: vec![format!(
+                    "none, or {} by service {service_id}",
+                    key.operation
+                )],
                 found: format!("{} by service {:?}", claim.operation, claim.service_id),
             })
         }
     }
 
     /// The claim on a resource, if any.
-    pub async fn claim_of(
+    pub async fn claim_on(
         &self,
-        resource_type: &str,
+        resource: ResourceKind,
         resource_id: &str,
     ) -> Result<Option<workers::Model>> {
         Ok(workers::Entity::find()
-            .filter(workers::Column::ResourceType.eq(resource_type))
+            .filter(workers::Column::ResourceType.eq(resource.as_str()))
             .filter(workers::Column::ResourceId.eq(resource_id))
             .one(&self.conn)
             .await?)
     }
 
-    /// Ends a claim (the work finished or was failed cleanly). Ending a claim that is
-    /// gone succeeds.
-    pub async fn release_work(&self, resource_type: &str, resource_id: &str) -> Result<()> {
-        workers::Entity::delete_many()
-            .filter(workers::Column::ResourceType.eq(resource_type))
-            .filter(workers::Column::ResourceId.eq(resource_id))
+    /// Ends a claim without a status change (the work found nothing to do, or its
+    /// resource moved on). Ending a claim that is gone succeeds. Work that ends with a
+    /// status releases its claim in [`Db::finish`].
+    pub async fn release(&self, key: &ClaimKey) -> Result<()> {
+        crate::state::release(&self.conn, key).await
+    }
+
+    /// Removes a stored claim this build does not know (by row id).
+    pub async fn drop_claim_row(&self, claim_id: i32) -> Result<()> {
+        workers::Entity::delete_by_id(claim_id)
             .exec(&self.conn)
             .await?;
         Ok(())

@@ -23,9 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::messages::{
-    Call, Cast, Envelope, RemoteError, Reply, RequestContext, RpcVersion, VolumeRequest,
-};
+use crate::messages::{Call, Cast, Envelope, RemoteError, Reply, RequestContext, Topic};
 use crate::topology::{DIRECT_REPLY_TO, EXCHANGE};
 
 /// What can go wrong calling or casting.
@@ -200,15 +198,16 @@ impl RpcClient {
             .with_delivery_mode(2)
     }
 
-    /// Casts `msg` to `queue` (persistent; returns once the broker confirmed it).
-    /// Returns the request id.
-    pub async fn cast<T: Cast>(
+    /// Casts `msg` to `queue` (persistent; returns once the broker confirmed it), at
+    /// its topic's version. Returns the request id.
+    pub async fn cast<M: Cast>(
         &self,
         queue: &str,
         context: RequestContext,
-        msg: T,
+        msg: M,
     ) -> Result<String, RpcError> {
-        let env: Envelope<VolumeRequest> = Envelope::new(RpcVersion::VOLUME, context, msg.into());
+        let env: Envelope<<M::Topic as Topic>::Request> =
+            Envelope::new(M::Topic::VERSION, context, msg.into());
         self.cast_envelope(queue, &env).await?;
         Ok(env.request_id)
     }
@@ -229,14 +228,15 @@ impl RpcClient {
     }
 
     /// Calls `queue` and waits up to `timeout` for the typed reply.
-    pub async fn call<T: Call>(
+    pub async fn call<M: Call>(
         &self,
         queue: &str,
         context: RequestContext,
-        msg: T,
+        msg: M,
         timeout: Duration,
-    ) -> Result<T::Reply, RpcError> {
-        let env: Envelope<VolumeRequest> = Envelope::new(RpcVersion::VOLUME, context, msg.into());
+    ) -> Result<M::Reply, RpcError> {
+        let env: Envelope<<M::Topic as Topic>::Request> =
+            Envelope::new(M::Topic::VERSION, context, msg.into());
         self.call_envelope(queue, &env, timeout).await
     }
 

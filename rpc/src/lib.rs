@@ -2,12 +2,13 @@
 //!
 //! # Layout
 //! - [`messages`]: the wire types. Pure serde: an [`messages::Envelope`] (version,
-//!   request id, caller context, body), one request enum per topic, a typed reply per
-//!   call, and [`messages::RemoteError`] whose kind survives the hop.
+//!   request id, caller context, body), a [`Topic`] per service naming its request
+//!   enum and version, one argument struct per message (a [`Cast`], or a [`Call`] with
+//!   its typed reply), and [`messages::RemoteError`] whose kind survives the hop.
 //! - [`topology`]: exchange and queue names (`cinder-volume.<host>@<backend>`, ...).
 //! - [`client`]: [`client::RpcClient`]: `cast` (persistent, publisher-confirmed) and
 //!   `call` (RabbitMQ direct reply-to, with a timeout).
-//! - [`server`]: [`server::RpcServer`]: consumes a queue with a prefetch, rejects
+//! - [`server`]: [`server::RpcServer`] (generic over the topic): consumes a queue with a prefetch, rejects
 //!   versions it does not understand (a call gets an `UnsupportedVersion` error; a cast
 //!   is dead-lettered to `<queue>.rejected`), and hands each request to the service with
 //!   the means to ack it once the work is durably claimed and to reply.
@@ -24,5 +25,7 @@ pub mod server;
 pub mod topology;
 
 pub use client::{RpcClient, RpcError};
-pub use messages::{Envelope, RemoteError, RemoteErrorKind, RequestContext, RpcVersion};
+pub use messages::{
+    Call, Cast, Envelope, Method, RemoteError, RemoteErrorKind, RequestContext, RpcVersion, Topic,
+};
 pub use server::{Incoming, RpcServer};

@@ -17,22 +17,22 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use serde::Serialize;
 
 use crate::client::RpcError;
-use crate::messages::{Envelope, RemoteError, RemoteErrorKind, Reply, RpcVersion, VolumeRequest};
+use crate::messages::{Envelope, RemoteError, RemoteErrorKind, Reply, Topic};
 use crate::topology::{rejected_queue, DEAD_LETTER_EXCHANGE, EXCHANGE};
 
-/// A consumer of one service queue.
-pub struct RpcServer {
+/// A consumer of one service queue of topic `T`.
+pub struct RpcServer<T: Topic> {
     _conn: Connection,
     channel: Channel,
     consumer: Consumer,
     queue: String,
-    version: RpcVersion,
+    topic: std::marker::PhantomData<T>,
 }
 
-/// One request, not yet acknowledged.
-pub struct Incoming {
+/// One request of topic `T`, not yet acknowledged.
+pub struct Incoming<T: Topic> {
     /// The request.
-    pub envelope: Envelope<VolumeRequest>,
+    pub envelope: Envelope<T::Request>,
     /// Whether the broker delivered it before (the service must handle it idempotently).
     pub redelivered: bool,
     acker: Acker,
@@ -61,7 +61,7 @@ async fn publish_reply<R: Serialize>(
     Ok(())
 }
 
-impl Incoming {
+impl<T: Topic> Incoming<T> {
     /// Whether the caller waits for a reply.
     pub fn is_call(&self) -> bool {
         self.reply_to.is_some()
@@ -107,15 +107,11 @@ impl Incoming {
     }
 }
 
-impl RpcServer {
+impl<T: Topic> RpcServer<T> {
     /// Declares the topology for `queue` (durable, bound to the exchange by its own
-    /// name, dead-lettering to `<queue>.rejected`), sets the prefetch, and consumes.
-    pub async fn bind(
-        url: &str,
-        queue: &str,
-        prefetch: u16,
-        version: RpcVersion,
-    ) -> Result<RpcServer, RpcError> {
+    /// name, dead-lettering to `<queue>.rejected`), sets the prefetch, and consumes
+    /// requests of topic `T` up to its version.
+    pub async fn bind(url: &str, queue: &str, prefetch: u16) -> Result<RpcServer<T>, RpcError> {
         let conn = Connection::connect(
             url,
             ConnectionProperties::default()
@@ -195,13 +191,13 @@ impl RpcServer {
             channel,
             consumer,
             queue: queue.to_string(),
-            version,
+            topic: std::marker::PhantomData,
         })
     }
 
     /// The next request this service understands; `None` when the consumer ends.
     /// Requests it does not understand are answered or dead-lettered here.
-    pub async fn next(&mut self) -> Option<Result<Incoming, RpcError>> {
+    pub async fn next(&mut self) -> Option<Result<Incoming<T>, RpcError>> {
         loop {
             let delivery = match self.consumer.next().await? {
                 Ok(d) => d,
@@ -223,14 +219,16 @@ impl RpcServer {
                         RemoteErrorKind::InvalidInput,
                         format!("not an RPC envelope: {e}"),
                     )),
-                    Ok(env) if !self.version.accepts(env.version) => Err(refuse(
+                    Ok(env) if !T::VERSION.accepts(env.version) => Err(refuse(
                         RemoteErrorKind::UnsupportedVersion,
                         format!(
                             "{} speaks RPC version {}, the message is {}",
-                            self.queue, self.version, env.version
+                            self.queue,
+                            T::VERSION,
+                            env.version
                         ),
                     )),
-                    Ok(env) => match serde_json::from_value::<VolumeRequest>(env.body.clone()) {
+                    Ok(env) => match serde_json::from_value::<T::Request>(env.body.clone()) {
                         Ok(body) => Ok(Envelope {
                             version: env.version,
                             request_id: env.request_id,

@@ -25,15 +25,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cinder_common::ops::{snapshot as snapshot_ops, volume as volume_ops};
 use cinder_common::shutdown::CancellationToken;
-use cinder_common::status::{SnapshotStatus, VolumeStatus};
+use cinder_common::status::SnapshotStatus;
 use cinder_db::entity::volumes;
 use cinder_db::{Db, NewVolume};
 use cinder_migrations::{Migrator, MigratorTrait};
 use cinder_rpc::messages::{
-    DeleteVolume, GetCapabilities, InitializeConnection, SnapshotRef, VolumeRequest,
+    CreateSnapshot, DeleteSnapshot, DeleteVolume, GetCapabilities, InitializeConnection,
+    TerminateConnection, VolumeRequest, VolumeTopic,
 };
-use cinder_rpc::{Envelope, RequestContext, RpcClient, RpcVersion};
+use cinder_rpc::{Envelope, RequestContext, RpcClient, Topic};
 use cinder_tests::{
     amqp_url, ceph_conf, create_pool, create_request, delete_pool, random_bytes, unique, MIB,
 };
@@ -112,7 +114,10 @@ impl Bench {
 
     async fn cast(&self, body: VolumeRequest) {
         self.client
-            .cast_envelope(&self.queue, &Envelope::new(RpcVersion::VOLUME, ctx(), body))
+            .cast_envelope(
+                &self.queue,
+                &Envelope::new(VolumeTopic::VERSION, ctx(), body),
+            )
             .await
             .unwrap();
     }
@@ -145,10 +150,7 @@ impl Bench {
 
     async fn delete_all(&self, ids: &[String]) {
         for id in ids {
-            self.db
-                .update_volume_status_if(id, &[VolumeStatus::Available], VolumeStatus::Deleting)
-                .await
-                .unwrap();
+            self.db.begin(&volume_ops::DELETE, id).await.unwrap();
             self.cast(VolumeRequest::DeleteVolume(DeleteVolume {
                 volume_id: id.clone(),
             }))
@@ -341,9 +343,9 @@ async fn short_under_long(
             let mut v = Vec::new();
             while running() {
                 let env = Envelope::new(
-                    RpcVersion::VOLUME,
+                    VolumeTopic::VERSION,
                     ctx(),
-                    VolumeRequest::TerminateConnection(InitializeConnection {
+                    VolumeRequest::TerminateConnection(TerminateConnection {
                         volume_id: reference.clone(),
                         connector: serde_json::json!({"host": "bench"}),
                     }),
@@ -497,12 +499,12 @@ fn main() {
         }
         let snap = uuid::Uuid::new_v4().to_string();
         b.db.create_snapshot_row(&snap, &src, "bench", "bench", 1).await.unwrap();
-        b.cast(VolumeRequest::CreateSnapshot(SnapshotRef {
+        b.cast(VolumeRequest::CreateSnapshot(CreateSnapshot {
             volume_id: src.clone(),
             snapshot_id: snap.clone(),
         }))
         .await;
-        while b.db.snapshot(&snap).await.unwrap().status != "available" {
+        while b.db.snapshot(&snap).await.unwrap().status != SnapshotStatus::Available {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
 
@@ -545,10 +547,10 @@ fn main() {
         let poller = tokio::spawn(poll(db.clone(), b.watch.clone(), b.seen.clone(), stop.clone()));
         let clones = creates_per_second(&b, "from snapshot (clone)", Some(&snap)).await;
         b.delete_all(&clones).await;
-        b.db.update_snapshot_status_if(&snap, &[SnapshotStatus::Available], SnapshotStatus::Deleting)
+        b.db.begin(&snapshot_ops::DELETE, &snap)
             .await
             .unwrap();
-        b.cast(VolumeRequest::DeleteSnapshot(SnapshotRef {
+        b.cast(VolumeRequest::DeleteSnapshot(DeleteSnapshot {
             volume_id: src.clone(),
             snapshot_id: snap.clone(),
         }))

@@ -43,7 +43,7 @@ async fn a_broker_restart_amid_50_queued_creates_loses_none_and_doubles_none_and
     let mut done_before = 0;
     for id in &ids {
         done_before +=
-            (svc.db.volume(id).await.unwrap().status == VolumeStatus::Available.as_str()) as usize;
+            (svc.db.volume(id).await.unwrap().status == VolumeStatus::Available) as usize;
     }
     rabbitmqctl(&["stop_app"]);
     let down = Instant::now();
@@ -61,8 +61,8 @@ async fn a_broker_restart_amid_50_queued_creates_loses_none_and_doubles_none_and
         let mut available = 0;
         for id in &ids {
             let v = svc.db.volume(id).await.unwrap();
-            assert_ne!(v.status, "error", "volume {id} failed");
-            available += (v.status == VolumeStatus::Available.as_str()) as usize;
+            assert_ne!(v.status, VolumeStatus::Error, "volume {id} failed");
+            available += (v.status == VolumeStatus::Available) as usize;
         }
         if available == ids.len() {
             break;

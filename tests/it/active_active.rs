@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use cinder_common::ops::{volume as volume_ops, Outcome, ResourceKind};
 use cinder_common::status::VolumeStatus;
+use cinder_db::Ending;
 use cinder_rpc::messages::{DeleteVolume, VolumeRequest};
 use cinder_tests::{amqp_url, create_request, unique};
 use rbd_driver::CreateOptions;
@@ -72,9 +74,7 @@ async fn a_cluster_shares_its_queue_and_runs_each_volume_once_despite_duplicates
         wait_claims_released(&s.db, row.id).await;
     }
     for id in &ids {
-        a.db.update_volume_status_if(id, &[VolumeStatus::Available], VolumeStatus::Deleting)
-            .await
-            .unwrap();
+        a.db.begin(&volume_ops::DELETE, id).await.unwrap();
         a.cast_to(
             &queue,
             VolumeRequest::DeleteVolume(DeleteVolume {
@@ -120,7 +120,7 @@ async fn a_live_peer_adopts_the_unfinished_work_of_a_peer_that_is_down() {
         .create_image(&image(c, &creating), &opts)
         .await
         .unwrap();
-    p.db.claim_work("volume", &creating, "create_volume", dead.id)
+    p.db.claim(&volume_ops::CREATE.claim(&creating), dead.id)
         .await
         .unwrap();
     let deleting = p.db.create_volume(&volume_row(1)).await.unwrap().id;
@@ -128,10 +128,14 @@ async fn a_live_peer_adopts_the_unfinished_work_of_a_peer_that_is_down() {
         .create_image(&image(c, &deleting), &opts)
         .await
         .unwrap();
-    p.db.update_volume_status_if(&deleting, &[VolumeStatus::Creating], VolumeStatus::Deleting)
-        .await
-        .unwrap();
-    p.db.claim_work("volume", &deleting, "delete_volume", dead.id)
+    p.db.finish(
+        None,
+        &Ending::volume(&volume_ops::CREATE, &deleting, Outcome::Failed),
+    )
+    .await
+    .unwrap();
+    p.db.begin(&volume_ops::DELETE, &deleting).await.unwrap();
+    p.db.claim(&volume_ops::DELETE.claim(&deleting), dead.id)
         .await
         .unwrap();
 
@@ -141,7 +145,7 @@ async fn a_live_peer_adopts_the_unfinished_work_of_a_peer_that_is_down() {
     assert!(!c.driver.exists(&image(c, &creating)).await.unwrap());
     assert!(!c.driver.exists(&image(c, &deleting)).await.unwrap());
     for id in [&creating, &deleting] {
-        wait_claim_released(&svc.db, "volume", id).await;
+        wait_claim_released(&svc.db, ResourceKind::Volume, id).await;
     }
     svc.stop().await;
     delete_queue(&cinder_rpc::topology::volume_cluster_queue(

@@ -64,8 +64,11 @@ fn spawn(config: &std::path::Path, log: &std::path::Path) -> Proc {
     ))
 }
 
-fn is_final(status: Option<&str>) -> bool {
-    matches!(status, None | Some("available" | "error"))
+fn is_final(status: Option<VolumeStatus>) -> bool {
+    matches!(
+        status,
+        None | Some(VolumeStatus::Available | VolumeStatus::Error)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +116,7 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     let mut born = Vec::new();
     for (i, id) in doomed.iter().enumerate() {
         svc.db
-            .update_volume_status_if(id, &[VolumeStatus::Available], VolumeStatus::Deleting)
+            .begin(&cinder_common::ops::volume::DELETE, id)
             .await
             .unwrap();
         svc.cast(VolumeRequest::DeleteVolume(DeleteVolume {
@@ -140,7 +143,7 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     for _ in 0..400 {
         finished = 0;
         for id in &all {
-            if is_final(status_of(id.clone()).await.as_deref()) {
+            if is_final(status_of(id.clone()).await) {
                 finished += 1;
             }
         }
@@ -153,7 +156,7 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     child.child().wait().unwrap();
     let mut unfinished = Vec::new();
     for id in &all {
-        if !is_final(status_of(id.clone()).await.as_deref()) {
+        if !is_final(status_of(id.clone()).await) {
             unfinished.push(id.clone());
         }
     }
@@ -168,27 +171,29 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     for _ in 0..600 {
         let mut done = true;
         for id in &all {
-            done &= is_final(status_of(id.clone()).await.as_deref());
+            done &= is_final(status_of(id.clone()).await);
         }
         if done {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut outcome = std::collections::BTreeMap::<String, usize>::new();
+    let mut outcome = std::collections::BTreeMap::<&str, usize>::new();
     for id in &all {
         let status = status_of(id.clone()).await;
         assert!(
-            is_final(status.as_deref()),
+            is_final(status),
             "volume {id} ended {status:?}; log: {}",
             log.display()
         );
         *outcome
-            .entry(status.clone().unwrap_or_else(|| "deleted".into()))
+            .entry(status.map_or("deleted", |s| s.as_str()))
             .or_default() += 1;
         let exists = c.driver.exists(&img(id)).await.unwrap();
-        match status.as_deref() {
-            Some("available") => assert!(exists, "row {id} is available without its image"),
+        match status {
+            Some(VolumeStatus::Available) => {
+                assert!(exists, "row {id} is available without its image")
+            }
             _ => assert!(!exists, "image of {id} left behind ({status:?})"),
         }
     }

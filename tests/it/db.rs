@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cinder_common::ops::{volume, Outcome, ResourceKind};
 use cinder_common::status::VolumeStatus;
-use cinder_db::{Db, Error, NewVolume, SortDir, VolumeListQuery, VolumeSortKey};
+use cinder_db::{Db, Ending, Error, NewVolume, SortDir, VolumeListQuery, VolumeSortKey};
 use cinder_migrations::{Migrator, MigratorTrait};
 
 use crate::fixtures::{Backend, TestDb, BACKENDS};
@@ -109,17 +110,16 @@ async fn of_50_concurrent_transitions_exactly_one_wins() {
             .create_volume(&new_volume("p", Some("race"), 1))
             .await
             .unwrap();
-        db.update_volume_status_if(&v.id, &[VolumeStatus::Creating], VolumeStatus::Available)
+        db.finish(None, &Ending::volume(&volume::CREATE, &v.id, Outcome::Done))
             .await
             .unwrap();
         let db = Arc::new(db);
         let mut tasks = Vec::new();
         for _ in 0..50 {
             let (db, id) = (db.clone(), v.id.clone());
-            tasks.push(tokio::spawn(async move {
-                db.update_volume_status_if(&id, &[VolumeStatus::Available], VolumeStatus::Deleting)
-                    .await
-            }));
+            tasks.push(tokio::spawn(
+                async move { db.begin(&volume::DELETE, &id).await },
+            ));
         }
         let mut wins = 0;
         for t in tasks {
@@ -130,14 +130,11 @@ async fn of_50_concurrent_transitions_exactly_one_wins() {
             }
         }
         assert_eq!(wins, 1, "{backend:?}: exactly one transition wins");
-        assert_eq!(db.volume(&v.id).await.unwrap().status, "deleting");
-        let e = db
-            .update_volume_status_if(
-                "no-such-id",
-                &[VolumeStatus::Available],
-                VolumeStatus::Deleting,
-            )
-            .await;
+        assert_eq!(
+            db.volume(&v.id).await.unwrap().status,
+            VolumeStatus::Deleting
+        );
+        let e = db.begin(&volume::DELETE, "no-such-id").await;
         assert!(
             matches!(e, Err(Error::NotFound { .. })),
             "{backend:?}: {e:?}"
@@ -394,13 +391,13 @@ async fn pages_return_every_row_exactly_once_in_order() {
                 .cloned()
                 .collect();
             for id in &next {
-                db.update_volume_status_if(id, &[VolumeStatus::Creating], VolumeStatus::Error)
+                db.finish(None, &Ending::volume(&volume::CREATE, id, Outcome::Failed))
                     .await
                     .unwrap();
-                db.update_volume_status_if(id, &[VolumeStatus::Error], VolumeStatus::Deleting)
+                db.begin(&volume::DELETE, id).await.unwrap();
+                db.finish(None, &Ending::volume(&volume::DELETE, id, Outcome::Done))
                     .await
                     .unwrap();
-                db.soft_delete_volume(id).await.unwrap();
                 deleted.insert(id.to_string());
             }
         }
@@ -442,8 +439,7 @@ async fn one_claim_per_resource_and_redelivery_finds_its_own() {
         for service in 0..20 {
             let db = db.clone();
             tasks.push(tokio::spawn(async move {
-                db.claim_work("volume", "vol-1", "delete_volume", service)
-                    .await
+                db.claim(&volume::DELETE.claim("vol-1"), service).await
             }));
         }
         let mut winners = Vec::new();
@@ -458,17 +454,17 @@ async fn one_claim_per_resource_and_redelivery_finds_its_own() {
         let owner = winners[0];
         // The owner's redelivered message finds its claim; another operation does not.
         let again = db
-            .claim_work("volume", "vol-1", "delete_volume", owner)
+            .claim(&volume::DELETE.claim("vol-1"), owner)
             .await
             .unwrap();
         assert_eq!(again.service_id, Some(owner));
         assert!(
-            db.claim_work("volume", "vol-1", "extend_volume", owner)
+            db.claim(&volume::EXTEND.claim("vol-1"), owner)
                 .await
                 .is_err(),
             "{backend:?}"
         );
-        db.claim_work("volume", "vol-2", "create_volume", owner)
+        db.claim(&volume::CREATE.claim("vol-2"), owner)
             .await
             .unwrap();
         let mine: Vec<String> = db
@@ -479,15 +475,102 @@ async fn one_claim_per_resource_and_redelivery_finds_its_own() {
             .map(|c| c.resource_id)
             .collect();
         assert_eq!(mine, ["vol-1", "vol-2"], "{backend:?}");
-        db.release_work("volume", "vol-1").await.unwrap();
-        db.release_work("volume", "vol-1")
+        db.release(&volume::DELETE.claim("vol-1")).await.unwrap();
+        db.release(&volume::DELETE.claim("vol-1"))
             .await
             .expect("releasing twice succeeds");
         let other = (owner + 1) % 20;
-        db.claim_work("volume", "vol-1", "delete_volume", other)
+        db.claim(&volume::DELETE.claim("vol-1"), other)
             .await
             .unwrap();
         let db = Arc::try_unwrap(db).unwrap();
+        t.drop(db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_status_and_the_release_of_its_claim_are_one_transaction() {
+    for backend in BACKENDS {
+        let (t, db) = TestDb::migrated(backend).await;
+        let v = db
+            .create_volume(&new_volume("p", Some("tx"), 1))
+            .await
+            .unwrap();
+        let claim = volume::CREATE.claim(&v.id);
+        db.claim(&claim, 7).await.unwrap();
+        db.finish(
+            Some(&claim),
+            &Ending::volume(&volume::CREATE, &v.id, Outcome::Done),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            db.volume(&v.id).await.unwrap().status,
+            VolumeStatus::Available,
+            "{backend:?}"
+        );
+        assert!(
+            db.claim_on(ResourceKind::Volume, &v.id)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend:?}: final and still claimed"
+        );
+
+        // A finish that finds its resource moved on changes nothing, the claim included.
+        db.begin(&volume::DELETE, &v.id).await.unwrap();
+        let claim = volume::DELETE.claim(&v.id);
+        db.claim(&claim, 7).await.unwrap();
+        db.reset_status(&v.id, VolumeStatus::Error).await.unwrap();
+        let e = db
+            .finish(
+                Some(&claim),
+                &Ending::volume(&volume::DELETE, &v.id, Outcome::Done),
+            )
+            .await;
+        assert!(
+            matches!(e, Err(Error::Conflict { .. })),
+            "{backend:?}: {e:?}"
+        );
+        assert_eq!(
+            db.volume(&v.id).await.unwrap().status,
+            VolumeStatus::Error,
+            "{backend:?}"
+        );
+        assert!(
+            db.claim_on(ResourceKind::Volume, &v.id)
+                .await
+                .unwrap()
+                .is_some(),
+            "{backend:?}: the claim went without its status"
+        );
+        db.release(&claim).await.unwrap();
+
+        // An extend of an attached volume returns to in-use: `begin` records where it
+        // came from (MariaDB evaluates assignments left to right: the previous status
+        // must be read before the status is set).
+        db.reset_status(&v.id, VolumeStatus::InUse).await.unwrap();
+        db.begin(&volume::EXTEND, &v.id).await.unwrap();
+        let row = db.volume(&v.id).await.unwrap();
+        assert_eq!(
+            (row.status, row.previous_status),
+            (VolumeStatus::Extending, Some(VolumeStatus::InUse)),
+            "{backend:?}"
+        );
+        db.finish(None, &Ending::volume(&volume::EXTEND, &v.id, Outcome::Done))
+            .await
+            .unwrap();
+        assert_eq!(
+            db.volume(&v.id).await.unwrap().status,
+            VolumeStatus::InUse,
+            "{backend:?}"
+        );
+        // A delete cannot begin from in-use.
+        let e = db.begin(&volume::DELETE, &v.id).await;
+        assert!(
+            matches!(e, Err(Error::Conflict { ref found, .. }) if found == "in-use"),
+            "{backend:?}: {e:?}"
+        );
         t.drop(db).await;
     }
 }

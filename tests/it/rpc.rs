@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use cinder_rpc::messages::{
     ConnectionInfo, DeleteVolume, GetCapabilities, InitializeConnection, RemoteErrorKind,
-    VolumeRequest,
+    VolumeRequest, VolumeTopic,
 };
 use cinder_rpc::{
     Envelope, Incoming, RemoteError, RequestContext, RpcClient, RpcError, RpcServer, RpcVersion,
+    Topic,
 };
 use cinder_tests::amqp_url;
 use lapin::options::{BasicGetOptions, QueueDeleteOptions};
@@ -49,15 +50,18 @@ fn ctx() -> RequestContext {
     }
 }
 
-async fn next_within(server: &mut RpcServer, ms: u64) -> Option<Incoming> {
+async fn next_within(
+    server: &mut RpcServer<VolumeTopic>,
+    ms: u64,
+) -> Option<Incoming<VolumeTopic>> {
     match tokio::time::timeout(Duration::from_millis(ms), server.next()).await {
         Ok(Some(r)) => Some(r.unwrap()),
         Ok(None) | Err(_) => None,
     }
 }
 
-async fn bind(q: &TestQueue, prefetch: u16) -> RpcServer {
-    RpcServer::bind(&amqp_url(), &q.0, prefetch, RpcVersion::VOLUME)
+async fn bind(q: &TestQueue, prefetch: u16) -> RpcServer<VolumeTopic> {
+    RpcServer::bind(&amqp_url(), &q.0, prefetch)
         .await
         .expect("RabbitMQ reachable")
 }
@@ -262,7 +266,7 @@ async fn foreign_versions_are_refused_with_a_clear_error_not_dropped() {
         RpcError::Remote(r) => {
             assert_eq!(r.kind, RemoteErrorKind::UnsupportedVersion);
             assert!(
-                r.message.contains("2.0") && r.message.contains(&RpcVersion::VOLUME.to_string()),
+                r.message.contains("2.0") && r.message.contains(&VolumeTopic::VERSION.to_string()),
                 "{}",
                 r.message
             );

@@ -3,20 +3,19 @@
 
 use std::time::{Duration, Instant};
 
+use cinder_common::ops::{snapshot as snapshot_ops, volume as volume_ops, Operation};
 use cinder_common::status::{SnapshotStatus, VolumeStatus};
 use cinder_rpc::messages::{
-    DeleteVolume, InitializeConnection, ManageExisting, Retype, SnapshotRef, VolumeRequest,
+    InitializeConnection, ManageExisting, Retype, RevertToSnapshot, UnmanageVolume,
 };
 use cinder_tests::{create_request, random_bytes, unique, MIB};
 use rbd_driver::{CreateOptions, ImageSpec};
 
 use crate::fixtures::{assert_same, ceph, ctx, image, launch, prepare, start, volume_row, Service};
 
-async fn set(svc: &Service, id: &str, from: VolumeStatus, to: VolumeStatus) {
-    svc.db
-        .update_volume_status_if(id, &[from], to)
-        .await
-        .unwrap();
+/// Begins `op` on volume `id`, as the API does before it casts.
+async fn begin(svc: &Service, id: &str, op: &Operation<VolumeStatus>) {
+    svc.db.begin(op, id).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +36,7 @@ async fn a_revert_brings_back_the_snapshot_data_at_the_volume_size() {
         .write(&image(c, &a), 0, random_bytes(2, 4 * MIB as usize))
         .await
         .unwrap();
-    set(&svc, &a, VolumeStatus::Available, VolumeStatus::Extending).await;
+    begin(&svc, &a, &volume_ops::EXTEND).await;
     svc.cast(
         cinder_rpc::messages::ExtendVolume {
             volume_id: a.clone(),
@@ -48,15 +47,15 @@ async fn a_revert_brings_back_the_snapshot_data_at_the_volume_size() {
     .await;
     svc.wait_volume(&a, VolumeStatus::Available).await;
 
-    set(&svc, &a, VolumeStatus::Available, VolumeStatus::Reverting).await;
-    svc.db
-        .update_snapshot_status_if(&s, &[SnapshotStatus::Available], SnapshotStatus::Restoring)
-        .await
-        .unwrap();
-    svc.cast(VolumeRequest::RevertToSnapshot(SnapshotRef {
-        volume_id: a.clone(),
-        snapshot_id: s.clone(),
-    }))
+    begin(&svc, &a, &volume_ops::REVERT).await;
+    svc.db.begin(&snapshot_ops::RESTORE, &s).await.unwrap();
+    svc.cast(
+        RevertToSnapshot {
+            volume_id: a.clone(),
+            snapshot_id: s.clone(),
+        }
+        .into(),
+    )
     .await;
     let row = svc.wait_volume(&a, VolumeStatus::Available).await;
     svc.wait_snapshot(&s, Some("available")).await;
@@ -81,18 +80,17 @@ async fn a_revert_brings_back_the_snapshot_data_at_the_volume_size() {
         .await
         .unwrap();
     svc.db
-        .update_snapshot_status_if(
-            &ghost,
-            &[SnapshotStatus::Creating],
-            SnapshotStatus::Restoring,
-        )
+        .reset_status(&ghost, SnapshotStatus::Restoring)
         .await
         .unwrap();
-    set(&svc, &a, VolumeStatus::Available, VolumeStatus::Reverting).await;
-    svc.cast(VolumeRequest::RevertToSnapshot(SnapshotRef {
-        volume_id: a.clone(),
-        snapshot_id: ghost.clone(),
-    }))
+    begin(&svc, &a, &volume_ops::REVERT).await;
+    svc.cast(
+        RevertToSnapshot {
+            volume_id: a.clone(),
+            snapshot_id: ghost.clone(),
+        }
+        .into(),
+    )
     .await;
     svc.wait_volume(&a, VolumeStatus::Error).await;
     svc.wait_snapshot(&ghost, Some("available")).await;
@@ -110,7 +108,7 @@ async fn a_retype_on_the_same_backend_changes_the_row_and_returns_to_its_status(
     let a = svc.new_volume(1).await;
     svc.cast(create_request(&a, 1, None)).await;
     svc.wait_volume(&a, VolumeStatus::Available).await;
-    set(&svc, &a, VolumeStatus::Available, VolumeStatus::Retyping).await;
+    begin(&svc, &a, &volume_ops::RETYPE).await;
     let gold = uuid::Uuid::new_v4().to_string();
     svc.cast(
         Retype {
@@ -144,11 +142,10 @@ async fn manage_adopts_an_image_and_unmanage_leaves_it_behind() {
     let managing = |svc: &Service| {
         let db = svc.db.clone();
         async move {
-            let id = db.create_volume(&volume_row(0)).await.unwrap().id;
-            db.update_volume_status_if(&id, &[VolumeStatus::Creating], VolumeStatus::Managing)
+            db.create_volume_for(&volume_row(0), &volume_ops::MANAGE)
                 .await
-                .unwrap();
-            id
+                .unwrap()
+                .id
         }
     };
 
@@ -201,10 +198,13 @@ async fn manage_adopts_an_image_and_unmanage_leaves_it_behind() {
     assert!(!c.driver.exists(&image(c, &thief)).await.unwrap());
 
     // Unmanage: the row goes, the image stays.
-    set(&svc, &v, VolumeStatus::Available, VolumeStatus::Unmanaging).await;
-    svc.cast(VolumeRequest::UnmanageVolume(DeleteVolume {
-        volume_id: v.clone(),
-    }))
+    begin(&svc, &v, &volume_ops::UNMANAGE).await;
+    svc.cast(
+        UnmanageVolume {
+            volume_id: v.clone(),
+        }
+        .into(),
+    )
     .await;
     svc.wait_gone(&v).await;
     assert!(c.driver.exists(&image(c, &v)).await.unwrap());
@@ -259,7 +259,7 @@ async fn short_work_passes_long_work_queued_beyond_its_budget() {
     let short_done = started.elapsed();
     let mut still_creating = 0;
     for id in &long {
-        if svc.db.volume(id).await.unwrap().status == "creating" {
+        if svc.db.volume(id).await.unwrap().status == VolumeStatus::Creating {
             still_creating += 1;
         }
     }

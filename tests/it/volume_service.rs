@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use cinder_common::ops::{volume as volume_ops, Outcome};
 use cinder_common::status::VolumeStatus;
+use cinder_db::Ending;
+use cinder_rpc::messages::VolumeTopic;
 use cinder_rpc::messages::{
     ConnectionInfo, CreateVolume, ExtendVolume, GetCapabilities, InitializeConnection,
     VolumeRequest,
 };
-use cinder_rpc::{Envelope, RpcVersion};
+use cinder_rpc::{Envelope, Topic};
 use cinder_tests::{create_request, rbd, unique};
 
 use crate::fixtures::{ceph, ctx, image, launch, prepare, start, volume_row};
@@ -60,10 +63,7 @@ async fn volumes_live_and_die_through_the_queue() {
     assert_eq!(info.data["discard"], true);
 
     // Extend.
-    svc.db
-        .update_volume_status_if(&a, &[VolumeStatus::Available], VolumeStatus::Extending)
-        .await
-        .unwrap();
+    svc.db.begin(&volume_ops::EXTEND, &a).await.unwrap();
     svc.cast(
         ExtendVolume {
             volume_id: a.clone(),
@@ -278,12 +278,15 @@ async fn a_redelivered_create_makes_one_volume() {
         source_volid: None,
         image_location: None,
     };
-    let env = Envelope::new(RpcVersion::VOLUME, ctx(), VolumeRequest::from(msg));
+    let env = Envelope::new(VolumeTopic::VERSION, ctx(), VolumeRequest::from(msg));
     svc.client.cast_envelope(&svc.queue, &env).await.unwrap();
     svc.client.cast_envelope(&svc.queue, &env).await.unwrap();
     svc.wait_volume(&v, VolumeStatus::Available).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(svc.db.volume(&v).await.unwrap().status, "available");
+    assert_eq!(
+        svc.db.volume(&v).await.unwrap().status,
+        VolumeStatus::Available
+    );
     let count = c
         .driver
         .list_images(&c.pool)
@@ -314,7 +317,7 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
         .await
         .unwrap();
     let creating = p.db.create_volume(&volume_row(1)).await.unwrap().id;
-    p.db.claim_work("volume", &creating, "create_volume", row.id)
+    p.db.claim(&volume_ops::CREATE.claim(&creating), row.id)
         .await
         .unwrap();
     let opts = rbd_driver::CreateOptions {
@@ -331,21 +334,14 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
         .create_image(&image(c, &deleting), &opts)
         .await
         .unwrap();
-    p.db.update_volume_status_if(
-        &deleting,
-        &[VolumeStatus::Creating],
-        VolumeStatus::Available,
+    p.db.finish(
+        None,
+        &Ending::volume(&volume_ops::CREATE, &deleting, Outcome::Done),
     )
     .await
     .unwrap();
-    p.db.update_volume_status_if(
-        &deleting,
-        &[VolumeStatus::Available],
-        VolumeStatus::Deleting,
-    )
-    .await
-    .unwrap();
-    p.db.claim_work("volume", &deleting, "delete_volume", row.id)
+    p.db.begin(&volume_ops::DELETE, &deleting).await.unwrap();
+    p.db.claim(&volume_ops::DELETE.claim(&deleting), row.id)
         .await
         .unwrap();
 
@@ -356,7 +352,7 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
     let svc = launch(c, p).await;
     assert_eq!(
         db.volume(&creating).await.unwrap().status,
-        "error",
+        VolumeStatus::Error,
         "an interrupted create fails cleanly"
     );
     assert!(

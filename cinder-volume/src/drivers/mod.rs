@@ -156,3 +156,27 @@ pub trait VolumeDriver: Send + Sync + 'static {
     /// The volume id an image name stands for (`volume-<id>`), if it is one of ours.
     fn volume_id_of(&self, image_name: &str) -> Option<String>;
 }
+
+impl VolumeError {
+    /// Whether Ceph refused because another client (such as a killed predecessor's
+    /// dead watch) still has the image open: worth trying again later.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, VolumeError::Driver(d) if d.kind() == rbd_driver::ErrorKind::Busy)
+    }
+
+    /// The kind a caller sees over RPC.
+    pub fn remote_kind(&self) -> cinder_rpc::messages::RemoteErrorKind {
+        use cinder_rpc::messages::RemoteErrorKind as R;
+        use rbd_driver::ErrorKind as K;
+        match self {
+            VolumeError::Driver(d) => match d.kind() {
+                K::NotFound => R::NotFound,
+                K::Busy | K::HasDependents => R::Busy,
+                K::InvalidInput | K::AlreadyExists => R::InvalidInput,
+                K::Unavailable | K::TimedOut => R::Unavailable,
+                K::Cancelled | K::Other => R::Internal,
+            },
+            VolumeError::NotCloneable(_) | VolumeError::Invalid(_) => R::InvalidInput,
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! `backups` (generated from the migration's column list; keep them in step).
 
+use cinder_common::status::BackupStatus;
 use sea_orm::entity::prelude::*;
 
 /// One row of `backups`.
@@ -29,7 +30,7 @@ pub struct Model {
     pub display_description: Option<String>,
     #[sea_orm(nullable)]
     pub container: Option<String>,
-    pub status: String,
+    pub status: BackupStatus,
     #[sea_orm(column_type = "Text", nullable)]
     pub fail_reason: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]

@@ -1,5 +1,6 @@
 //! `snapshots` (generated from the migration's column list; keep them in step).
 
+use cinder_common::status::SnapshotStatus;
 use sea_orm::entity::prelude::*;
 
 /// One row of `snapshots`.
@@ -21,7 +22,7 @@ pub struct Model {
     pub display_name: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]
     pub display_description: Option<String>,
-    pub status: String,
+    pub status: SnapshotStatus,
     #[sea_orm(nullable)]
     pub progress: Option<String>,
     pub volume_size: i32,

@@ -1,5 +1,6 @@
 //! `volume_attachment` (generated from the migration's column list; keep them in step).
 
+use cinder_common::status::AttachStatus;
 use sea_orm::entity::prelude::*;
 
 /// One row of `volume_attachment`.
@@ -27,7 +28,7 @@ pub struct Model {
     pub detach_time: Option<DateTime>,
     #[sea_orm(nullable)]
     pub attach_mode: Option<String>,
-    pub attach_status: String,
+    pub attach_status: AttachStatus,
     #[sea_orm(column_type = "Text", nullable)]
     pub connection_info: Option<String>,
     #[sea_orm(column_type = "Text", nullable)]

@@ -1,5 +1,6 @@
 //! `volumes` (generated from the migration's column list; keep them in step).
 
+use cinder_common::status::{AttachStatus, VolumeStatus};
 use sea_orm::entity::prelude::*;
 
 /// One row of `volumes`.
@@ -20,8 +21,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub display_description: Option<String>,
     pub size: i32,
-    pub status: String,
-    pub attach_status: String,
+    pub status: VolumeStatus,
+    pub attach_status: AttachStatus,
     #[sea_orm(nullable)]
     pub availability_zone: Option<String>,
     #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
@@ -51,7 +52,7 @@ pub struct Model {
     #[sea_orm(nullable)]
     pub replication_status: Option<String>,
     #[sea_orm(nullable)]
-    pub previous_status: Option<String>,
+    pub previous_status: Option<VolumeStatus>,
     pub use_quota: bool,
     #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub group_id: Option<String>,

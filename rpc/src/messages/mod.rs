@@ -1,9 +1,10 @@
 //! The wire types. Pure serde, no AMQP.
 //!
-//! # Version history (volume topic)
-//! - 1.0: create_volume, delete_volume, create_snapshot, delete_snapshot, extend_volume,
-//!   initialize_connection, terminate_connection, get_capabilities.
-//! - 1.1: revert_to_snapshot, retype, manage_existing, unmanage_volume.
+//! A [`Topic`] names its request enum and its version; each topic's module keeps its
+//! version history ([`volume`]). Every message has one argument struct of its own,
+//! which says whether it is a [`Cast`] or a [`Call`] (with its typed reply); the
+//! request enum is `{"method": ..., "args": ...}` on the wire and knows each variant's
+//! method name ([`Method`]).
 //!
 //! Compatibility: a minor bump adds methods or fields (`#[serde(default)]`); a service
 //! accepts any minor of its major. A major bump is refused with `UnsupportedVersion`.
@@ -22,9 +23,6 @@ pub struct RpcVersion {
 }
 
 impl RpcVersion {
-    /// The volume topic's current version.
-    pub const VOLUME: RpcVersion = RpcVersion { major: 1, minor: 1 };
-
     /// Whether a service speaking `self` can handle a message of `other`.
     pub fn accepts(self, other: RpcVersion) -> bool {
         self.major == other.major && other.minor <= self.minor
@@ -135,165 +133,98 @@ pub enum Reply<T> {
     Err(RemoteError),
 }
 
+/// An RPC topic: its request enum and the version its server speaks.
+pub trait Topic: Send + Sync + 'static {
+    /// The requests (`{"method": ..., "args": ...}` on the wire).
+    type Request: Serialize
+        + DeserializeOwned
+        + Method
+        + std::fmt::Debug
+        + Clone
+        + Send
+        + Sync
+        + 'static;
+    /// The topic's name, for logs.
+    const NAME: &'static str;
+    /// The version of the topic this build speaks.
+    const VERSION: RpcVersion;
+}
+
+/// A request knows its method's wire name.
+pub trait Method {
+    /// The method (`create_volume`, ...).
+    fn method(&self) -> &'static str;
+}
+
 /// Fire-and-forget requests.
-pub trait Cast: Into<VolumeRequest> {}
+pub trait Cast: Into<<Self::Topic as Topic>::Request> {
+    /// The topic the message belongs to.
+    type Topic: Topic;
+}
 
 /// Requests with a typed reply.
-pub trait Call: Into<VolumeRequest> {
+pub trait Call: Into<<Self::Topic as Topic>::Request> {
+    /// The topic the message belongs to.
+    type Topic: Topic;
     /// The reply.
     type Reply: Serialize + DeserializeOwned + Send + 'static;
 }
 
-/// The volume topic's requests (`{"method": ..., "args": ...}` on the wire).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", content = "args", rename_all = "snake_case")]
-pub enum VolumeRequest {
-    /// Create the volume's image (blank, or from a snapshot, volume or image location).
-    CreateVolume(CreateVolume),
-    /// Delete the volume's image.
-    DeleteVolume(DeleteVolume),
-    /// Snapshot a volume.
-    CreateSnapshot(SnapshotRef),
-    /// Delete a snapshot.
-    DeleteSnapshot(SnapshotRef),
-    /// Grow a volume.
-    ExtendVolume(ExtendVolume),
-    /// Connection info for a hypervisor.
-    InitializeConnection(InitializeConnection),
-    /// A hypervisor disconnected.
-    TerminateConnection(InitializeConnection),
-    /// The backend's capabilities.
-    GetCapabilities(GetCapabilities),
-    /// Roll a volume back to one of its snapshots (1.1).
-    RevertToSnapshot(SnapshotRef),
-    /// Change a volume's type without moving it (1.1).
-    Retype(Retype),
-    /// Bring an existing image under management as a volume (1.1).
-    ManageExisting(ManageExisting),
-    /// Release a volume from management, leaving its image (1.1).
-    UnmanageVolume(DeleteVolume),
-}
+/// Declares a topic's request enum: one variant per message, each with its own argument
+/// struct and wire name; the `From` conversions, [`Method`], and whether each is a cast
+/// or a call (with its reply type).
+macro_rules! topic {
+    (
+        $(#[$doc:meta])*
+        $topic:ident => $request:ident {
+            $( $(#[$vdoc:meta])* $kind:ident $name:literal $variant:ident $( -> $reply:ty )?, )*
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "method", content = "args")]
+        pub enum $request {
+            $( $(#[$vdoc])* #[serde(rename = $name)] $variant($variant), )*
+        }
 
-/// `retype`: to a type this backend serves, so the data stays where it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Retype {
-    /// Volume id.
-    pub volume_id: String,
-    /// The new volume type (`None`: no type).
-    pub new_type_id: Option<String>,
-    /// The status to return to (`available` or `in-use`).
-    pub previous_status: String,
-}
+        impl $request {
+            /// Every method of the topic.
+            pub const METHODS: &'static [&'static str] = &[$($name,)*];
+        }
 
-/// `manage_existing`: the volume row exists (`managing`); the image is named by
-/// Cinder's `source-name` reference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManageExisting {
-    /// Volume id.
-    pub volume_id: String,
-    /// The existing image's name in the backend's pool.
-    pub source_name: String,
-}
-
-/// `create_volume`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreateVolume {
-    /// Volume id.
-    pub volume_id: String,
-    /// Size in GiB.
-    pub size_gib: u64,
-    /// Clone from this snapshot.
-    #[serde(default)]
-    pub snapshot_id: Option<String>,
-    /// Clone from this volume.
-    #[serde(default)]
-    pub source_volid: Option<String>,
-    /// Clone from this image location (`rbd://fsid/pool/image/snap`).
-    #[serde(default)]
-    pub image_location: Option<String>,
-}
-
-/// `delete_volume`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeleteVolume {
-    /// Volume id.
-    pub volume_id: String,
-}
-
-/// A snapshot of a volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotRef {
-    /// Volume id.
-    pub volume_id: String,
-    /// Snapshot id.
-    pub snapshot_id: String,
-}
-
-/// `extend_volume`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExtendVolume {
-    /// Volume id.
-    pub volume_id: String,
-    /// New size in GiB.
-    pub new_size_gib: u64,
-}
-
-/// `initialize_connection` / `terminate_connection`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InitializeConnection {
-    /// Volume id.
-    pub volume_id: String,
-    /// The connector the hypervisor sent (host, initiator, ...), passed through.
-    pub connector: serde_json::Value,
-}
-
-/// `get_capabilities`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct GetCapabilities {}
-
-/// What `initialize_connection` returns (Nova's `connection_info`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConnectionInfo {
-    /// `rbd`.
-    pub driver_volume_type: String,
-    /// Driver data (`name`, `hosts`, `ports`, `auth_username`, `secret_uuid`, ...).
-    pub data: serde_json::Value,
-}
-
-macro_rules! request {
-    (cast $t:ty => $v:ident) => {
-        impl From<$t> for VolumeRequest {
-            fn from(r: $t) -> Self {
-                VolumeRequest::$v(r)
+        impl $crate::messages::Method for $request {
+            fn method(&self) -> &'static str {
+                match self {
+                    $( $request::$variant(_) => $name, )*
+                }
             }
         }
-        impl Cast for $t {}
+
+        $(
+            impl From<$variant> for $request {
+                fn from(r: $variant) -> Self {
+                    $request::$variant(r)
+                }
+            }
+            topic!(@kind $topic $kind $variant $( -> $reply )?);
+        )*
+    };
+    (@kind $topic:ident cast $variant:ident) => {
+        impl $crate::messages::Cast for $variant {
+            type Topic = $topic;
+        }
+    };
+    (@kind $topic:ident call $variant:ident -> $reply:ty) => {
+        impl $crate::messages::Call for $variant {
+            type Topic = $topic;
+            type Reply = $reply;
+        }
     };
 }
 
-request!(cast CreateVolume => CreateVolume);
-request!(cast DeleteVolume => DeleteVolume);
-request!(cast ExtendVolume => ExtendVolume);
-request!(cast Retype => Retype);
-request!(cast ManageExisting => ManageExisting);
+pub mod volume;
 
-impl From<InitializeConnection> for VolumeRequest {
-    fn from(r: InitializeConnection) -> Self {
-        VolumeRequest::InitializeConnection(r)
-    }
-}
-impl Call for InitializeConnection {
-    type Reply = ConnectionInfo;
-}
-
-impl From<GetCapabilities> for VolumeRequest {
-    fn from(r: GetCapabilities) -> Self {
-        VolumeRequest::GetCapabilities(r)
-    }
-}
-impl Call for GetCapabilities {
-    type Reply = serde_json::Value;
-}
+pub use volume::*;
 
 #[cfg(test)]
 mod tests;

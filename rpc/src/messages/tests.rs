@@ -1,6 +1,7 @@
-//! Golden files guard the wire format: each message version's JSON is checked in under
-//! `rpc/golden/`. `UPDATE_GOLDEN=1` rewrites them (review the diff: a changed golden file
-//! is a wire change).
+//! Golden files guard the wire format: every message of every topic has its JSON checked
+//! in under `rpc/golden/` (`v<version it came in>_<method>.json`). `UPDATE_GOLDEN=1`
+//! rewrites them (review the diff: a changed golden file is a wire change); under CI it
+//! is refused, so a rewrite can never pass there.
 
 use super::*;
 
@@ -14,12 +15,10 @@ fn ctx() -> RequestContext {
 
 const V1_0: RpcVersion = RpcVersion { major: 1, minor: 0 };
 const V1_1: RpcVersion = RpcVersion { major: 1, minor: 1 };
+const VOL: &str = "11111111-1111-1111-1111-111111111111";
+const SNAP: &str = "22222222-2222-2222-2222-222222222222";
 
-fn envelope(body: VolumeRequest) -> Envelope<VolumeRequest> {
-    versioned(V1_0, body)
-}
-
-fn versioned(version: RpcVersion, body: VolumeRequest) -> Envelope<VolumeRequest> {
+fn envelope<R>(version: RpcVersion, body: R) -> Envelope<R> {
     Envelope {
         version,
         request_id: "req-00000000-0000-0000-0000-000000000001".into(),
@@ -28,105 +27,156 @@ fn versioned(version: RpcVersion, body: VolumeRequest) -> Envelope<VolumeRequest
     }
 }
 
-fn samples() -> Vec<(&'static str, Envelope<VolumeRequest>)> {
+fn connector() -> serde_json::Value {
+    serde_json::json!({"host": "compute-1", "ip": "192.0.2.10"})
+}
+
+/// One sample per message of the volume topic, with the version it came in.
+fn volume_samples() -> Vec<(RpcVersion, VolumeRequest)> {
+    let (v, s) = (VOL.to_string(), SNAP.to_string());
     vec![
         (
-            "v1.0_create_volume",
-            envelope(
-                CreateVolume {
-                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
-                    size_gib: 10,
-                    snapshot_id: None,
-                    source_volid: None,
-                    image_location: Some("rbd://fsid/images/img/snap".into()),
-                }
-                .into(),
-            ),
+            V1_0,
+            CreateVolume {
+                volume_id: v.clone(),
+                size_gib: 10,
+                snapshot_id: None,
+                source_volid: None,
+                image_location: Some("rbd://fsid/images/img/snap".into()),
+            }
+            .into(),
         ),
         (
-            "v1.0_delete_volume",
-            envelope(
-                DeleteVolume {
-                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
-                }
-                .into(),
-            ),
+            V1_0,
+            DeleteVolume {
+                volume_id: v.clone(),
+            }
+            .into(),
         ),
         (
-            "v1.0_initialize_connection",
-            envelope(
-                InitializeConnection {
-                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
-                    connector: serde_json::json!({"host": "compute-1", "ip": "192.0.2.10"}),
-                }
-                .into(),
-            ),
+            V1_0,
+            CreateSnapshot {
+                volume_id: v.clone(),
+                snapshot_id: s.clone(),
+            }
+            .into(),
         ),
         (
-            "v1.1_revert_to_snapshot",
-            versioned(
-                V1_1,
-                VolumeRequest::RevertToSnapshot(SnapshotRef {
-                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
-                    snapshot_id: "22222222-2222-2222-2222-222222222222".into(),
-                }),
-            ),
+            V1_0,
+            DeleteSnapshot {
+                volume_id: v.clone(),
+                snapshot_id: s.clone(),
+            }
+            .into(),
         ),
         (
-            "v1.1_retype",
-            versioned(
-                V1_1,
-                Retype {
-                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
-                    new_type_id: Some("33333333-3333-3333-3333-333333333333".into()),
-                    previous_status: "available".into(),
-                }
-                .into(),
-            ),
+            V1_0,
+            ExtendVolume {
+                volume_id: v.clone(),
+                new_size_gib: 20,
+            }
+            .into(),
         ),
         (
-            "v1.1_manage_existing",
-            versioned(
-                V1_1,
-                ManageExisting {
-                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
-                    source_name: "legacy-disk".into(),
-                }
-                .into(),
-            ),
+            V1_0,
+            InitializeConnection {
+                volume_id: v.clone(),
+                connector: connector(),
+            }
+            .into(),
         ),
         (
-            "v1.1_unmanage_volume",
-            versioned(
-                V1_1,
-                VolumeRequest::UnmanageVolume(DeleteVolume {
-                    volume_id: "11111111-1111-1111-1111-111111111111".into(),
-                }),
-            ),
+            V1_0,
+            TerminateConnection {
+                volume_id: v.clone(),
+                connector: connector(),
+            }
+            .into(),
         ),
+        (V1_0, GetCapabilities {}.into()),
+        (
+            V1_1,
+            RevertToSnapshot {
+                volume_id: v.clone(),
+                snapshot_id: s.clone(),
+            }
+            .into(),
+        ),
+        (
+            V1_1,
+            Retype {
+                volume_id: v.clone(),
+                new_type_id: Some("33333333-3333-3333-3333-333333333333".into()),
+                previous_status: "available".into(),
+            }
+            .into(),
+        ),
+        (
+            V1_1,
+            ManageExisting {
+                volume_id: v.clone(),
+                source_name: "legacy-disk".into(),
+            }
+            .into(),
+        ),
+        (V1_1, UnmanageVolume { volume_id: v }.into()),
     ]
 }
 
-#[test]
-fn messages_match_their_golden_files() {
+/// Checks each sample against its golden file, and that every method of the topic has
+/// one.
+fn check_topic<T: Topic>(samples: Vec<(RpcVersion, T::Request)>, methods: &[&str])
+where
+    T::Request: PartialEq,
+{
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden");
-    for (name, msg) in samples() {
-        let path = dir.join(format!("{name}.json"));
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    assert!(
+        !(update && std::env::var_os("CI").is_some()),
+        "UPDATE_GOLDEN is set under CI: golden files are only rewritten by hand"
+    );
+    let mut covered: Vec<&str> = Vec::new();
+    for (version, body) in samples {
+        assert!(
+            T::VERSION.accepts(version),
+            "{version} is not a version of {}",
+            T::NAME
+        );
+        let method = body.method();
+        covered.push(method);
+        let msg = envelope(version, body);
+        let path = dir.join(format!("v{version}_{method}.json"));
         let json = serde_json::to_string_pretty(&msg).unwrap() + "\n";
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        assert!(
+            json.contains(&format!("\"method\": \"{method}\"")),
+            "{method}: the method name on the wire is not the one the type names"
+        );
+        if update {
             std::fs::write(&path, &json).unwrap();
         }
         let golden = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-        assert_eq!(json, golden, "{name}: the wire format changed");
-        let back: Envelope<VolumeRequest> = serde_json::from_str(&golden).unwrap();
-        assert_eq!(back, msg);
+        assert_eq!(json, golden, "{method}: the wire format changed");
+        let back: Envelope<T::Request> = serde_json::from_str(&golden).unwrap();
+        assert!(back == msg, "{method}: does not read back");
+    }
+    for m in methods {
+        assert!(
+            covered.contains(m),
+            "{} method {m} has no golden file",
+            T::NAME
+        );
     }
 }
 
 #[test]
+fn every_message_of_every_topic_matches_its_golden_file() {
+    check_topic::<VolumeTopic>(volume_samples(), VolumeRequest::METHODS);
+}
+
+#[test]
 fn versions_of_another_major_are_not_accepted() {
-    let v = RpcVersion::VOLUME;
+    let v = VolumeTopic::VERSION;
     assert!(v.accepts(V1_0) && v.accepts(V1_1));
     assert!(!v.accepts(RpcVersion { major: 2, minor: 0 }));
     assert!(

@@ -1,0 +1,284 @@
+//! The volume manager: routes each RPC request to its operation (`crate::ops`, one
+//! file per operation holding its run and its resume after a crash) and holds what they
+//! share: the database, the driver, the budgets and the claim protocol.
+//!
+//! For casts the order is always: claim the work in the `workers` table (durable), ack
+//! the delivery, do the work, then finish: the final status, the columns the work
+//! produced and the release of the claim, in one transaction (`Db::finish`). A crash
+//! before the claim means redelivery (handled idempotently: a claim the service
+//! already holds is found again); a crash after it is found by start-up reconciliation
+//! (`crate::recovery`). Calls reply, then ack.
+
+mod budget;
+mod claims;
+mod error;
+
+use std::sync::Arc;
+
+use cinder_common::ops::ClaimKey;
+use cinder_common::shutdown::CancellationToken;
+use cinder_db::{Db, Ending};
+use cinder_rpc::messages::{Method, VolumeRequest, VolumeTopic};
+use cinder_rpc::{Incoming, RemoteError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
+
+use crate::drivers::VolumeDriver;
+use crate::ops;
+
+pub(crate) use budget::Admission;
+pub use budget::LongBudgets;
+pub(crate) use claims::BusySet;
+pub use error::ManagerError;
+
+/// How a handled request went, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// Did what it was asked (or found it already done).
+    Ok,
+    /// The operation failed; its resource took the failure status.
+    Failed,
+}
+
+/// Handles the requests of one backend.
+pub struct VolumeManager<D> {
+    pub(crate) db: Db,
+    pub(crate) driver: Arc<D>,
+    pub(crate) service_id: i32,
+    /// `host@backend`.
+    pub(crate) host: String,
+    /// Work running in this process (the claim table guards across processes; this
+    /// catches duplicate deliveries within one).
+    pub(crate) busy: BusySet,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// The long budget: requests that may run long librbd work accepted at once.
+    long: Arc<Semaphore>,
+    /// Long requests running at once (the rest of the accepted ones wait here, holding
+    /// their claims): twice the driver's long lane, so that their short steps come a
+    /// few at a time instead of all at once into the short lane.
+    long_running: Arc<Semaphore>,
+    /// Shutdown: requests still waiting for a long slot go back to the queue.
+    pub(crate) stop: CancellationToken,
+}
+
+impl<D: VolumeDriver> VolumeManager<D> {
+    /// A manager for the service row `service_id` serving `host` (`host@backend`)
+    /// within the long-work `budgets`.
+    pub fn new(
+        db: Db,
+        driver: Arc<D>,
+        service_id: i32,
+        host: String,
+        metrics: Arc<crate::metrics::Metrics>,
+        budgets: LongBudgets,
+        stop: CancellationToken,
+    ) -> Self {
+        VolumeManager {
+            db,
+            driver,
+            service_id,
+            host,
+            busy: BusySet::default(),
+            metrics,
+            long: Arc::new(Semaphore::new(budgets.accepted.max(1))),
+            long_running: Arc::new(Semaphore::new(budgets.running.max(1))),
+            stop,
+        }
+    }
+
+    /// Handles one request to its end; `intake` is its slot of the short budget.
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Incoming<VolumeTopic>,
+        intake: OwnedSemaphorePermit,
+    ) {
+        let method = req.envelope.body.method();
+        let long = if self.is_long(&req.envelope.body).await {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => {
+                    // Not claimed yet: the broker gives it to the next consumer.
+                    if let Err(e) = req.requeue().await {
+                        tracing::warn!(method, error = %e, "cannot return a request at shutdown; the broker redelivers it");
+                    }
+                    return;
+                }
+                p = self.long.clone().acquire_owned() => p.ok(),
+            }
+        } else {
+            None
+        };
+        let admission = Admission::new(intake, long);
+        let span = tracing::info_span!("rpc", request_id = %req.envelope.request_id, method, backend = %self.host);
+        let _in_flight = self.metrics.start();
+        let started = std::time::Instant::now();
+        let outcome = self
+            .dispatch(req, &admission)
+            .instrument(span.clone())
+            .await;
+        let ok = match outcome {
+            Ok(ran) => ran == Ran::Ok,
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, "request handling failed"));
+                false
+            }
+        };
+        self.metrics
+            .record(&self.host, method, ok, started.elapsed());
+    }
+
+    /// Whether a request may run long librbd work and so takes the long budget.
+    async fn is_long(&self, body: &VolumeRequest) -> bool {
+        match body {
+            VolumeRequest::CreateVolume(c) => ops::create::is_long(self, c).await,
+            VolumeRequest::RevertToSnapshot(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Routes a request to its operation.
+    async fn dispatch(
+        self: &Arc<Self>,
+        req: Incoming<VolumeTopic>,
+        adm: &Admission,
+    ) -> Result<Ran, ManagerError> {
+        use VolumeRequest as R;
+        match req.envelope.body.clone() {
+            R::CreateVolume(c) => ops::create::accept(self, &req, adm, c).await,
+            R::DeleteVolume(d) => {
+                let key = ops::delete::OP.claim(&d.volume_id);
+                self.claimed(&req, adm, key, |k| ops::delete::run(self, k))
+                    .await
+            }
+            R::ExtendVolume(x) => {
+                let key = ops::extend::OP.claim(&x.volume_id);
+                self.claimed(&req, adm, key, |k| ops::extend::run(self, k, &x))
+                    .await
+            }
+            R::CreateSnapshot(s) => {
+                let key = ops::snapshot::CREATE.claim(&s.snapshot_id);
+                self.claimed(&req, adm, key, |k| ops::snapshot::create(self, k, &s))
+                    .await
+            }
+            R::DeleteSnapshot(s) => {
+                let key = ops::snapshot::DELETE.claim(&s.snapshot_id);
+                self.claimed(&req, adm, key, |k| ops::snapshot::delete(self, k, &s))
+                    .await
+            }
+            R::RevertToSnapshot(r) => {
+                let key = ops::revert::OP.claim(&r.volume_id);
+                self.claimed(&req, adm, key, |k| ops::revert::run(self, k, &r))
+                    .await
+            }
+            R::Retype(r) => {
+                let key = ops::retype::OP.claim(&r.volume_id);
+                self.claimed(&req, adm, key, |k| ops::retype::run(self, k, &r))
+                    .await
+            }
+            R::ManageExisting(m) => {
+                let key = ops::manage::MANAGE.claim(&m.volume_id);
+                self.claimed(&req, adm, key, |k| ops::manage::manage(self, k, &m))
+                    .await
+            }
+            R::UnmanageVolume(u) => {
+                let key = ops::manage::UNMANAGE.claim(&u.volume_id);
+                self.claimed(&req, adm, key, |k| ops::manage::unmanage(self, k))
+                    .await
+            }
+            R::InitializeConnection(c) => {
+                let r = ops::connection::initialize(self, &c).await;
+                self.answer(&req, r).await
+            }
+            R::TerminateConnection(_) => self.answer(&req, Ok(())).await,
+            R::GetCapabilities(_) => {
+                let r = ops::connection::capabilities(self).await;
+                self.answer(&req, r).await
+            }
+        }
+    }
+
+    /// Releases a claim whose work changed no status (it found nothing to do).
+    pub(crate) async fn release(&self, claim: &ClaimKey) -> Result<(), ManagerError> {
+        Ok(self.db.release(claim).await?)
+    }
+
+    /// `host@backend#pool` for a `pool/image` location.
+    pub(crate) fn pool_host(&self, provider_location: &str) -> String {
+        format!(
+            "{}#{}",
+            self.host,
+            provider_location.split('/').next().unwrap_or("")
+        )
+    }
+
+    async fn answer<R: serde::Serialize>(
+        &self,
+        req: &Incoming<VolumeTopic>,
+        r: Result<R, RemoteError>,
+    ) -> Result<Ran, ManagerError> {
+        let ran = if r.is_ok() { Ran::Ok } else { Ran::Failed };
+        req.reply(r).await?;
+        req.ack().await?;
+        Ok(ran)
+    }
+}
+
+impl<D: VolumeDriver> VolumeManager<D> {
+    /// Finishes the work: `ending`'s statuses and the release of `claim`, in one
+    /// transaction (`Db::finish`). When the resource is no longer busy
+    /// with the operation (reset, failed, deleted meanwhile), releases the claim
+    /// instead and returns false.
+    pub(crate) async fn finish_or_release(
+        &self,
+        claim: &ClaimKey,
+        ending: &Ending,
+    ) -> Result<bool, ManagerError> {
+        match self.db.finish(Some(claim), ending).await {
+            Ok(()) => Ok(true),
+            Err(e @ (cinder_db::Error::Conflict { .. } | cinder_db::Error::NotFound { .. })) => {
+                tracing::warn!(claim = %claim, error = %e, "the resource moved on; the work ends without a status change");
+                self.release(claim).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The volume row if it is in `status`; `None`, logged, when the request no longer
+    /// applies (a redelivery after the work ended, or a row already deleted).
+    pub(crate) async fn volume_in(
+        &self,
+        id: &str,
+        status: cinder_common::status::VolumeStatus,
+    ) -> Result<Option<cinder_db::entity::volumes::Model>, ManagerError> {
+        match self.db.volume(id).await {
+            Ok(v) if v.status == status => Ok(Some(v)),
+            Ok(v) => {
+                tracing::warn!(volume_id = id, status = %v.status, expected = %status, "request for a volume in another status; ignored");
+                Ok(None)
+            }
+            Err(cinder_db::Error::NotFound { .. }) => {
+                tracing::info!(volume_id = id, "request for a volume that is gone; ignored");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The snapshot row if it is in `status` (as [`VolumeManager::volume_in`]).
+    pub(crate) async fn snapshot_in(
+        &self,
+        id: &str,
+        status: cinder_common::status::SnapshotStatus,
+    ) -> Result<Option<cinder_db::entity::snapshots::Model>, ManagerError> {
+        match self.db.snapshot(id).await {
+            Ok(s) if s.status == status => Ok(Some(s)),
+            Ok(s) => {
+                tracing::warn!(snapshot_id = id, status = %s.status, expected = %status, "request for a snapshot in another status; ignored");
+                Ok(None)
+            }
+            Err(cinder_db::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `create_volume`: blank, or a clone of a snapshot, a volume or a Glance image in RBD.
+//! A crash mid-create leaves a half-made image: resume removes it and fails the create.
+
+use std::sync::Arc;
+
+use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
+use cinder_common::status::VolumeStatus;
+use cinder_db::{Ending, VolumeChanges};
+use cinder_rpc::messages::{CreateVolume, VolumeTopic};
+use cinder_rpc::Incoming;
+
+use crate::drivers::{CreateSource, VolumeDriver};
+use crate::manager::{Admission, ManagerError, Ran, VolumeManager};
+use crate::recovery::{settle, Reconciled, Resumed};
+
+/// The operation.
+pub const OP: &Operation<VolumeStatus> = &volume::CREATE;
+
+/// Whether the create may run long librbd work (a flatten after a clone).
+pub(crate) async fn is_long<D: VolumeDriver>(_m: &VolumeManager<D>, c: &CreateVolume) -> bool {
+    c.snapshot_id.is_some() || c.source_volid.is_some() || c.image_location.is_some()
+}
+
+/// Resolves the source, then claims and runs the create.
+pub(crate) async fn accept<D: VolumeDriver>(
+    m: &Arc<VolumeManager<D>>,
+    req: &Incoming<VolumeTopic>,
+    adm: &Admission,
+    c: CreateVolume,
+) -> Result<Ran, ManagerError> {
+    let source = match (&c.snapshot_id, &c.source_volid, &c.image_location) {
+        (Some(s), _, _) => match m.db.snapshot(s).await {
+            Ok(snap) => CreateSource::Snapshot {
+                volume_id: snap.volume_id,
+                snapshot_id: s.clone(),
+            },
+            Err(e) => {
+                // Nothing was claimed nor made: the create fails before it starts.
+                tracing::error!(volume_id = %c.volume_id, error = %e, "the source snapshot cannot be read; the create fails");
+                let ending = Ending::volume(OP, &c.volume_id, Outcome::Failed);
+                if let Err(e) = m.db.finish(None, &ending).await {
+                    tracing::warn!(volume_id = %c.volume_id, error = %e, "cannot fail the create");
+                }
+                req.ack().await?;
+                return Ok(Ran::Failed);
+            }
+        },
+        (None, Some(v), _) => CreateSource::Volume {
+            volume_id: v.clone(),
+        },
+        (None, None, Some(l)) => CreateSource::Image {
+            location: l.clone(),
+        },
+        _ => CreateSource::Blank,
+    };
+    let key = OP.claim(&c.volume_id);
+    m.claimed(req, adm, key, |k| run(m, k, c, source)).await
+}
+
+async fn run<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    key: ClaimKey,
+    c: CreateVolume,
+    source: CreateSource,
+) -> Result<Ran, ManagerError> {
+    // A redelivery after reconciliation failed the create: nothing to build.
+    if m.volume_in(&c.volume_id, OP.busy).await?.is_none() {
+        m.release(&key).await?;
+        return Ok(Ran::Ok);
+    }
+    match m
+        .driver
+        .create_volume(&c.volume_id, c.size_gib, &source)
+        .await
+    {
+        Ok(created) => {
+            let changes = VolumeChanges {
+                host: Some(m.pool_host(&created.provider_location)),
+                provider_location: Some(created.provider_location),
+                rbd_parent: Some(created.rbd_parent),
+                clone_depth: Some(created.clone_depth as i32),
+                launched_at: true,
+                ..Default::default()
+            };
+            let ending = Ending::volume(OP, &c.volume_id, Outcome::Done).with(changes);
+            if !m.finish_or_release(&key, &ending).await? {
+                // The row moved on meanwhile (reset, failed): no image may outlive the
+                // volume that wanted it.
+                discard_half_made(m, &c.volume_id).await;
+                return Ok(Ran::Failed);
+            }
+            tracing::info!(volume_id = %c.volume_id, "volume created");
+            Ok(Ran::Ok)
+        }
+        Err(e) => {
+            tracing::error!(volume_id = %c.volume_id, error = %e, "create failed");
+            discard_half_made(m, &c.volume_id).await;
+            m.finish_or_release(&key, &Ending::volume(OP, &c.volume_id, Outcome::Failed))
+                .await?;
+            Ok(Ran::Failed)
+        }
+    }
+}
+
+/// An interrupted create: its half-made image goes, the volume to `error`.
+pub(crate) async fn resume<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    key: &ClaimKey,
+    report: &mut Reconciled,
+) -> Result<Resumed, ManagerError> {
+    if m.volume_in(&key.id, OP.busy).await?.is_none() {
+        m.release(key).await?;
+        return Ok(Resumed::Done);
+    }
+    match m.driver.cleanup_failed_create(&key.id).await {
+        Err(e) if e.is_busy() => return Ok(Resumed::Busy),
+        Err(e) => {
+            tracing::error!(volume_id = %key.id, error = %e, "the half-made image of an interrupted create could not be removed")
+        }
+        Ok(()) => {}
+    }
+    let ending = Ending::volume(OP, &key.id, Outcome::Failed);
+    settle(m, key, &ending, &mut report.failed_creates).await
+}
+
+/// Removes a failed create's image, logging when it cannot (the row in `error` still
+/// names it; deleting the volume removes it).
+async fn discard_half_made<D: VolumeDriver>(m: &VolumeManager<D>, volume_id: &str) {
+    if let Err(e) = m.driver.cleanup_failed_create(volume_id).await {
+        tracing::warn!(volume_id, error = %e, "could not remove the image of a failed create");
+    }
+}

@@ -1,0 +1,53 @@
+//! `extend_volume`: the image grows, the row takes the new size and goes back to the
+//! status it had. Resume after a crash fails it (`error_extending`): whether librbd's
+//! resize happened is not worth guessing at; the size in the row stays the old one.
+
+use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
+use cinder_common::status::VolumeStatus;
+use cinder_db::{Ending, VolumeChanges};
+use cinder_rpc::messages::ExtendVolume;
+
+use crate::drivers::VolumeDriver;
+use crate::manager::{ManagerError, Ran, VolumeManager};
+use crate::recovery::{settle, Reconciled, Resumed};
+
+/// The operation.
+pub const OP: &Operation<VolumeStatus> = &volume::EXTEND;
+
+pub(crate) async fn run<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    key: ClaimKey,
+    x: &ExtendVolume,
+) -> Result<Ran, ManagerError> {
+    let (ending, ran) = match m.driver.extend_volume(&x.volume_id, x.new_size_gib).await {
+        Ok(()) => {
+            let changes = VolumeChanges {
+                size_gib: Some(x.new_size_gib as i32),
+                ..Default::default()
+            };
+            (
+                Ending::volume(OP, &x.volume_id, Outcome::Done).with(changes),
+                Ran::Ok,
+            )
+        }
+        Err(e) => {
+            tracing::error!(volume_id = %x.volume_id, error = %e, "extend failed");
+            (
+                Ending::volume(OP, &x.volume_id, Outcome::Failed),
+                Ran::Failed,
+            )
+        }
+    };
+    m.finish_or_release(&key, &ending).await?;
+    Ok(ran)
+}
+
+/// An interrupted extend: failed.
+pub(crate) async fn resume<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    key: &ClaimKey,
+    report: &mut Reconciled,
+) -> Result<Resumed, ManagerError> {
+    let ending = Ending::volume(OP, &key.id, Outcome::Failed);
+    settle(m, key, &ending, &mut report.failed_others).await
+}

@@ -1,0 +1,64 @@
+//! `revert_to_snapshot`: the volume rolls back to its snapshot (long: every object is
+//! copied back) and grows back to its own size. As Cinder: on failure the volume's
+//! content is unknown (`error`) and the snapshot, which was only read, is `available`.
+//! Resume after a crash fails it the same way.
+
+use cinder_common::ops::{snapshot, volume, ClaimKey, Operation, Outcome};
+use cinder_common::status::{SnapshotStatus, VolumeStatus};
+use cinder_db::Ending;
+use cinder_rpc::messages::RevertToSnapshot;
+
+use crate::drivers::VolumeDriver;
+use crate::manager::{ManagerError, Ran, VolumeManager};
+use crate::recovery::{settle, Reconciled, Resumed};
+
+/// The volume's operation.
+pub const OP: &Operation<VolumeStatus> = &volume::REVERT;
+/// The snapshot's side of it.
+pub const SNAPSHOT: &Operation<SnapshotStatus> = &snapshot::RESTORE;
+
+pub(crate) async fn run<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    key: ClaimKey,
+    r: &RevertToSnapshot,
+) -> Result<Ran, ManagerError> {
+    let Some(volume) = m.volume_in(&r.volume_id, OP.busy).await? else {
+        m.release(&key).await?;
+        return Ok(Ran::Ok);
+    };
+    let reverted = m
+        .driver
+        .revert_to_snapshot(&r.volume_id, &r.snapshot_id, volume.size as u64)
+        .await;
+    let (outcome, ran) = match reverted {
+        Ok(()) => {
+            tracing::info!(volume_id = %r.volume_id, snapshot_id = %r.snapshot_id, "volume reverted");
+            (Outcome::Done, Ran::Ok)
+        }
+        Err(e) => {
+            tracing::error!(volume_id = %r.volume_id, snapshot_id = %r.snapshot_id, error = %e, "revert failed");
+            (Outcome::Failed, Ran::Failed)
+        }
+    };
+    let ending = Ending::volume(OP, &r.volume_id, outcome).and_if_busy(Ending::snapshot(
+        SNAPSHOT,
+        &r.snapshot_id,
+        outcome,
+    ));
+    m.finish_or_release(&key, &ending).await?;
+    Ok(ran)
+}
+
+/// An interrupted revert: half rolled back, so the content is unknown; the snapshot
+/// restoring it goes back to `available`.
+pub(crate) async fn resume<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    key: &ClaimKey,
+    report: &mut Reconciled,
+) -> Result<Resumed, ManagerError> {
+    let mut ending = Ending::volume(OP, &key.id, Outcome::Failed);
+    for snap in m.db.snapshots_of(&key.id, SNAPSHOT.busy).await? {
+        ending = ending.and_if_busy(Ending::snapshot(SNAPSHOT, &snap.id, Outcome::Failed));
+    }
+    settle(m, key, &ending, &mut report.failed_others).await
+}

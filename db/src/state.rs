@@ -1,0 +1,308 @@
+//! How state changes: one way to begin an operation and one way to finish it, both
+//! driven by the operations table (`cinder_common::ops`).
+//!
+//! - [`Db::begin`] moves a resource from one of the operation's `from` statuses to its
+//!   `busy` status (volumes also record where they came from in `previous_status`).
+//! - [`Db::finish`] moves it from `busy` to the operation's done or failed end, sets the
+//!   columns the work produced, and releases the work's claim, in one transaction: a
+//!   resource is never final while still claimed, nor claimed once final.
+//! - [`Db::reset_status`] is admin `os-reset_status`, the one bypass.
+//!
+//! Every status write is the same conditional `UPDATE ... WHERE id = ? AND status IN
+//! (...)`, written once here ([`conditional`]); a lost race is [`Error::Conflict`].
+
+use chrono::Utc;
+use cinder_common::ops::{ClaimKey, Final, Operation, Outcome, Status};
+use cinder_common::status::{BackupStatus, SnapshotStatus, VolumeStatus};
+use sea_orm::sea_query::{Expr, Func, SimpleExpr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    UpdateMany, Value,
+};
+
+use crate::db::retry_transient;
+use crate::entity::{backups, snapshots, volumes, workers};
+use crate::error::{Error, Result};
+use crate::volume::VolumeChanges;
+use crate::Db;
+
+/// A status column of its own table: what [`conditional`] needs to know of it.
+pub trait Tracked: Status + Into<Value> {
+    /// The table.
+    type Entity: EntityTrait;
+    /// Columns an operation's end may set besides the status.
+    type Changes: Default + Send + Sync;
+    /// `id`.
+    const ID: <Self::Entity as EntityTrait>::Column;
+    /// `status`.
+    const STATUS: <Self::Entity as EntityTrait>::Column;
+    /// `updated_at`.
+    const UPDATED_AT: <Self::Entity as EntityTrait>::Column;
+    /// `deleted`.
+    const DELETED: <Self::Entity as EntityTrait>::Column;
+    /// `deleted_at`.
+    const DELETED_AT: <Self::Entity as EntityTrait>::Column;
+    /// `previous_status`, where the table has one.
+    const PREVIOUS: Option<<Self::Entity as EntityTrait>::Column>;
+    /// Adds `changes` to `update`.
+    fn set(update: UpdateMany<Self::Entity>, changes: &Self::Changes) -> UpdateMany<Self::Entity>;
+}
+
+macro_rules! tracked {
+    ($status:ty, $entity:ident, $changes:ty, $previous:expr, $set:expr) => {
+        impl Tracked for $status {
+            type Entity = $entity::Entity;
+            type Changes = $changes;
+            const ID: $entity::Column = $entity::Column::Id;
+            const STATUS: $entity::Column = $entity::Column::Status;
+            const UPDATED_AT: $entity::Column = $entity::Column::UpdatedAt;
+            const DELETED: $entity::Column = $entity::Column::Deleted;
+            const DELETED_AT: $entity::Column = $entity::Column::DeletedAt;
+            const PREVIOUS: Option<$entity::Column> = $previous;
+            fn set(
+                update: UpdateMany<$entity::Entity>,
+                changes: &$changes,
+            ) -> UpdateMany<$entity::Entity> {
+                ($set)(update, changes)
+            }
+        }
+    };
+}
+
+tracked!(
+    VolumeStatus,
+    volumes,
+    VolumeChanges,
+    Some(volumes::Column::PreviousStatus),
+    crate::volume::apply_changes
+);
+tracked!(SnapshotStatus, snapshots, (), None, |u, _: &()| u);
+tracked!(BackupStatus, backups, (), None, |u, _: &()| u);
+
+/// The one conditional status write: `id` moves to `to` (with `changes`) if and only
+/// if it is not deleted and its status is one of `expected`. With `remember`, the
+/// status it had goes to `previous_status` (where the table has one).
+async fn conditional<S: Tracked, C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    expected: &[S],
+    to: Final<S>,
+    changes: &S::Changes,
+    remember: bool,
+) -> Result<()> {
+    let now = Utc::now().naive_utc();
+    let mut update = <S::Entity as EntityTrait>::update_many();
+    // First: MySQL evaluates assignments left to right, so `previous_status = status`
+    // must read the status before the status is set.
+    if let (true, Some(previous)) = (remember, S::PREVIOUS) {
+        update = update.col_expr(previous, Expr::col(S::STATUS));
+    }
+    let status: SimpleExpr = match to {
+        Final::To(s) => Expr::value(s.spelling()),
+        Final::Previous { otherwise } => match S::PREVIOUS {
+            Some(previous) => {
+                Func::coalesce([Expr::col(previous), Expr::value(otherwise.spelling())]).into()
+            }
+            None => Expr::value(otherwise.spelling()),
+        },
+        Final::Deleted => {
+            update = update
+                .col_expr(S::DELETED, Expr::value(true))
+                .col_expr(S::DELETED_AT, Expr::value(now));
+            Expr::value("deleted")
+        }
+    };
+    update = update
+        .col_expr(S::STATUS, status)
+        .col_expr(S::UPDATED_AT, Expr::value(now));
+    let res = S::set(update, changes)
+        .filter(S::ID.eq(id))
+        .filter(S::DELETED.eq(false))
+        .filter(S::STATUS.is_in(expected.iter().map(|s| s.spelling())))
+        .exec(conn)
+        .await?;
+    if res.rows_affected == 1 {
+        return Ok(());
+    }
+    let found: Option<String> = <S::Entity as EntityTrait>::find()
+        .select_only()
+        .column(S::STATUS)
+        .filter(S::ID.eq(id))
+        .filter(S::DELETED.eq(false))
+        .into_tuple()
+        .one(conn)
+        .await?;
+    match found {
+        None => Err(Error::NotFound {
+            kind: S::KIND.as_str(),
+            id: id.to_string(),
+        }),
+        Some(found) => Err(Error::Conflict {
+            kind: S::KIND.as_str(),
+            id: id.to_string(),
+            expected: expected.iter().map(|s| s.spelling().to_string()).collect(),
+            found,
+        }),
+    }
+}
+
+/// One status change of an [`Ending`].
+enum Step {
+    Volume(
+        &'static Operation<VolumeStatus>,
+        String,
+        Outcome,
+        VolumeChanges,
+    ),
+    Snapshot(&'static Operation<SnapshotStatus>, String, Outcome),
+    Backup(&'static Operation<BackupStatus>, String, Outcome),
+}
+
+/// How operations end: one or more resources leave their busy status together.
+pub struct Ending {
+    steps: Vec<(Step, bool)>,
+}
+
+impl Ending {
+    /// Volume `id` ends `op` with `outcome`.
+    pub fn volume(op: &'static Operation<VolumeStatus>, id: &str, outcome: Outcome) -> Self {
+        Ending {
+            steps: vec![(
+                Step::Volume(op, id.into(), outcome, VolumeChanges::default()),
+                false,
+            )],
+        }
+    }
+
+    /// Snapshot `id` ends `op` with `outcome`.
+    pub fn snapshot(op: &'static Operation<SnapshotStatus>, id: &str, outcome: Outcome) -> Self {
+        Ending {
+            steps: vec![(Step::Snapshot(op, id.into(), outcome), false)],
+        }
+    }
+
+    /// Backup `id` ends `op` with `outcome`.
+    pub fn backup(op: &'static Operation<BackupStatus>, id: &str, outcome: Outcome) -> Self {
+        Ending {
+            steps: vec![(Step::Backup(op, id.into(), outcome), false)],
+        }
+    }
+
+    /// Also sets `changes` on the (first) volume of the ending.
+    pub fn with(mut self, changes: VolumeChanges) -> Self {
+        if let Some((Step::Volume(_, _, _, c), _)) = self
+            .steps
+            .iter_mut()
+            .find(|(s, _)| matches!(s, Step::Volume(..)))
+        {
+            *c = changes;
+        }
+        self
+    }
+
+    /// Also ends `other`, if it is still busy with its operation (a conflict there is
+    /// not an error: someone else already moved it on).
+    pub fn and_if_busy(mut self, other: Ending) -> Self {
+        self.steps
+            .extend(other.steps.into_iter().map(|(s, _)| (s, true)));
+        self
+    }
+
+    async fn apply<C: ConnectionTrait>(&self, conn: &C) -> Result<()> {
+        for (step, if_busy) in &self.steps {
+            let r = match step {
+                Step::Volume(op, id, o, changes) => {
+                    conditional(conn, id, &[op.busy], op.end(*o), changes, false).await
+                }
+                Step::Snapshot(op, id, o) => {
+                    conditional(conn, id, &[op.busy], op.end(*o), &(), false).await
+                }
+                Step::Backup(op, id, o) => {
+                    conditional(conn, id, &[op.busy], op.end(*o), &(), false).await
+                }
+            };
+            match r {
+                Err(Error::Conflict { .. } | Error::NotFound { .. }) if *if_busy => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Begins `op` on resource `id`: from one of `op.from` to `op.busy`, recording the
+    /// status it came from. [`Error::Conflict`] when it is in none of them.
+    pub async fn begin<S: Tracked>(&self, op: &Operation<S>, id: &str) -> Result<()> {
+        retry_transient!(
+            conditional(
+                &self.conn,
+                id,
+                op.from,
+                Final::To(op.busy),
+                &S::Changes::default(),
+                true
+            )
+            .await
+        )
+    }
+
+    /// Finishes: every step of `ending` leaves its busy status, and `claim` (if any) is
+    /// released, in one transaction. When a required step finds its resource no longer
+    /// busy ([`Error::Conflict`]), nothing changes, the claim included.
+    pub async fn finish(&self, claim: Option<&ClaimKey>, ending: &Ending) -> Result<()> {
+        retry_transient!(self.finish_once(claim, ending).await)
+    }
+
+    async fn finish_once(&self, claim: Option<&ClaimKey>, ending: &Ending) -> Result<()> {
+        let txn = self.conn.begin().await?;
+        ending.apply(&txn).await?;
+        if let Some(claim) = claim {
+            release(&txn, claim).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Admin `os-reset_status`: resource `id` goes to `to` whatever its status (not
+    /// when deleted).
+    pub async fn reset_status<S: Tracked>(&self, id: &str, to: S) -> Result<()> {
+        let all: Vec<S> = every_status::<S>();
+        retry_transient!(
+            conditional(
+                &self.conn,
+                id,
+                &all,
+                Final::To(to),
+                &S::Changes::default(),
+                false
+            )
+            .await
+        )
+    }
+}
+
+/// Every spelling of `S` that parses (the statuses a reset may come from).
+fn every_status<S: Tracked>() -> Vec<S> {
+    use cinder_common::ops::ResourceKind;
+    let spellings: Vec<&str> = match S::KIND {
+        ResourceKind::Volume => VolumeStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        ResourceKind::Snapshot => SnapshotStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        ResourceKind::Backup => BackupStatus::ALL.iter().map(|s| s.as_str()).collect(),
+    };
+    spellings
+        .into_iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// Deletes the claim `key` (only if that operation still holds it).
+pub(crate) async fn release<C: ConnectionTrait>(conn: &C, key: &ClaimKey) -> Result<()> {
+    workers::Entity::delete_many()
+        .filter(workers::Column::ResourceType.eq(key.resource.as_str()))
+        .filter(workers::Column::ResourceId.eq(key.id.as_str()))
+        .filter(workers::Column::Operation.eq(key.operation))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
