@@ -13,7 +13,8 @@ use std::time::Duration;
 use cinder_common::shutdown::CancellationToken;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::workers::heartbeat::HeartbeatStats;
+use cinder_drivers::Lanes;
+use cinder_service::HeartbeatStats;
 
 /// Latency histogram bounds, seconds.
 const BUCKETS: [f64; 13] = [
@@ -31,8 +32,8 @@ struct Histogram {
 pub struct BackendProbe {
     /// The heartbeat's statistics.
     pub heartbeat: Arc<HeartbeatStats>,
-    /// The driver, for its pool's lanes.
-    pub driver: rbd_driver::RbdDriver,
+    /// The driver's lanes right now.
+    pub lanes: Box<dyn Fn() -> Option<Lanes> + Send + Sync>,
     /// The latest capacity report.
     pub capabilities: tokio::sync::watch::Receiver<Option<serde_json::Value>>,
 }
@@ -133,10 +134,13 @@ impl Metrics {
         let mut rest = String::new();
         if let Ok(backends) = self.backends.lock() {
             for (backend, p) in backends.iter() {
-                let s = p.driver.pool_stats();
-                for (lane, l) in [("short", s.short), ("long", s.long)] {
-                    let _ = writeln!(out, "cinder_volume_driver_pool_threads{{backend=\"{backend}\",lane=\"{lane}\",state=\"running\"}} {}", l.running);
-                    let _ = writeln!(out, "cinder_volume_driver_pool_threads{{backend=\"{backend}\",lane=\"{lane}\",state=\"waiting\"}} {}", l.waiting);
+                let l = (p.lanes)().unwrap_or_default();
+                for (lane, running, waiting) in [
+                    ("short", l.short_running, l.short_waiting),
+                    ("long", l.long_running, l.long_waiting),
+                ] {
+                    let _ = writeln!(out, "cinder_volume_driver_pool_threads{{backend=\"{backend}\",lane=\"{lane}\",state=\"running\"}} {running}");
+                    let _ = writeln!(out, "cinder_volume_driver_pool_threads{{backend=\"{backend}\",lane=\"{lane}\",state=\"waiting\"}} {waiting}");
                 }
                 let age = p.heartbeat.age().map(|a| a.as_secs_f64()).unwrap_or(-1.0);
                 let _ = writeln!(

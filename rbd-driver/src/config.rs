@@ -1,5 +1,6 @@
-//! The driver's configuration: one `[backends.<name>]` section with `volume_driver = "rbd"`.
-//! Option names follow Cinder's `RBD_OPTS` so operators' knowledge carries over.
+//! The driver's configuration: its part of a `[backends.<name>]` section (the volume
+//! service's policy options, such as clone depth, live with the volume drivers). Option
+//! names follow Cinder's `RBD_OPTS` so operators' knowledge carries over.
 
 use serde::Deserialize;
 
@@ -19,18 +20,6 @@ pub struct RbdConfig {
     /// `[client]` section: librados takes no configuration after connecting.
     #[serde(default)]
     pub rbd_ceph_conf: String,
-    /// Cluster name shown in connection info. Default `ceph`.
-    #[serde(default = "default_cluster_name")]
-    pub rbd_cluster_name: String,
-    /// libvirt secret uuid for attachments; unset means the cluster fsid.
-    #[serde(default)]
-    pub rbd_secret_uuid: Option<String>,
-    /// Maximum clone chain depth before a clone is flattened; 0 means always copy. Default 5.
-    #[serde(default = "default_max_clone_depth")]
-    pub rbd_max_clone_depth: u32,
-    /// Flatten volumes created from snapshots. Default false.
-    #[serde(default)]
-    pub rbd_flatten_volume_from_snapshot: bool,
     /// Object size of new images in MiB (order = log2). Default 4.
     #[serde(default = "default_chunk_size")]
     pub rbd_store_chunk_size: u32,
@@ -64,12 +53,6 @@ pub struct RbdConfig {
 
 fn default_pool() -> String {
     "rbd".into()
-}
-fn default_cluster_name() -> String {
-    "ceph".into()
-}
-fn default_max_clone_depth() -> u32 {
-    5
 }
 fn default_chunk_size() -> u32 {
     4

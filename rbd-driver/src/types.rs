@@ -261,3 +261,12 @@ pub struct MonAddr {
     /// Port.
     pub port: u16,
 }
+
+/// A clone's place in its chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    /// Parents above it: 0 for a flat image.
+    pub depth: u32,
+    /// Its direct parent.
+    pub parent: Option<ParentInfo>,
+}

@@ -10,10 +10,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cinder-migrations", &[]),
     ("cinder-db", &["cinder-common"]),
     ("cinder-rpc", &["cinder-common"]),
+    (
+        "cinder-service",
+        &["cinder-common", "cinder-rpc", "cinder-db"],
+    ),
+    ("cinder-drivers", &["cinder-rbd-driver"]),
     ("cinder-api", &["cinder-common", "cinder-rpc", "cinder-db"]),
     (
         "cinder-scheduler",
-        &["cinder-common", "cinder-rpc", "cinder-db"],
+        &["cinder-common", "cinder-rpc", "cinder-db", "cinder-service"],
     ),
     (
         "cinder-volume",
@@ -21,6 +26,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cinder-common",
             "cinder-rpc",
             "cinder-db",
+            "cinder-service",
+            "cinder-drivers",
             "cinder-rbd-driver",
         ],
     ),
@@ -30,6 +37,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cinder-common",
             "cinder-rpc",
             "cinder-db",
+            "cinder-service",
+            "cinder-drivers",
             "cinder-rbd-driver",
         ],
     ),
@@ -90,4 +99,34 @@ fn crates_depend_only_along_the_allowed_edges() {
         }
     }
     assert!(bad.is_empty(), "forbidden dependency edges: {bad:#?}");
+
+    // Neither the scheduler nor the API links librbd, however indirectly.
+    let deps: BTreeMap<&str, Vec<&str>> = packages
+        .iter()
+        .map(|p| {
+            let ds = p["dependencies"].as_array().unwrap();
+            let ds = ds
+                .iter()
+                .filter(|d| d["kind"].as_str() != Some("dev"))
+                .map(|d| d["name"].as_str().unwrap())
+                .filter(|d| names.contains(d))
+                .collect();
+            (p["name"].as_str().unwrap(), ds)
+        })
+        .collect();
+    for top in ["cinder-api", "cinder-scheduler"] {
+        let mut seen = vec![top];
+        let mut i = 0;
+        while i < seen.len() {
+            for d in deps.get(seen[i]).into_iter().flatten() {
+                if !seen.contains(d) {
+                    seen.push(d);
+                }
+            }
+            i += 1;
+        }
+        for librbd in ["cinder-rbd-driver", "rbd-sys", "cinder-drivers"] {
+            assert!(!seen.contains(&librbd), "{top} reaches {librbd}: {seen:?}");
+        }
+    }
 }

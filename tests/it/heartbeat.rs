@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cinder_common::shutdown::CancellationToken;
 use cinder_db::{service_is_up, ServiceRegistration};
-use cinder_volume::workers::heartbeat::Heartbeat;
+use cinder_service::Heartbeat;
 use rbd_driver::{CloneOptions, CreateOptions, ImageSpec, OpCtl, RemoveMode};
 use tokio::task::JoinSet;
 

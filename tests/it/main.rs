@@ -1,4 +1,5 @@
-//! One integration test binary; every module runs against the real dev cluster.
+//! One integration test binary; every module runs against the real services (the
+//! protocol module against the broker and a database only, with the fake driver).
 
 mod active_active;
 mod architecture;
@@ -6,6 +7,7 @@ mod crash;
 mod db;
 mod fixtures;
 mod heartbeat;
+mod protocol;
 mod rbd;
 mod rbd_diff;
 mod rbd_runtime;

@@ -24,9 +24,9 @@ fn the_sample_configuration_parses_for_every_binary() {
     let b = v.backend(&v.volume.enabled_backends[0]).unwrap();
     assert_eq!(
         (
-            b.rbd_pool.as_str(),
-            b.rbd_max_clone_depth,
-            b.rbd_flatten_volume_from_snapshot
+            b.rbd.rbd_pool.as_str(),
+            b.cinder.rbd_max_clone_depth,
+            b.cinder.rbd_flatten_volume_from_snapshot
         ),
         ("rbd", 5, false)
     );

@@ -1,7 +1,7 @@
 //! The manager's error: what stopped a request from being handled to its end (an
 //! operation that fails cleanly is not an error: its resource takes the failure status).
 
-use crate::drivers::VolumeError;
+use cinder_drivers::DriverError;
 
 /// Why a request could not be handled to its end.
 #[derive(Debug, thiserror::Error)]
@@ -14,5 +14,8 @@ pub enum ManagerError {
     Rpc(#[from] cinder_rpc::RpcError),
     /// The driver failed where no failure status applies (recovery).
     #[error(transparent)]
-    Driver(#[from] VolumeError),
+    Driver(#[from] DriverError),
+    /// The claim could not be written or the delivery settled.
+    #[error(transparent)]
+    Claim(#[from] cinder_service::ClaimError),
 }

@@ -10,25 +10,25 @@
 //! (`crate::recovery`). Calls reply, then ack.
 
 mod budget;
-mod claims;
 mod error;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use cinder_common::ops::ClaimKey;
 use cinder_common::shutdown::CancellationToken;
 use cinder_db::{Db, Ending};
+use cinder_drivers::{VolumeDriver, Work};
 use cinder_rpc::messages::{Method, VolumeRequest, VolumeTopic};
 use cinder_rpc::{Incoming, RemoteError};
+use cinder_service::{Claim, Claims, Handler};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-use crate::drivers::VolumeDriver;
 use crate::ops;
 
 pub(crate) use budget::Admission;
 pub use budget::LongBudgets;
-pub(crate) use claims::BusySet;
 pub use error::ManagerError;
 
 /// How a handled request went, for metrics.
@@ -44,12 +44,10 @@ pub enum Ran {
 pub struct VolumeManager<D> {
     pub(crate) db: Db,
     pub(crate) driver: Arc<D>,
-    pub(crate) service_id: i32,
     /// `host@backend`.
     pub(crate) host: String,
-    /// Work running in this process (the claim table guards across processes; this
-    /// catches duplicate deliveries within one).
-    pub(crate) busy: BusySet,
+    /// The claim protocol (and the work running in this process).
+    pub(crate) claims: Arc<Claims>,
     metrics: Arc<crate::metrics::Metrics>,
     /// The long budget: requests that may run long librbd work accepted at once.
     long: Arc<Semaphore>,
@@ -58,27 +56,31 @@ pub struct VolumeManager<D> {
     /// few at a time instead of all at once into the short lane.
     long_running: Arc<Semaphore>,
     /// Shutdown: requests still waiting for a long slot go back to the queue.
-    pub(crate) stop: CancellationToken,
+    stop: CancellationToken,
+}
+
+impl<D: VolumeDriver> Handler<VolumeTopic> for VolumeManager<D> {
+    async fn handle(self: Arc<Self>, req: Incoming<VolumeTopic>, intake: OwnedSemaphorePermit) {
+        self.serve(req, intake).await
+    }
 }
 
 impl<D: VolumeDriver> VolumeManager<D> {
-    /// A manager for the service row `service_id` serving `host` (`host@backend`)
-    /// within the long-work `budgets`.
+    /// A manager making `claims` for `host` (`host@backend`) within the long-work
+    /// `budgets`.
     pub fn new(
-        db: Db,
+        claims: Arc<Claims>,
         driver: Arc<D>,
-        service_id: i32,
         host: String,
         metrics: Arc<crate::metrics::Metrics>,
         budgets: LongBudgets,
         stop: CancellationToken,
     ) -> Self {
         VolumeManager {
-            db,
+            db: claims.db().clone(),
             driver,
-            service_id,
             host,
-            busy: BusySet::default(),
+            claims,
             metrics,
             long: Arc::new(Semaphore::new(budgets.accepted.max(1))),
             long_running: Arc::new(Semaphore::new(budgets.running.max(1))),
@@ -87,11 +89,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
     }
 
     /// Handles one request to its end; `intake` is its slot of the short budget.
-    pub async fn handle(
-        self: &Arc<Self>,
-        req: Incoming<VolumeTopic>,
-        intake: OwnedSemaphorePermit,
-    ) {
+    pub async fn serve(self: &Arc<Self>, req: Incoming<VolumeTopic>, intake: OwnedSemaphorePermit) {
         let method = req.envelope.body.method();
         let long = if self.is_long(&req.envelope.body).await {
             tokio::select! {
@@ -130,7 +128,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
     /// Whether a request may run long librbd work and so takes the long budget.
     async fn is_long(&self, body: &VolumeRequest) -> bool {
         match body {
-            VolumeRequest::CreateVolume(c) => ops::create::is_long(self, c).await,
+            VolumeRequest::CreateVolume(c) => ops::create::work(self, c).await == Work::Long,
             VolumeRequest::RevertToSnapshot(_) => true,
             _ => false,
         }
@@ -199,7 +197,39 @@ impl<D: VolumeDriver> VolumeManager<D> {
 
     /// Releases a claim whose work changed no status (it found nothing to do).
     pub(crate) async fn release(&self, claim: &ClaimKey) -> Result<(), ManagerError> {
-        Ok(self.db.release(claim).await?)
+        Ok(self.claims.release(claim).await?)
+    }
+
+    /// Claim, ack, work (which finishes or releases the claim). Work that ends in an
+    /// error keeps its claim and goes to recovery.
+    pub(crate) async fn claimed<F, Fut>(
+        &self,
+        req: &Incoming<VolumeTopic>,
+        adm: &Admission,
+        key: ClaimKey,
+        work: F,
+    ) -> Result<Ran, ManagerError>
+    where
+        F: FnOnce(ClaimKey) -> Fut,
+        Fut: Future<Output = Result<Ran, ManagerError>>,
+    {
+        let busy = match self.claims.claim(req, &key).await? {
+            Claim::Run(busy) => busy,
+            Claim::Duplicate => return Ok(Ran::Ok),
+            Claim::Rejected => return Ok(Ran::Failed),
+        };
+        adm.acknowledged();
+        let _running = match adm.is_long() {
+            true => self.long_running.clone().acquire_owned().await.ok(),
+            false => None,
+        };
+        let outcome = work(key.clone()).await;
+        drop(busy);
+        if let Err(e) = &outcome {
+            tracing::error!(claim = %key, error = %e, "work ended in an error; recovery takes it over");
+            self.claims.recover_later(key);
+        }
+        outcome
     }
 
     /// `host@backend#pool` for a `pool/image` location.
@@ -233,15 +263,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
         claim: &ClaimKey,
         ending: &Ending,
     ) -> Result<bool, ManagerError> {
-        match self.db.finish(Some(claim), ending).await {
-            Ok(()) => Ok(true),
-            Err(e @ (cinder_db::Error::Conflict { .. } | cinder_db::Error::NotFound { .. })) => {
-                tracing::warn!(claim = %claim, error = %e, "the resource moved on; the work ends without a status change");
-                self.release(claim).await?;
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.claims.finish(claim, ending).await?)
     }
 
     /// The volume row if it is in `status`; `None`, logged, when the request no longer

@@ -9,16 +9,51 @@ use cinder_db::{Ending, VolumeChanges};
 use cinder_rpc::messages::{CreateVolume, VolumeTopic};
 use cinder_rpc::Incoming;
 
-use crate::drivers::{CreateSource, VolumeDriver};
 use crate::manager::{Admission, ManagerError, Ran, VolumeManager};
 use crate::recovery::{settle, Reconciled, Resumed};
+use cinder_drivers::{CreateSource, VolumeDriver, Work};
 
 /// The operation.
 pub const OP: &Operation<VolumeStatus> = &volume::CREATE;
 
-/// Whether the create may run long librbd work (a flatten after a clone).
-pub(crate) async fn is_long<D: VolumeDriver>(_m: &VolumeManager<D>, c: &CreateVolume) -> bool {
-    c.snapshot_id.is_some() || c.source_volid.is_some() || c.image_location.is_some()
+/// Whether the create may run long work: the driver decides from the source (a clone
+/// that no flatten follows is short).
+pub(crate) async fn work<D: VolumeDriver>(m: &VolumeManager<D>, c: &CreateVolume) -> Work {
+    match source(m, c).await {
+        Ok(s) => m.driver.create_work(&s),
+        // It fails at once in `accept`.
+        Err(_) => Work::Short,
+    }
+}
+
+/// Where the new volume's data comes from; a snapshot's with the clone depth its
+/// volume's row records (unknown: as deep as can be, so it counts as long work).
+async fn source<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    c: &CreateVolume,
+) -> Result<CreateSource, cinder_db::Error> {
+    Ok(match (&c.snapshot_id, &c.source_volid, &c.image_location) {
+        (Some(s), _, _) => {
+            let snap = m.db.snapshot(s).await?;
+            let depth = match m.db.volume(&snap.volume_id).await {
+                Ok(v) => u32::try_from(v.clone_depth).unwrap_or(u32::MAX),
+                Err(cinder_db::Error::NotFound { .. }) => u32::MAX,
+                Err(e) => return Err(e),
+            };
+            CreateSource::Snapshot {
+                volume_id: snap.volume_id,
+                snapshot_id: s.clone(),
+                depth,
+            }
+        }
+        (None, Some(v), _) => CreateSource::Volume {
+            volume_id: v.clone(),
+        },
+        (None, None, Some(l)) => CreateSource::Image {
+            location: l.clone(),
+        },
+        _ => CreateSource::Blank,
+    })
 }
 
 /// Resolves the source, then claims and runs the create.
@@ -28,30 +63,18 @@ pub(crate) async fn accept<D: VolumeDriver>(
     adm: &Admission,
     c: CreateVolume,
 ) -> Result<Ran, ManagerError> {
-    let source = match (&c.snapshot_id, &c.source_volid, &c.image_location) {
-        (Some(s), _, _) => match m.db.snapshot(s).await {
-            Ok(snap) => CreateSource::Snapshot {
-                volume_id: snap.volume_id,
-                snapshot_id: s.clone(),
-            },
-            Err(e) => {
-                // Nothing was claimed nor made: the create fails before it starts.
-                tracing::error!(volume_id = %c.volume_id, error = %e, "the source snapshot cannot be read; the create fails");
-                let ending = Ending::volume(OP, &c.volume_id, Outcome::Failed);
-                if let Err(e) = m.db.finish(None, &ending).await {
-                    tracing::warn!(volume_id = %c.volume_id, error = %e, "cannot fail the create");
-                }
-                req.ack().await?;
-                return Ok(Ran::Failed);
+    let source = match source(m, &c).await {
+        Ok(source) => source,
+        Err(e) => {
+            // Nothing was claimed nor made: the create fails before it starts.
+            tracing::error!(volume_id = %c.volume_id, error = %e, "the source snapshot cannot be read; the create fails");
+            let ending = Ending::volume(OP, &c.volume_id, Outcome::Failed);
+            if let Err(e) = m.db.finish(None, &ending).await {
+                tracing::warn!(volume_id = %c.volume_id, error = %e, "cannot fail the create");
             }
-        },
-        (None, Some(v), _) => CreateSource::Volume {
-            volume_id: v.clone(),
-        },
-        (None, None, Some(l)) => CreateSource::Image {
-            location: l.clone(),
-        },
-        _ => CreateSource::Blank,
+            req.ack().await?;
+            return Ok(Ran::Failed);
+        }
     };
     let key = OP.claim(&c.volume_id);
     m.claimed(req, adm, key, |k| run(m, k, c, source)).await

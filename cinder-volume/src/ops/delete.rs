@@ -5,9 +5,9 @@ use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
 use cinder_common::status::VolumeStatus;
 use cinder_db::Ending;
 
-use crate::drivers::VolumeDriver;
 use crate::manager::{ManagerError, Ran, VolumeManager};
 use crate::recovery::{Reconciled, Resumed};
+use cinder_drivers::VolumeDriver;
 
 /// The operation.
 pub const OP: &Operation<VolumeStatus> = &volume::DELETE;

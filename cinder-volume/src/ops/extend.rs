@@ -7,9 +7,9 @@ use cinder_common::status::VolumeStatus;
 use cinder_db::{Ending, VolumeChanges};
 use cinder_rpc::messages::ExtendVolume;
 
-use crate::drivers::VolumeDriver;
 use crate::manager::{ManagerError, Ran, VolumeManager};
 use crate::recovery::{settle, Reconciled, Resumed};
+use cinder_drivers::VolumeDriver;
 
 /// The operation.
 pub const OP: &Operation<VolumeStatus> = &volume::EXTEND;

@@ -8,9 +8,9 @@ use cinder_common::status::VolumeStatus;
 use cinder_db::{Ending, VolumeChanges};
 use cinder_rpc::messages::ManageExisting;
 
-use crate::drivers::{Created, VolumeDriver, VolumeError};
 use crate::manager::{ManagerError, Ran, VolumeManager};
 use crate::recovery::{settle, Reconciled, Resumed};
+use cinder_drivers::{Created, DriverError, VolumeDriver};
 
 /// Managing an existing image.
 pub const MANAGE: &Operation<VolumeStatus> = &volume::MANAGE;
@@ -36,7 +36,7 @@ pub(crate) async fn manage<D: VolumeDriver>(
         _ => false,
     };
     let result = if taken {
-        Err(VolumeError::Invalid(format!(
+        Err(DriverError::invalid(format!(
             "image {} belongs to a volume already",
             r.source_name
         )))

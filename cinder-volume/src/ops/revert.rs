@@ -8,9 +8,9 @@ use cinder_common::status::{SnapshotStatus, VolumeStatus};
 use cinder_db::Ending;
 use cinder_rpc::messages::RevertToSnapshot;
 
-use crate::drivers::VolumeDriver;
 use crate::manager::{ManagerError, Ran, VolumeManager};
 use crate::recovery::{settle, Reconciled, Resumed};
+use cinder_drivers::VolumeDriver;
 
 /// The volume's operation.
 pub const OP: &Operation<VolumeStatus> = &volume::REVERT;

@@ -6,9 +6,9 @@ use cinder_common::status::SnapshotStatus;
 use cinder_db::Ending;
 use cinder_rpc::messages::{CreateSnapshot, DeleteSnapshot};
 
-use crate::drivers::{VolumeDriver, VolumeError};
 use crate::manager::{ManagerError, Ran, VolumeManager};
 use crate::recovery::{settle, Reconciled, Resumed};
+use cinder_drivers::{DriverError, VolumeDriver};
 
 /// Creating a snapshot.
 pub const CREATE: &Operation<SnapshotStatus> = &snapshot::CREATE;
@@ -39,7 +39,7 @@ async fn end<D: VolumeDriver>(
     key: ClaimKey,
     op: &'static Operation<SnapshotStatus>,
     id: &str,
-    done: Result<(), VolumeError>,
+    done: Result<(), DriverError>,
 ) -> Result<Ran, ManagerError> {
     let (outcome, ran) = match done {
         Ok(()) => (Outcome::Done, Ran::Ok),

@@ -9,7 +9,7 @@ use cinder_common::shutdown::CancellationToken;
 use cinder_db::Db;
 use tokio::sync::watch;
 
-use crate::drivers::VolumeDriver;
+use cinder_drivers::VolumeDriver;
 
 /// Reports until `shutdown`; the first report is immediate.
 pub async fn report_stats<D: VolumeDriver>(
@@ -29,7 +29,10 @@ pub async fn report_stats<D: VolumeDriver>(
             _ = tick.tick() => {}
         }
         let stats = match db.provisioned_gib(&host).await {
-            Ok(p) => driver.get_volume_stats(p).await.map_err(|e| e.to_string()),
+            Ok(p) => match driver.get_volume_stats(p).await {
+                Ok(caps) => serde_json::to_value(caps).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
             Err(e) => Err(e.to_string()),
         };
         match stats {

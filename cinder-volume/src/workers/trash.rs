@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cinder_common::shutdown::CancellationToken;
 
-use crate::drivers::VolumeDriver;
+use cinder_drivers::VolumeDriver;
 
 /// Sweeps until `shutdown`; the first sweep comes one interval after start.
 pub async fn sweep_trash<D: VolumeDriver>(

@@ -3,13 +3,13 @@
 
 use tracing::instrument;
 
-use super::RbdDriver;
+use super::{Conn, RbdDriver};
 use crate::ctl::OpCtl;
 use crate::diff;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::Lane;
 use crate::rbd::{Image, ImageOptions, Open};
-use crate::types::{ChildInfo, CloneOptions, ImageSpec, ParentInfo, SnapSpec};
+use crate::types::{ChildInfo, CloneOptions, ImageSpec, Lineage, ParentInfo, SnapSpec};
 
 /// Longest parent chain walked before giving up (librbd allows far less in practice).
 const MAX_CHAIN: u32 = 64;
@@ -26,35 +26,35 @@ impl RbdDriver {
         opts: &CloneOptions,
     ) -> Result<()> {
         let (parent, child, opts) = (parent.clone(), child.clone(), opts.clone());
+        self.short(move |inner| clone_in(inner, &parent, &child, &opts))
+            .await
+    }
+
+    /// Clones `parent` into `child` as [`RbdDriver::clone_image`] does, grows the clone
+    /// to at least `min_size` bytes, and reads its lineage: one job on the short lane,
+    /// the clone opened once (growing only writes the header).
+    #[instrument(skip_all, fields(parent = %parent, pool = %child.pool, image = %child.name, min_size))]
+    pub async fn clone_grown(
+        &self,
+        parent: &SnapSpec,
+        child: &ImageSpec,
+        opts: &CloneOptions,
+        min_size: u64,
+    ) -> Result<Lineage> {
+        let (parent, child, opts) = (parent.clone(), child.clone(), opts.clone());
         self.short(move |inner| {
-            let pio = inner.io(&parent.image.pool)?;
+            clone_in(inner, &parent, &child, &opts)?;
             let cio = inner.io(&child.pool)?;
-            let mut o =
-                ImageOptions::for_new_image(opts.order, opts.features, opts.data_pool.as_deref())?;
-            o.set_u64(
-                rbd_sys::RBD_IMAGE_OPTION_CLONE_FORMAT,
-                inner.config.rbd_clone_format as u64,
-            )?;
-            match cio.clone_from(&pio, &parent.image.name, &parent.snap, &child.name, &o) {
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    let existing =
-                        Image::open(&cio, Open::NameReadOnly(&child.name, None))?.parent()?;
-                    match existing {
-                        Some(p)
-                            if p.pool == parent.image.pool
-                                && p.image == parent.image.name
-                                && p.snap == parent.snap =>
-                        {
-                            Ok(())
-                        }
-                        other => Err(Error::AlreadyExists {
-                            target: child.to_string(),
-                            detail: format!("exists with parent {other:?}, asked {parent}"),
-                        }),
-                    }
-                }
-                r => r,
+            let img = Image::open(&cio, Open::Name(&child.name))?;
+            if img.stat()?.size < min_size {
+                img.resize(min_size, false, &OpCtl::new())?;
             }
+            let parent = img.parent()?;
+            let depth = match &parent {
+                Some(p) => 1 + depth_above(inner, p, &child)?,
+                None => 0,
+            };
+            Ok(Lineage { depth, parent })
         })
         .await
     }
@@ -233,20 +233,66 @@ impl RbdDriver {
         let spec = spec.clone();
         self.short(move |inner| {
             let io = inner.io(&spec.pool)?;
-            let mut parent = Image::open(&io, Open::NameReadOnly(&spec.name, None))?.parent()?;
-            let mut depth = 0;
-            while let Some(p) = parent {
-                depth += 1;
-                if depth > MAX_CHAIN {
-                    return Err(Error::Unexpected(format!(
-                        "clone chain of {spec} is longer than {MAX_CHAIN}"
-                    )));
-                }
-                let pio = inner.io(&p.pool)?;
-                parent = Image::open(&pio, Open::IdReadOnly(&p.image_id, None))?.parent()?;
+            let parent = Image::open(&io, Open::NameReadOnly(&spec.name, None))?.parent()?;
+            match parent {
+                Some(p) => Ok(1 + depth_above(inner, &p, &spec)?),
+                None => Ok(0),
             }
-            Ok(depth)
         })
         .await
     }
+}
+
+/// Clones `parent` into `child`; a child that already exists as a clone of the same
+/// snapshot counts as done.
+fn clone_in(
+    inner: &Conn<'_>,
+    parent: &SnapSpec,
+    child: &ImageSpec,
+    opts: &CloneOptions,
+) -> Result<()> {
+    let pio = inner.io(&parent.image.pool)?;
+    let cio = inner.io(&child.pool)?;
+    let mut o = ImageOptions::for_new_image(opts.order, opts.features, opts.data_pool.as_deref())?;
+    o.set_u64(
+        rbd_sys::RBD_IMAGE_OPTION_CLONE_FORMAT,
+        inner.config.rbd_clone_format as u64,
+    )?;
+    match cio.clone_from(&pio, &parent.image.name, &parent.snap, &child.name, &o) {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let existing = Image::open(&cio, Open::NameReadOnly(&child.name, None))?.parent()?;
+            match existing {
+                Some(p)
+                    if p.pool == parent.image.pool
+                        && p.image == parent.image.name
+                        && p.snap == parent.snap =>
+                {
+                    Ok(())
+                }
+                other => Err(Error::AlreadyExists {
+                    target: child.to_string(),
+                    detail: format!("exists with parent {other:?}, asked {parent}"),
+                }),
+            }
+        }
+        r => r,
+    }
+}
+
+/// How many parents lie above `parent` (itself not counted), whatever they are.
+fn depth_above(inner: &Conn<'_>, parent: &ParentInfo, of: &ImageSpec) -> Result<u32> {
+    let pio = inner.io(&parent.pool)?;
+    let mut next = Image::open(&pio, Open::IdReadOnly(&parent.image_id, None))?.parent()?;
+    let mut depth = 0;
+    while let Some(p) = next {
+        depth += 1;
+        if depth >= MAX_CHAIN {
+            return Err(Error::Unexpected(format!(
+                "clone chain of {of} is longer than {MAX_CHAIN}"
+            )));
+        }
+        let pio = inner.io(&p.pool)?;
+        next = Image::open(&pio, Open::IdReadOnly(&p.image_id, None))?.parent()?;
+    }
+    Ok(depth)
 }

@@ -7,48 +7,54 @@
 //! before it becomes available; past the soft limit (one less) a flatten is queued with
 //! the mgr and the create succeeds at once.
 
+mod clone;
+mod config;
+
+pub use config::{CinderOptions, RbdBackendConfig};
+
 use rbd_driver::{
-    CloneOptions, CreateOptions, ImageSpec, OpCtl, RbdConfig, RbdDriver, RemoveMode, RemoveOutcome,
+    CreateOptions, ImageSpec, OpCtl, RbdConfig, RbdDriver, RemoveMode, RemoveOutcome,
 };
 
-use super::{CreateSource, Created, TrashSweep, VolumeDriver, VolumeError};
-use cinder_rpc::messages::ConnectionInfo;
+use crate::{
+    Capabilities, Connection, CreateSource, Created, DriverError, Lanes, TrashSweep, VolumeDriver,
+    Work,
+};
+
+const GIB: u64 = 1 << 30;
 
 /// The RBD backend.
 #[derive(Clone, Debug)]
 pub struct RbdVolumeDriver {
     driver: RbdDriver,
     /// The same driver over the long lane's connection, for every call of long requests
-    /// (creates from a source, reverts): see [`RbdDriver::background`].
+    /// (creates that may flatten, reverts): see [`RbdDriver::background`].
     background: RbdDriver,
+    /// The volume service's policy for this backend.
+    policy: CinderOptions,
     /// Cancels long work (in-process flattens) at shutdown.
     cancel: rbd_driver::CancellationToken,
 }
 
-const GIB: u64 = 1 << 30;
-
-/// `rbd://fsid/pool/image/snap`, parsed.
-fn parse_location(location: &str) -> Option<(String, ImageSpec, String)> {
-    let rest = location.strip_prefix("rbd://")?;
-    let parts: Vec<&str> = rest.split('/').collect();
-    match parts.as_slice() {
-        [fsid, pool, image, snap] if parts.iter().all(|p| !p.is_empty()) => Some((
-            fsid.to_string(),
-            ImageSpec::new(*pool, *image),
-            snap.to_string(),
-        )),
-        _ => None,
-    }
-}
-
 impl RbdVolumeDriver {
-    /// Wraps a connected driver; `cancel` stops long work at shutdown.
-    pub fn new(driver: RbdDriver, cancel: rbd_driver::CancellationToken) -> Self {
+    /// Wraps a connected driver with the backend's `policy`; `cancel` stops long work
+    /// at shutdown.
+    pub fn new(
+        driver: RbdDriver,
+        policy: CinderOptions,
+        cancel: rbd_driver::CancellationToken,
+    ) -> Self {
         RbdVolumeDriver {
             background: driver.background(),
             driver,
+            policy,
             cancel,
         }
+    }
+
+    /// The connected driver (for its pool's statistics and tests).
+    pub fn rbd(&self) -> &RbdDriver {
+        &self.driver
     }
 
     fn config(&self) -> &RbdConfig {
@@ -64,7 +70,7 @@ impl RbdVolumeDriver {
         OpCtl::with_cancel(self.cancel.child_token())
     }
 
-    async fn grow_to(&self, spec: &ImageSpec, size_gib: u64) -> Result<(), VolumeError> {
+    async fn grow_to(&self, spec: &ImageSpec, size_gib: u64) -> Result<(), DriverError> {
         let size = self.background.image_info(spec).await?.size;
         if size_gib * GIB > size {
             self.background
@@ -73,30 +79,10 @@ impl RbdVolumeDriver {
         }
         Ok(())
     }
-
-    /// After a clone: apply the depth limits and report what the row records.
-    async fn settle_clone(
-        &self,
-        spec: &ImageSpec,
-        force_flatten: bool,
-    ) -> Result<Created, VolumeError> {
-        let hard = self.config().rbd_max_clone_depth;
-        let mut depth = self.background.clone_depth(spec).await?;
-        if force_flatten || depth > hard {
-            self.background.flatten(spec, &self.ctl()).await?;
-            depth = 0;
-        } else if depth > hard.saturating_sub(1) {
-            // The mgr flattens it later; until then the row records the chain as it is.
-            if let Err(e) = self.background.queue_flatten(spec).await {
-                tracing::warn!(image = %spec, error = %e, "cannot queue a flatten with the mgr; the clone chain stays as it is");
-            }
-        }
-        created(&self.background, spec, depth).await
-    }
 }
 
 /// What the row records of `spec`, `depth` parents deep (asking `driver` for the parent).
-async fn created(driver: &RbdDriver, spec: &ImageSpec, depth: u32) -> Result<Created, VolumeError> {
+async fn created(driver: &RbdDriver, spec: &ImageSpec, depth: u32) -> Result<Created, DriverError> {
     let parent = if depth > 0 {
         driver.parent(spec).await?
     } else {
@@ -110,12 +96,16 @@ async fn created(driver: &RbdDriver, spec: &ImageSpec, depth: u32) -> Result<Cre
 }
 
 impl VolumeDriver for RbdVolumeDriver {
+    fn create_work(&self, source: &CreateSource) -> Work {
+        self.clone_work(source)
+    }
+
     async fn create_volume(
         &self,
         volume_id: &str,
         size_gib: u64,
         source: &CreateSource,
-    ) -> Result<Created, VolumeError> {
+    ) -> Result<Created, DriverError> {
         let spec = self.volume_image(volume_id);
         match source {
             CreateSource::Blank => {
@@ -134,54 +124,11 @@ impl VolumeDriver for RbdVolumeDriver {
                     clone_depth: 0,
                 })
             }
-            CreateSource::Snapshot {
-                volume_id: src,
-                snapshot_id,
-            } => {
-                let parent = self
-                    .volume_image(src)
-                    .snap(format!("snapshot-{snapshot_id}"));
-                self.background
-                    .clone_image(&parent, &spec, &CloneOptions::default())
-                    .await?;
-                self.grow_to(&spec, size_gib).await?;
-                self.settle_clone(&spec, self.config().rbd_flatten_volume_from_snapshot)
-                    .await
-            }
-            CreateSource::Volume { volume_id: src } => {
-                // A temporary snapshot of the source; with clone v2 removing it right away
-                // moves it to the trash namespace until the clone no longer needs it, so no
-                // `.clone_snap` is left behind on the source.
-                let source = self.volume_image(src);
-                let temp = source.snap(format!("clone-{volume_id}"));
-                self.background.create_snapshot(&temp).await?;
-                self.background
-                    .clone_image(&temp, &spec, &CloneOptions::default())
-                    .await?;
-                if self.config().rbd_clone_format == 2 {
-                    self.background
-                        .remove_snapshot(&temp, &OpCtl::new())
-                        .await?;
-                }
-                self.grow_to(&spec, size_gib).await?;
-                self.settle_clone(&spec, false).await
-            }
-            CreateSource::Image { location } => {
-                let (fsid, image, snap) = parse_location(location)
-                    .ok_or_else(|| VolumeError::NotCloneable(location.clone()))?;
-                if fsid != self.driver.fsid() {
-                    return Err(VolumeError::NotCloneable(location.clone()));
-                }
-                self.background
-                    .clone_image(&image.snap(snap), &spec, &CloneOptions::default())
-                    .await?;
-                self.grow_to(&spec, size_gib).await?;
-                self.settle_clone(&spec, false).await
-            }
+            _ => self.create_clone(volume_id, size_gib, source).await,
         }
     }
 
-    async fn delete_volume(&self, volume_id: &str) -> Result<(), VolumeError> {
+    async fn delete_volume(&self, volume_id: &str) -> Result<(), DriverError> {
         let spec = self.volume_image(volume_id);
         // Into the trash at once (clones of its snapshots do not block), then the purge
         // is queued with the mgr, outside this handler and surviving our restarts.
@@ -197,7 +144,7 @@ impl VolumeDriver for RbdVolumeDriver {
         Ok(())
     }
 
-    async fn create_snapshot(&self, volume_id: &str, snapshot_id: &str) -> Result<(), VolumeError> {
+    async fn create_snapshot(&self, volume_id: &str, snapshot_id: &str) -> Result<(), DriverError> {
         Ok(self
             .driver
             .create_snapshot(
@@ -208,18 +155,18 @@ impl VolumeDriver for RbdVolumeDriver {
             .await?)
     }
 
-    async fn delete_snapshot(&self, volume_id: &str, snapshot_id: &str) -> Result<(), VolumeError> {
+    async fn delete_snapshot(&self, volume_id: &str, snapshot_id: &str) -> Result<(), DriverError> {
         let snap = self
             .volume_image(volume_id)
             .snap(format!("snapshot-{snapshot_id}"));
         Ok(self.driver.remove_snapshot(&snap, &OpCtl::new()).await?)
     }
 
-    async fn extend_volume(&self, volume_id: &str, new_size_gib: u64) -> Result<(), VolumeError> {
+    async fn extend_volume(&self, volume_id: &str, new_size_gib: u64) -> Result<(), DriverError> {
         let spec = self.volume_image(volume_id);
         let size = self.driver.image_info(&spec).await?.size;
         if new_size_gib * GIB < size {
-            return Err(VolumeError::Invalid(format!(
+            return Err(DriverError::invalid(format!(
                 "cannot shrink {spec} to {new_size_gib} GiB"
             )));
         }
@@ -234,7 +181,7 @@ impl VolumeDriver for RbdVolumeDriver {
         volume_id: &str,
         snapshot_id: &str,
         size_gib: u64,
-    ) -> Result<(), VolumeError> {
+    ) -> Result<(), DriverError> {
         let spec = self.volume_image(volume_id);
         self.background
             .rollback_to_snapshot(&spec.snap(format!("snapshot-{snapshot_id}")), &self.ctl())
@@ -247,11 +194,11 @@ impl VolumeDriver for RbdVolumeDriver {
         &self,
         volume_id: &str,
         source_name: &str,
-    ) -> Result<(u64, Created), VolumeError> {
+    ) -> Result<(u64, Created), DriverError> {
         let spec = self.volume_image(volume_id);
         let source = ImageSpec::new(&self.config().rbd_pool, source_name);
         if source_name.is_empty() || source_name.contains('/') || source_name.contains('@') {
-            return Err(VolumeError::Invalid(format!(
+            return Err(DriverError::invalid(format!(
                 "{source_name:?} is not an image name in pool {}",
                 source.pool
             )));
@@ -267,7 +214,7 @@ impl VolumeDriver for RbdVolumeDriver {
         ))
     }
 
-    async fn volume_exists(&self, volume_id: &str) -> Result<bool, VolumeError> {
+    async fn volume_exists(&self, volume_id: &str) -> Result<bool, DriverError> {
         Ok(self.driver.exists(&self.volume_image(volume_id)).await?)
     }
 
@@ -275,34 +222,32 @@ impl VolumeDriver for RbdVolumeDriver {
         &self,
         volume_id: &str,
         _connector: &serde_json::Value,
-    ) -> Result<ConnectionInfo, VolumeError> {
+    ) -> Result<Connection, DriverError> {
         // As Cinder's driver: built from the configuration and the (cached) monitor
         // addresses, without opening the image, so connection info never waits on OSDs
         // busy with long work. A missing image fails the hypervisor's attach, clearly.
         let spec = self.volume_image(volume_id);
         let mons = self.driver.mon_addrs().await?;
+        let policy = &self.policy;
         let cfg = self.config();
-        Ok(ConnectionInfo {
+        Ok(Connection {
             driver_volume_type: "rbd".into(),
             data: serde_json::json!({
                 "name": spec.to_string(),
                 "hosts": mons.iter().map(|m| m.host.clone()).collect::<Vec<_>>(),
                 "ports": mons.iter().map(|m| m.port.to_string()).collect::<Vec<_>>(),
-                "cluster_name": cfg.rbd_cluster_name,
+                "cluster_name": policy.rbd_cluster_name,
                 "auth_enabled": cfg.rbd_user.is_some(),
                 "auth_username": cfg.rbd_user,
                 "secret_type": "ceph",
-                "secret_uuid": cfg.rbd_secret_uuid.clone().unwrap_or_else(|| self.driver.fsid().to_string()),
+                "secret_uuid": policy.rbd_secret_uuid.clone().unwrap_or_else(|| self.driver.fsid().to_string()),
                 "volume_id": volume_id,
                 "discard": true,
             }),
         })
     }
 
-    async fn get_volume_stats(
-        &self,
-        provisioned_gib: i64,
-    ) -> Result<serde_json::Value, VolumeError> {
+    async fn get_volume_stats(&self, provisioned_gib: i64) -> Result<Capabilities, DriverError> {
         let cfg = self.config();
         let u = self.driver.pool_usage(&cfg.rbd_pool).await?;
         let gib = |b: u64| (b as f64 / GIB as f64 * 100.0).round() / 100.0;
@@ -318,23 +263,30 @@ impl VolumeDriver for RbdVolumeDriver {
         } else {
             u.stored_bytes + free
         };
-        Ok(serde_json::json!({
-            "vendor_name": "Open Source",
-            "driver_version": env!("CARGO_PKG_VERSION"),
-            "storage_protocol": "ceph",
-            "total_capacity_gb": gib(total),
-            "free_capacity_gb": gib(free),
-            "provisioned_capacity_gb": provisioned_gib,
-            "reserved_percentage": 0,
-            "multiattach": true,
-            "thin_provisioning_support": true,
-            "max_over_subscription_ratio": 20.0,
-            "location_info": format!("{}:{}:{}:{}:{}", cfg.rbd_cluster_name, cfg.rbd_ceph_conf, self.driver.fsid(), cfg.rbd_user.as_deref().unwrap_or(""), cfg.rbd_pool),
-            "backend_state": "up",
-        }))
+        Ok(Capabilities {
+            vendor_name: "Open Source".into(),
+            driver_version: env!("CARGO_PKG_VERSION").into(),
+            storage_protocol: "ceph".into(),
+            total_capacity_gb: gib(total),
+            free_capacity_gb: gib(free),
+            provisioned_capacity_gb: provisioned_gib,
+            reserved_percentage: self.policy.reserved_percentage,
+            multiattach: true,
+            thin_provisioning_support: true,
+            max_over_subscription_ratio: self.policy.max_over_subscription_ratio,
+            location_info: format!(
+                "{}:{}:{}:{}:{}",
+                self.policy.rbd_cluster_name,
+                cfg.rbd_ceph_conf,
+                self.driver.fsid(),
+                cfg.rbd_user.as_deref().unwrap_or(""),
+                cfg.rbd_pool
+            ),
+            backend_state: "up".into(),
+        })
     }
 
-    async fn sweep_trash(&self) -> Result<TrashSweep, VolumeError> {
+    async fn sweep_trash(&self) -> Result<TrashSweep, DriverError> {
         let pool = &self.config().rbd_pool;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -361,7 +313,7 @@ impl VolumeDriver for RbdVolumeDriver {
         Ok(sweep)
     }
 
-    async fn list_images(&self) -> Result<Vec<String>, VolumeError> {
+    async fn list_images(&self) -> Result<Vec<String>, DriverError> {
         Ok(self
             .driver
             .list_images(&self.config().rbd_pool)
@@ -378,33 +330,21 @@ impl VolumeDriver for RbdVolumeDriver {
             .map(str::to_string)
     }
 
-    async fn cleanup_failed_create(&self, volume_id: &str) -> Result<(), VolumeError> {
+    fn lanes(&self) -> Option<Lanes> {
+        let s = self.driver.pool_stats();
+        Some(Lanes {
+            short_running: s.short.running as u64,
+            short_waiting: s.short.waiting as u64,
+            long_running: s.long.running as u64,
+            long_waiting: s.long.waiting as u64,
+        })
+    }
+
+    async fn cleanup_failed_create(&self, volume_id: &str) -> Result<(), DriverError> {
         let spec = self.volume_image(volume_id);
         self.driver
             .remove_image(&spec, RemoveMode::PurgeNow, &OpCtl::new())
             .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_locations_parse_only_in_their_four_part_form() {
-        let (fsid, img, snap) = parse_location("rbd://f-s-i-d/images/abc/snap").unwrap();
-        assert_eq!(
-            (
-                fsid.as_str(),
-                img.pool.as_str(),
-                img.name.as_str(),
-                snap.as_str()
-            ),
-            ("f-s-i-d", "images", "abc", "snap")
-        );
-        assert!(parse_location("rbd://fsid/images/abc").is_none());
-        assert!(parse_location("file:///x").is_none());
-        assert!(parse_location("rbd://fsid//abc/snap").is_none());
     }
 }

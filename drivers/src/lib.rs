@@ -1,0 +1,124 @@
+//! Volume drivers in Cinder's vocabulary: the interface the volume and backup services
+//! drive ([`VolumeDriver`]), with its own error kinds and typed capabilities, the RBD
+//! adapter over `rbd_driver::RbdDriver` ([`rbd`]) with its backend configuration, and,
+//! behind the `test-support` feature, an in-memory fake for protocol tests.
+//!
+//! # Invariants
+//! - Only the volume and backup services depend on this crate: the scheduler and the
+//!   API never link librbd.
+//! - Nothing here knows the database, AMQP or HTTP; the services map
+//!   [`DriverErrorKind`] to their own errors and wire kinds.
+#![warn(missing_docs)]
+
+mod error;
+pub mod rbd;
+mod types;
+
+#[cfg(feature = "test-support")]
+pub mod fake;
+
+pub use error::{DriverError, DriverErrorKind};
+pub use types::{Capabilities, Connection, CreateSource, Created, Lanes, TrashSweep, Work};
+
+use std::future::Future;
+
+/// A volume backend, as the volume service drives it.
+pub trait VolumeDriver: Send + Sync + 'static {
+    /// Whether creating from `source` may run long work (a flatten after a clone, a
+    /// copy), and so takes the service's long budget.
+    fn create_work(&self, source: &CreateSource) -> Work;
+
+    /// Creates the volume's storage from `source`, `size_gib` large (idempotent).
+    fn create_volume(
+        &self,
+        volume_id: &str,
+        size_gib: u64,
+        source: &CreateSource,
+    ) -> impl Future<Output = Result<Created, DriverError>> + Send;
+
+    /// Deletes the volume's storage (idempotent; clones of it do not block).
+    fn delete_volume(
+        &self,
+        volume_id: &str,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Snapshots a volume (idempotent).
+    fn create_snapshot(
+        &self,
+        volume_id: &str,
+        snapshot_id: &str,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Deletes a snapshot (idempotent; clones of it do not block).
+    fn delete_snapshot(
+        &self,
+        volume_id: &str,
+        snapshot_id: &str,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Grows a volume.
+    fn extend_volume(
+        &self,
+        volume_id: &str,
+        new_size_gib: u64,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Rolls the volume back to its snapshot, then grows it back to `size_gib` if the
+    /// snapshot was taken when it was smaller (long: copies every object).
+    fn revert_to_snapshot(
+        &self,
+        volume_id: &str,
+        snapshot_id: &str,
+        size_gib: u64,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Takes the existing image `source_name` of the backend's pool as the storage of
+    /// volume `volume_id` (renaming it to the volume's name) and returns its size in
+    /// GiB, rounded up. Idempotent: a retry after the rename finds the volume's image.
+    fn manage_existing(
+        &self,
+        volume_id: &str,
+        source_name: &str,
+    ) -> impl Future<Output = Result<(u64, Created), DriverError>> + Send;
+
+    /// Whether the volume's storage exists.
+    fn volume_exists(
+        &self,
+        volume_id: &str,
+    ) -> impl Future<Output = Result<bool, DriverError>> + Send;
+
+    /// The hypervisor's connection info for the volume.
+    fn initialize_connection(
+        &self,
+        volume_id: &str,
+        connector: &serde_json::Value,
+    ) -> impl Future<Output = Result<Connection, DriverError>> + Send;
+
+    /// Capacity and capabilities for the scheduler; `provisioned_gib` comes from the
+    /// database.
+    fn get_volume_stats(
+        &self,
+        provisioned_gib: i64,
+    ) -> impl Future<Output = Result<Capabilities, DriverError>> + Send;
+
+    /// Removes whatever a failed create left (idempotent; `Busy` while another client,
+    /// such as a killed predecessor's dead watch, still has the image open).
+    fn cleanup_failed_create(
+        &self,
+        volume_id: &str,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// Purges the volume images waiting in the trash whose deferment has passed;
+    /// images that still cannot go are counted and left. Entries that are not volumes
+    /// are left alone.
+    fn sweep_trash(&self) -> impl Future<Output = Result<TrashSweep, DriverError>> + Send;
+
+    /// Names of every image in the backend's pool (one listing; no per-image opens).
+    fn list_images(&self) -> impl Future<Output = Result<Vec<String>, DriverError>> + Send;
+
+    /// The volume id an image name stands for (`volume-<id>`), if it is one of ours.
+    fn volume_id_of(&self, image_name: &str) -> Option<String>;
+
+    /// The driver's worker lanes, for metrics (`None`: it has none).
+    fn lanes(&self) -> Option<Lanes>;
+}

@@ -1,0 +1,111 @@
+//! What drivers take and give.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a new volume's data comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateSource {
+    /// Blank.
+    Blank,
+    /// A snapshot of a volume.
+    Snapshot {
+        /// The snapshot's volume.
+        volume_id: String,
+        /// The snapshot.
+        snapshot_id: String,
+        /// Parents above the snapshot's volume, as its row records them (the clone is one
+        /// deeper); a stale row only ever records more than there are.
+        depth: u32,
+    },
+    /// Another volume.
+    Volume {
+        /// The source volume.
+        volume_id: String,
+    },
+    /// A Glance image stored in RBD (`rbd://fsid/pool/image/snap`).
+    Image {
+        /// The image location.
+        location: String,
+    },
+}
+
+/// Whether work may run long (and so takes the service's long budget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Metadata work: a create, a clone that stays a clone.
+    Short,
+    /// May copy data: a flatten, a copy, a rollback.
+    Long,
+}
+
+/// What the row records about a created volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// `pool/image`.
+    pub provider_location: String,
+    /// `pool/image@snap` of the clone parent, if it stayed a clone.
+    pub rbd_parent: Option<String>,
+    /// Parents above it.
+    pub clone_depth: u32,
+}
+
+/// What one sweep of the trash did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrashSweep {
+    /// Volume images purged.
+    pub purged: usize,
+    /// Volume images that must wait (clones of their snapshots remain, or in use).
+    pub waiting: usize,
+}
+
+/// How a hypervisor connects to a volume (Nova's `connection_info`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    /// `rbd`.
+    pub driver_volume_type: String,
+    /// Driver data (`name`, `hosts`, `ports`, `auth_username`, `secret_uuid`, ...).
+    pub data: serde_json::Value,
+}
+
+/// A backend's capacity and capabilities, as Cinder's drivers report them to the
+/// scheduler (field names are Cinder's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Vendor.
+    pub vendor_name: String,
+    /// Driver version.
+    pub driver_version: String,
+    /// `ceph`.
+    pub storage_protocol: String,
+    /// GiB in all (two decimals).
+    pub total_capacity_gb: f64,
+    /// GiB free (two decimals).
+    pub free_capacity_gb: f64,
+    /// GiB of volumes placed on the backend (from the database).
+    pub provisioned_capacity_gb: i64,
+    /// Percent of capacity kept free.
+    pub reserved_percentage: u32,
+    /// Volumes may attach to several hosts at once.
+    pub multiattach: bool,
+    /// Thin provisioning.
+    pub thin_provisioning_support: bool,
+    /// How far provisioned capacity may exceed the total.
+    pub max_over_subscription_ratio: f64,
+    /// `cluster:conf:fsid:user:pool`: tells backends of the same cluster apart.
+    pub location_info: String,
+    /// `up` (a failed report says `down`).
+    pub backend_state: String,
+}
+
+/// A driver's worker lanes right now, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lanes {
+    /// Calls running on the short lane.
+    pub short_running: u64,
+    /// Calls waiting for the short lane.
+    pub short_waiting: u64,
+    /// Calls running on the long lane.
+    pub long_running: u64,
+    /// Calls waiting for the long lane.
+    pub long_waiting: u64,
+}
