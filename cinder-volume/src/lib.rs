@@ -211,11 +211,6 @@ async fn start_backend(
             }
         }
         registered.stopped().await;
-        // The cluster connections close on a blocking thread, not a runtime worker.
-        let closed = tokio::task::spawn_blocking(move || drop(manager)).await;
-        if let Err(e) = closed {
-            tracing::error!(error = %e, "closing the cluster connection failed");
-        }
         tracing::info!(service = %host, "backend stopped");
     }))
 }

@@ -79,23 +79,39 @@ tracked!(
 tracked!(SnapshotStatus, snapshots, (), None, |u, _: &()| u);
 tracked!(BackupStatus, backups, (), None, |u, _: &()| u);
 
+/// What a status write does to `previous_status` (where the table has one).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Previous {
+    /// Leaves it.
+    Keep,
+    /// Records the status the row had (an operation begins).
+    Record,
+    /// Clears it (an admin reset).
+    Clear,
+}
+
 /// The one conditional status write: `id` moves to `to` (with `changes`) if and only
-/// if it is not deleted and its status is one of `expected`. With `remember`, the
-/// status it had goes to `previous_status` (where the table has one).
+/// if it is not deleted and its status is one of `expected`.
 async fn conditional<S: Tracked, C: ConnectionTrait>(
     conn: &C,
     id: &str,
     expected: &[S],
     to: Final<S>,
     changes: &S::Changes,
-    remember: bool,
+    previous: Previous,
 ) -> Result<()> {
     let now = Utc::now().naive_utc();
     let mut update = <S::Entity as EntityTrait>::update_many();
     // First: MySQL evaluates assignments left to right, so `previous_status = status`
     // must read the status before the status is set.
-    if let (true, Some(previous)) = (remember, S::PREVIOUS) {
-        update = update.col_expr(previous, Expr::col(S::STATUS));
+    match (previous, S::PREVIOUS) {
+        (Previous::Record, Some(column)) => {
+            update = update.col_expr(column, Expr::col(S::STATUS));
+        }
+        (Previous::Clear, Some(column)) => {
+            update = update.col_expr(column, Expr::value(Option::<String>::None));
+        }
+        _ => {}
     }
     let status: SimpleExpr = match to {
         Final::To(s) => Expr::value(s.spelling()),
@@ -212,13 +228,13 @@ impl Ending {
         for (step, if_busy) in &self.steps {
             let r = match step {
                 Step::Volume(op, id, o, changes) => {
-                    conditional(conn, id, &[op.busy], op.end(*o), changes, false).await
+                    conditional(conn, id, &[op.busy], op.end(*o), changes, Previous::Keep).await
                 }
                 Step::Snapshot(op, id, o) => {
-                    conditional(conn, id, &[op.busy], op.end(*o), &(), false).await
+                    conditional(conn, id, &[op.busy], op.end(*o), &(), Previous::Keep).await
                 }
                 Step::Backup(op, id, o) => {
-                    conditional(conn, id, &[op.busy], op.end(*o), &(), false).await
+                    conditional(conn, id, &[op.busy], op.end(*o), &(), Previous::Keep).await
                 }
             };
             match r {
@@ -241,31 +257,39 @@ impl Db {
                 op.from,
                 Final::To(op.busy),
                 &S::Changes::default(),
-                true
+                Previous::Record
             )
             .await
         )
     }
 
-    /// Finishes: every step of `ending` leaves its busy status, and `claim` (if any) is
-    /// released, in one transaction. When a required step finds its resource no longer
-    /// busy ([`Error::Conflict`]), nothing changes, the claim included.
-    pub async fn finish(&self, claim: Option<&ClaimKey>, ending: &Ending) -> Result<()> {
+    /// Finishes: every step of `ending` leaves its busy status, and `claim` (if any:
+    /// the key and the service holding it) is released, in one transaction. When a
+    /// required step finds its resource no longer busy, or the claim is no longer that
+    /// service's (a peer adopted it), it is [`Error::Conflict`] and nothing changes.
+    pub async fn finish(&self, claim: Option<(&ClaimKey, i32)>, ending: &Ending) -> Result<()> {
         retry_transient!(self.finish_once(claim, ending).await)
     }
 
-    async fn finish_once(&self, claim: Option<&ClaimKey>, ending: &Ending) -> Result<()> {
+    async fn finish_once(&self, claim: Option<(&ClaimKey, i32)>, ending: &Ending) -> Result<()> {
         let txn = self.conn.begin().await?;
         ending.apply(&txn).await?;
-        if let Some(claim) = claim {
-            release(&txn, claim).await?;
+        if let Some((key, holder)) = claim {
+            if release(&txn, key, holder).await? != 1 {
+                return Err(Error::Conflict {
+                    kind: "claim",
+                    id: format!("{} {}", key.resource, key.id),
+                    expected: vec![format!("{} by service {holder}", key.operation)],
+                    found: "another holder, or none".into(),
+                });
+            }
         }
         txn.commit().await?;
         Ok(())
     }
 
     /// Admin `os-reset_status`: resource `id` goes to `to` whatever its status (not
-    /// when deleted).
+    /// when deleted), forgetting any previous status an operation recorded.
     pub async fn reset_status<S: Tracked>(&self, id: &str, to: S) -> Result<()> {
         let all: Vec<S> = every_status::<S>();
         retry_transient!(
@@ -275,7 +299,7 @@ impl Db {
                 &all,
                 Final::To(to),
                 &S::Changes::default(),
-                false
+                Previous::Clear
             )
             .await
         )
@@ -296,13 +320,19 @@ fn every_status<S: Tracked>() -> Vec<S> {
         .collect()
 }
 
-/// Deletes the claim `key` (only if that operation still holds it).
-pub(crate) async fn release<C: ConnectionTrait>(conn: &C, key: &ClaimKey) -> Result<()> {
-    workers::Entity::delete_many()
+/// Deletes the claim `key` if service `holder` holds it for that operation; returns how
+/// many rows went (0 or 1).
+pub(crate) async fn release<C: ConnectionTrait>(
+    conn: &C,
+    key: &ClaimKey,
+    holder: i32,
+) -> Result<u64> {
+    let res = workers::Entity::delete_many()
         .filter(workers::Column::ResourceType.eq(key.resource.as_str()))
         .filter(workers::Column::ResourceId.eq(key.id.as_str()))
         .filter(workers::Column::Operation.eq(key.operation))
+        .filter(workers::Column::ServiceId.eq(holder))
         .exec(conn)
         .await?;
-    Ok(())
+    Ok(res.rows_affected)
 }

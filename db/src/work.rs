@@ -68,11 +68,13 @@ impl Db {
             .await?)
     }
 
-    /// Ends a claim without a status change (the work found nothing to do, or its
-    /// resource moved on). Ending a claim that is gone succeeds. Work that ends with a
-    /// status releases its claim in [`Db::finish`].
-    pub async fn release(&self, key: &ClaimKey) -> Result<()> {
-        crate::state::release(&self.conn, key).await
+    /// Ends service `holder`'s claim without a status change (the work found nothing to
+    /// do, or its resource moved on). Ending a claim that is gone, or another service's,
+    /// changes nothing and succeeds. Work that ends with a status releases its claim in
+    /// [`Db::finish`].
+    pub async fn release(&self, key: &ClaimKey, holder: i32) -> Result<()> {
+        crate::state::release(&self.conn, key, holder).await?;
+        Ok(())
     }
 
     /// Removes a stored claim this build does not know (by row id).

@@ -29,6 +29,27 @@ pub enum ClaimError {
     Rpc(#[from] RpcError),
 }
 
+/// How finishing went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// The final status is written and the claim released, together.
+    Done,
+    /// The resource was no longer busy with the operation (reset, failed, deleted
+    /// meanwhile, `found` says where it is; `None`: gone): nothing changed but the
+    /// release of the claim.
+    MovedOn {
+        /// Its status now, if it still exists.
+        found: Option<String>,
+    },
+}
+
+impl Finished {
+    /// Whether the final status was written.
+    pub fn done(&self) -> bool {
+        matches!(self, Finished::Done)
+    }
+}
+
 /// Where a claim got to.
 pub enum Claim<'a> {
     /// Claimed and acknowledged: run the work (busy in this process until dropped).
@@ -153,37 +174,47 @@ impl Claims {
                 }
             }
         }
-        req.ack().await?;
+        if let Err(e) = req.ack().await {
+            // The work is durably claimed: it runs. The broker redelivers the message;
+            // a copy here is dropped as a duplicate, a copy on a cluster peer waits for
+            // this claim and then finds the work done.
+            tracing::warn!(claim = %key, error = %e, "cannot acknowledge claimed work; running it anyway");
+        }
         Ok(Claim::Run(busy))
     }
 
     /// Finishes the work of `claim` (`Db::finish`). When the resource is no longer busy
-    /// with the operation (reset, failed, deleted meanwhile), releases the claim instead
-    /// and returns false.
+    /// with the operation (reset, failed, deleted meanwhile), releases the claim instead.
+    /// A claim this service no longer holds (a peer adopted it, judging this service
+    /// down) is the peer's: [`cinder_db::Error::Conflict`] of kind `claim`.
     pub async fn finish(
         &self,
         claim: &ClaimKey,
         ending: &Ending,
-    ) -> Result<bool, cinder_db::Error> {
-        match self.db.finish(Some(claim), ending).await {
-            Ok(()) => Ok(true),
-            Err(e @ (cinder_db::Error::Conflict { .. } | cinder_db::Error::NotFound { .. })) => {
-                tracing::warn!(claim = %claim, error = %e, "the resource moved on; the work ends without a status change");
-                self.db.release(claim).await?;
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
+    ) -> Result<Finished, cinder_db::Error> {
+        let found = match self.db.finish(Some((claim, self.service_id)), ending).await {
+            Ok(()) => return Ok(Finished::Done),
+            Err(cinder_db::Error::Conflict { kind, found, .. }) if kind != "claim" => Some(found),
+            Err(cinder_db::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        tracing::warn!(claim = %claim, ?found, "the resource moved on; the work ends without a status change");
+        self.release(claim).await?;
+        Ok(Finished::MovedOn { found })
     }
 
-    /// Releases a claim whose work changed no status (it found nothing to do).
+    /// Releases this service's claim whose work changed no status (it found nothing to
+    /// do).
     pub async fn release(&self, claim: &ClaimKey) -> Result<(), cinder_db::Error> {
-        self.db.release(claim).await
+        self.db.release(claim, self.service_id).await
     }
 
-    /// Hands work that ended in an error, its claim kept, to recovery.
-    pub fn recover_later(&self, key: ClaimKey) {
-        self.busy.enter(&key);
+    /// Hands work that ended in an error, its claim kept, to recovery; it stays busy in
+    /// this process throughout, so a redelivery meanwhile is dropped.
+    pub fn recover_later(&self, busy: Busy<'_>) {
+        let key = busy.key.clone();
+        // Busy from here on until recovery settles it.
+        std::mem::forget(busy);
         if self.later.send(key.clone()).is_err() {
             // No recovery runs (shutting down): the claim stays for the next start.
             self.busy.leave(&key);

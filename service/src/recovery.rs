@@ -136,8 +136,8 @@ impl<R: Recover> Recovery<R> {
         Ok(n)
     }
 
-    /// Resumes `rows` (claims of this service), each busy meanwhile; refused ones go to
-    /// the background retry and are returned.
+    /// Resumes `rows` (claims of this service), each busy meanwhile; refused or failed
+    /// ones go to the background retry and are returned.
     async fn take_over(
         &self,
         rows: Vec<cinder_db::entity::workers::Model>,
@@ -152,7 +152,11 @@ impl<R: Recover> Recovery<R> {
                 claims.db().drop_claim_row(row.id).await?;
                 continue;
             };
-            claims.busy().enter(&key);
+            if !claims.busy().enter(&key) {
+                // A handler here already has it (a delivery that waited for the claim
+                // the dead peer held): that handler carries it on.
+                continue;
+            }
             match self.resume(&key, report).await {
                 Ok(Resumed::Busy) => {
                     tracing::warn!(claim = %key, "the storage is still in use (a dead process's watch?); retrying in the background");
@@ -160,8 +164,10 @@ impl<R: Recover> Recovery<R> {
                 }
                 Ok(_) => claims.busy().leave(&key),
                 Err(e) => {
-                    claims.busy().leave(&key);
-                    return Err(e);
+                    // One claim must not stop the others (nor the service): it is
+                    // retried with the refused ones.
+                    tracing::error!(claim = %key, error = %e, "resuming the work failed; retrying in the background");
+                    waiting.push(key);
                 }
             }
         }

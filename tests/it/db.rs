@@ -475,8 +475,10 @@ async fn one_claim_per_resource_and_redelivery_finds_its_own() {
             .map(|c| c.resource_id)
             .collect();
         assert_eq!(mine, ["vol-1", "vol-2"], "{backend:?}");
-        db.release(&volume::DELETE.claim("vol-1")).await.unwrap();
-        db.release(&volume::DELETE.claim("vol-1"))
+        db.release(&volume::DELETE.claim("vol-1"), owner)
+            .await
+            .unwrap();
+        db.release(&volume::DELETE.claim("vol-1"), owner)
             .await
             .expect("releasing twice succeeds");
         let other = (owner + 1) % 20;
@@ -498,8 +500,25 @@ async fn a_final_status_and_the_release_of_its_claim_are_one_transaction() {
             .unwrap();
         let claim = volume::CREATE.claim(&v.id);
         db.claim(&claim, 7).await.unwrap();
+        // The status step succeeds, then the release finds the claim another service's:
+        // the status must roll back with it.
+        let e = db
+            .finish(
+                Some((&claim, 8)),
+                &Ending::volume(&volume::CREATE, &v.id, Outcome::Done),
+            )
+            .await;
+        assert!(
+            matches!(e, Err(Error::Conflict { kind: "claim", .. })),
+            "{backend:?}: {e:?}"
+        );
+        assert_eq!(
+            db.volume(&v.id).await.unwrap().status,
+            VolumeStatus::Creating,
+            "{backend:?}: final without releasing its claim"
+        );
         db.finish(
-            Some(&claim),
+            Some((&claim, 7)),
             &Ending::volume(&volume::CREATE, &v.id, Outcome::Done),
         )
         .await
@@ -524,7 +543,7 @@ async fn a_final_status_and_the_release_of_its_claim_are_one_transaction() {
         db.reset_status(&v.id, VolumeStatus::Error).await.unwrap();
         let e = db
             .finish(
-                Some(&claim),
+                Some((&claim, 7)),
                 &Ending::volume(&volume::DELETE, &v.id, Outcome::Done),
             )
             .await;
@@ -544,7 +563,7 @@ async fn a_final_status_and_the_release_of_its_claim_are_one_transaction() {
                 .is_some(),
             "{backend:?}: the claim went without its status"
         );
-        db.release(&claim).await.unwrap();
+        db.release(&claim, 7).await.unwrap();
 
         // An extend of an attached volume returns to in-use: `begin` records where it
         // came from (MariaDB evaluates assignments left to right: the previous status

@@ -266,7 +266,7 @@ async fn work_waits_for_another_operations_claim_then_runs() {
         "ran while another operation held the volume"
     );
     assert_eq!(f.status(&id).await, Some(VolumeStatus::Deleting));
-    f.db.release(&other).await.unwrap();
+    f.db.release(&other, peer.id).await.unwrap();
     f.wait_final(&id, None).await;
     assert_eq!(f.fake.calls("delete_volume", &id), 1);
     f.stop().await;
@@ -356,6 +356,19 @@ async fn every_interrupted_operation_resumes_to_its_table_status() {
         .await
         .unwrap();
     interrupted(&f, &vol_ops::REVERT, &reverting).await;
+    // A revert whose volume an admin reset meanwhile: its snapshot still comes back.
+    let reset = f.available_volume(1).await;
+    let reset_snap = uuid::Uuid::new_v4().to_string();
+    f.db.create_snapshot_row(&reset_snap, &reset, "p", "u", 1)
+        .await
+        .unwrap();
+    f.db.reset_status(&reset_snap, SnapshotStatus::Restoring)
+        .await
+        .unwrap();
+    interrupted(&f, &vol_ops::REVERT, &reset).await;
+    f.db.reset_status(&reset, VolumeStatus::Available)
+        .await
+        .unwrap();
     let renamed =
         f.db.create_volume_for(&volume_row(0), &vol_ops::MANAGE)
             .await
@@ -438,6 +451,12 @@ async fn every_interrupted_operation_resumes_to_its_table_status() {
         f.db.snapshot(&restoring).await.unwrap().status,
         SnapshotStatus::Available
     );
+    assert_eq!(f.status(&reset).await, Some(VolumeStatus::Available));
+    assert_eq!(
+        f.db.snapshot(&reset_snap).await.unwrap().status,
+        SnapshotStatus::Available,
+        "the snapshot of a reset volume stayed restoring"
+    );
     assert_eq!(
         f.db.snapshot(&snap_creating).await.unwrap().status,
         SnapshotStatus::Error
@@ -489,5 +508,47 @@ async fn work_on_a_watched_image_is_retried_in_the_background_until_it_goes() {
     interrupted(&f, &vol_ops::CREATE, &stuck).await;
     reconcile(&f.manager, &f.recovery).await.unwrap();
     f.wait_final(&stuck, Some(VolumeStatus::Error)).await;
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_keeps_its_image_only_when_an_admin_reset_the_volume_to_available() {
+    let f = Fake::serving().await;
+    f.fake.hold("create_volume");
+    let mut ids = Vec::new();
+    for reset_to in [VolumeStatus::Available, VolumeStatus::Error] {
+        let id = f.db.create_volume(&volume_row(1)).await.unwrap().id;
+        f.cast(create_request(&id, 1, None)).await;
+        wait_for("the create to reach the driver", 10, || async {
+            match f.fake.calls("create_volume", &id) {
+                0 => Err(String::new()),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        f.db.reset_status(&id, reset_to).await.unwrap();
+        ids.push((id, reset_to));
+    }
+    f.fake.release("create_volume");
+    for (id, status) in &ids {
+        wait_for(&format!("the claim on {id} to go"), 10, || async {
+            match f.db.claim_on(ResourceKind::Volume, id).await.unwrap() {
+                None => Ok(()),
+                Some(c) => Err(format!("({})", c.operation)),
+            }
+        })
+        .await;
+        assert_eq!(f.status(id).await, Some(*status), "the reset stands");
+    }
+    assert_eq!(
+        f.fake.volume_size(&ids[0].0),
+        Some(1),
+        "the volume reset to available lost its image"
+    );
+    assert_eq!(
+        f.fake.volume_size(&ids[1].0),
+        None,
+        "the volume reset to error kept an image"
+    );
     f.stop().await;
 }

@@ -21,7 +21,7 @@ use cinder_db::{Db, Ending};
 use cinder_drivers::{VolumeDriver, Work};
 use cinder_rpc::messages::{Method, VolumeRequest, VolumeTopic};
 use cinder_rpc::{Incoming, RemoteError};
-use cinder_service::{Claim, Claims, Handler};
+use cinder_service::{Claim, Claims, Finished, Handler};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
@@ -224,10 +224,9 @@ impl<D: VolumeDriver> VolumeManager<D> {
             false => None,
         };
         let outcome = work(key.clone()).await;
-        drop(busy);
         if let Err(e) = &outcome {
             tracing::error!(claim = %key, error = %e, "work ended in an error; recovery takes it over");
-            self.claims.recover_later(key);
+            self.claims.recover_later(busy);
         }
         outcome
     }
@@ -263,6 +262,16 @@ impl<D: VolumeDriver> VolumeManager<D> {
         claim: &ClaimKey,
         ending: &Ending,
     ) -> Result<bool, ManagerError> {
+        Ok(self.claims.finish(claim, ending).await?.done())
+    }
+
+    /// Finishes as [`VolumeManager::finish_or_release`], saying where a resource that
+    /// moved on is now.
+    pub(crate) async fn finish(
+        &self,
+        claim: &ClaimKey,
+        ending: &Ending,
+    ) -> Result<Finished, ManagerError> {
         Ok(self.claims.finish(claim, ending).await?)
     }
 

@@ -38,7 +38,7 @@ pub(crate) async fn capabilities<D: VolumeDriver>(
         Err(e) => Err(RemoteError {
             kind: RemoteErrorKind::Unavailable,
             message: format!("database: {e}"),
-            retryable: true,
+            retryable: false,
         }),
     }
 }

@@ -8,6 +8,7 @@ use cinder_common::status::VolumeStatus;
 use cinder_db::{Ending, VolumeChanges};
 use cinder_rpc::messages::{CreateVolume, VolumeTopic};
 use cinder_rpc::Incoming;
+use cinder_service::Finished;
 
 use crate::manager::{Admission, ManagerError, Ran, VolumeManager};
 use crate::recovery::{settle, Reconciled, Resumed};
@@ -106,10 +107,13 @@ async fn run<D: VolumeDriver>(
                 ..Default::default()
             };
             let ending = Ending::volume(OP, &c.volume_id, Outcome::Done).with(changes);
-            if !m.finish_or_release(&key, &ending).await? {
-                // The row moved on meanwhile (reset, failed): no image may outlive the
-                // volume that wanted it.
-                discard_half_made(m, &c.volume_id).await;
+            if let Finished::MovedOn { found } = m.finish(&key, &ending).await? {
+                // The row moved on meanwhile (failed, deleted): no image may outlive the
+                // volume that wanted it; but a volume an admin reset to `available`
+                // keeps the image it now has.
+                if found.as_deref() != Some(VolumeStatus::Available.as_str()) {
+                    discard_half_made(m, &c.volume_id).await;
+                }
                 return Ok(Ran::Failed);
             }
             tracing::info!(volume_id = %c.volume_id, "volume created");

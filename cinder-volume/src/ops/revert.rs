@@ -56,9 +56,20 @@ pub(crate) async fn resume<D: VolumeDriver>(
     key: &ClaimKey,
     report: &mut Reconciled,
 ) -> Result<Resumed, ManagerError> {
+    let restoring = m.db.snapshots_of(&key.id, SNAPSHOT.busy).await?;
     let mut ending = Ending::volume(OP, &key.id, Outcome::Failed);
-    for snap in m.db.snapshots_of(&key.id, SNAPSHOT.busy).await? {
+    for snap in &restoring {
         ending = ending.and_if_busy(Ending::snapshot(SNAPSHOT, &snap.id, Outcome::Failed));
     }
-    settle(m, key, &ending, &mut report.failed_others).await
+    let resumed = settle(m, key, &ending, &mut report.failed_others).await?;
+    // The volume moved on (an admin reset it): its snapshots still go back on their own.
+    for snap in &restoring {
+        let ending = Ending::snapshot(SNAPSHOT, &snap.id, Outcome::Failed);
+        match m.db.finish(None, &ending).await {
+            Ok(()) | Err(cinder_db::Error::Conflict { .. } | cinder_db::Error::NotFound { .. }) => {
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(resumed)
 }

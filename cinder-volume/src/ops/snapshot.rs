@@ -20,6 +20,11 @@ pub(crate) async fn create<D: VolumeDriver>(
     key: ClaimKey,
     s: &CreateSnapshot,
 ) -> Result<Ran, ManagerError> {
+    // A redelivery after the snapshot ended (or went): nothing to make.
+    if m.snapshot_in(&s.snapshot_id, CREATE.busy).await?.is_none() {
+        m.release(&key).await?;
+        return Ok(Ran::Ok);
+    }
     let done = m.driver.create_snapshot(&s.volume_id, &s.snapshot_id).await;
     end(m, key, CREATE, &s.snapshot_id, done).await
 }
@@ -29,6 +34,10 @@ pub(crate) async fn delete<D: VolumeDriver>(
     key: ClaimKey,
     s: &DeleteSnapshot,
 ) -> Result<Ran, ManagerError> {
+    if m.snapshot_in(&s.snapshot_id, DELETE.busy).await?.is_none() {
+        m.release(&key).await?;
+        return Ok(Ran::Ok);
+    }
     let done = m.driver.delete_snapshot(&s.volume_id, &s.snapshot_id).await;
     end(m, key, DELETE, &s.snapshot_id, done).await
 }
