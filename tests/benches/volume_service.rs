@@ -200,7 +200,8 @@ async fn poll(
     }
 }
 
-async fn creates_per_second(b: &Bench, what: &str, snapshot: Option<&str>) -> Vec<String> {
+/// Casts `CREATES` creates at once; returns their ids and the creates per second.
+async fn creates_per_second(b: &Bench, what: &str, snapshot: Option<&str>) -> (Vec<String>, f64) {
     let mut ids = Vec::new();
     for _ in 0..CREATES {
         ids.push(b.new_volume().await);
@@ -223,7 +224,7 @@ async fn creates_per_second(b: &Bench, what: &str, snapshot: Option<&str>) -> Ve
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.99)),
     );
-    ids
+    (ids, CREATES as f64 / span.as_secs_f64())
 }
 
 async fn short_under_long(
@@ -509,7 +510,7 @@ fn main() {
         }
 
         println!("volume service through RabbitMQ ({} on SQLite)", b.queue);
-        let blank = creates_per_second(&b, "blank", None).await;
+        let (blank, blank_rate) = creates_per_second(&b, "blank", None).await;
         b.delete_all(&blank).await;
         // From a snapshot: copy-on-write clones (the flatten option applies only to the
         // next part, so this one is measured with a second, clone-only service below).
@@ -545,8 +546,14 @@ fn main() {
         let b = Arc::try_unwrap(b).ok().expect("samplers ended");
         let b = Bench { queue: queue2, ..b };
         let poller = tokio::spawn(poll(db.clone(), b.watch.clone(), b.seen.clone(), stop.clone()));
-        let clones = creates_per_second(&b, "from snapshot (clone)", Some(&snap)).await;
+        let (clones, clone_rate) = creates_per_second(&b, "from snapshot (clone)", Some(&snap)).await;
         b.delete_all(&clones).await;
+        let floor = clone_floor(&driver, &pool, &src, &snap).await;
+        println!(
+            "  clones/blank creates: {:.2} (target at least 0.5); clones/the cluster's own clone rate: {:.2}",
+            clone_rate / blank_rate,
+            clone_rate / floor
+        );
         b.db.begin(&snapshot_ops::DELETE, &snap)
             .await
             .unwrap();
@@ -577,4 +584,47 @@ fn main() {
         }
     });
     delete_pool(&conf, &pool);
+}
+
+/// The cluster's own clone rate: `CREATES` clones of the snapshot from the bench's
+/// connection, 16 at a time (the service's short lane), then removed.
+async fn clone_floor(driver: &rbd_driver::RbdDriver, pool: &str, src: &str, snap: &str) -> f64 {
+    let parent =
+        rbd_driver::ImageSpec::new(pool, format!("volume-{src}")).snap(format!("snapshot-{snap}"));
+    let names: Vec<rbd_driver::ImageSpec> = (0..CREATES)
+        .map(|_| rbd_driver::ImageSpec::new(pool, unique("floor")))
+        .collect();
+    let gate = Arc::new(tokio::sync::Semaphore::new(16));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for child in names.clone() {
+        let (driver, parent, gate) = (driver.clone(), parent.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let _slot = gate.acquire().await.unwrap();
+            driver
+                .clone_image(&parent, &child, &Default::default())
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = started.elapsed();
+    let rate = CREATES as f64 / took.as_secs_f64();
+    println!(
+        "  (librbd clone, same process as the bench, 16 at a time: the cluster's own clone rate) {CREATES} clones in {:>6.2} s: {rate:>6.1} clones/s",
+        took.as_secs_f64()
+    );
+    for child in &names {
+        driver
+            .remove_image(
+                child,
+                rbd_driver::RemoveMode::PurgeNow,
+                &rbd_driver::OpCtl::new(),
+            )
+            .await
+            .unwrap();
+    }
+    rate
 }

@@ -55,14 +55,26 @@ impl RbdVolumeDriver {
             CreateSource::Snapshot {
                 volume_id: src,
                 snapshot_id,
-                ..
+                depth,
             } => {
                 let d = self.for_create(source);
                 let parent = self
                     .volume_image(src)
                     .snap(format!("snapshot-{snapshot_id}"));
+                // The row's depth is an upper bound (a queued flatten may have shortened
+                // the chain since): good enough while even the bound stays under the
+                // soft limit, where no flatten is queued; at the limits, the chain is
+                // walked.
+                let known =
+                    (depth.saturating_add(2) <= self.policy.rbd_max_clone_depth).then_some(*depth);
                 let lineage = d
-                    .clone_grown(&parent, &spec, &CloneOptions::default(), size_gib * GIB)
+                    .clone_grown(
+                        &parent,
+                        &spec,
+                        &CloneOptions::default(),
+                        size_gib * GIB,
+                        known,
+                    )
                     .await?;
                 let flatten = self.policy.rbd_flatten_volume_from_snapshot;
                 self.settle_clone(d, &spec, lineage, flatten).await
@@ -76,7 +88,7 @@ impl RbdVolumeDriver {
                 let temp = source.snap(format!("clone-{volume_id}"));
                 d.create_snapshot(&temp).await?;
                 let mut lineage = d
-                    .clone_grown(&temp, &spec, &CloneOptions::default(), size_gib * GIB)
+                    .clone_grown(&temp, &spec, &CloneOptions::default(), size_gib * GIB, None)
                     .await?;
                 if self.config().rbd_clone_format == 2 {
                     d.remove_snapshot(&temp, &OpCtl::new()).await?;
@@ -98,6 +110,7 @@ impl RbdVolumeDriver {
                         &spec,
                         &CloneOptions::default(),
                         size_gib * GIB,
+                        None,
                     )
                     .await?;
                 self.settle_clone(d, &spec, lineage, false).await

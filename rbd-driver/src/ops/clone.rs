@@ -32,7 +32,10 @@ impl RbdDriver {
 
     /// Clones `parent` into `child` as [`RbdDriver::clone_image`] does, grows the clone
     /// to at least `min_size` bytes, and reads its lineage: one job on the short lane,
-    /// the clone opened once (growing only writes the header).
+    /// the clone opened once read-only (and once more to grow it, only when it must;
+    /// growing only writes the header). With `parent_depth` (the parents above
+    /// `parent`'s image, as the caller knows them) the clone's depth is one more, and no
+    /// ancestor is opened; without, the chain is walked.
     #[instrument(skip_all, fields(parent = %parent, pool = %child.pool, image = %child.name, min_size))]
     pub async fn clone_grown(
         &self,
@@ -40,19 +43,25 @@ impl RbdDriver {
         child: &ImageSpec,
         opts: &CloneOptions,
         min_size: u64,
+        parent_depth: Option<u32>,
     ) -> Result<Lineage> {
         let (parent, child, opts) = (parent.clone(), child.clone(), opts.clone());
         self.short(move |inner| {
             clone_in(inner, &parent, &child, &opts)?;
             let cio = inner.io(&child.pool)?;
-            let img = Image::open(&cio, Open::Name(&child.name))?;
+            let img = Image::open(&cio, Open::NameReadOnly(&child.name, None))?;
             if img.stat()?.size < min_size {
-                img.resize(min_size, false, &OpCtl::new())?;
+                Image::open(&cio, Open::Name(&child.name))?.resize(
+                    min_size,
+                    false,
+                    &OpCtl::new(),
+                )?;
             }
             let parent = img.parent()?;
-            let depth = match &parent {
-                Some(p) => 1 + depth_above(inner, p, &child)?,
-                None => 0,
+            let depth = match (&parent, parent_depth) {
+                (None, _) => 0,
+                (Some(_), Some(d)) => d.saturating_add(1),
+                (Some(p), None) => 1 + depth_above(inner, p, &child)?,
             };
             Ok(Lineage { depth, parent })
         })
