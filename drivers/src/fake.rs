@@ -349,10 +349,7 @@ impl VolumeDriver for FakeDriver {
     }
 
     fn volume_id_of(&self, image_name: &str) -> Option<String> {
-        image_name
-            .strip_prefix("volume-")
-            .filter(|id| id.len() == 36)
-            .map(str::to_string)
+        crate::volume_id_of(image_name)
     }
 
     fn lanes(&self) -> Option<Lanes> {

@@ -22,6 +22,15 @@ pub use types::{Capabilities, Connection, CreateSource, Created, Lanes, TrashSwe
 
 use std::future::Future;
 
+/// The volume id an image name stands for (`volume-<uuid>`, Cinder's
+/// `volume_name_template`), if it is one.
+pub fn volume_id_of(image_name: &str) -> Option<String> {
+    image_name
+        .strip_prefix("volume-")
+        .filter(|id| id.len() == 36)
+        .map(str::to_string)
+}
+
 /// A volume backend, as the volume service drives it.
 pub trait VolumeDriver: Send + Sync + 'static {
     /// Whether creating from `source` may run long work (a flatten after a clone, a

@@ -101,16 +101,12 @@ async fn a_live_peer_adopts_the_unfinished_work_of_a_peer_that_is_down() {
     p.service_extra = "service_down_time = 2".into();
     // The dead peer: registered in the cluster, never heard from again, holding a
     // half-made create and a started delete.
-    let dead =
-        p.db.register_service(&cinder_db::ServiceRegistration {
-            host: format!("{}@ceph", unique("dead")),
-            binary: "cinder-volume".into(),
-            topic: "cinder-volume".into(),
-            availability_zone: "nova".into(),
-            cluster_name: Some(format!("{cluster}@ceph")),
-        })
-        .await
-        .unwrap();
+    let dead = crate::fixtures::register_volume_service(
+        &p.db,
+        &format!("{}@ceph", unique("dead")),
+        Some(format!("{cluster}@ceph")),
+    )
+    .await;
     let opts = CreateOptions {
         size: 1 << 30,
         ..Default::default()

@@ -59,16 +59,7 @@ async fn registration_and_liveness_follow_the_heartbeat() {
 async fn the_heartbeat_is_never_late_while_a_1_gib_flatten_and_16_operations_run() {
     let c = ceph().await;
     let (t, db) = TestDb::migrated(Backend::Sqlite).await;
-    let row = db
-        .register_service(&ServiceRegistration {
-            host: "it@ceph".into(),
-            binary: "cinder-volume".into(),
-            topic: "cinder-volume".into(),
-            availability_zone: "nova".into(),
-            cluster_name: None,
-        })
-        .await
-        .unwrap();
+    let row = crate::fixtures::register_volume_service(&db, "it@ceph", None).await;
     let (_caps_tx, caps_rx) = tokio::sync::watch::channel(None);
     let heartbeat = Heartbeat::new(db.clone(), row.id, Duration::from_secs(1), caps_rx);
     let stats = heartbeat.stats();

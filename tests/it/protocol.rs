@@ -10,7 +10,7 @@ use std::time::Duration;
 use cinder_common::ops::{snapshot as snap_ops, volume as vol_ops, Outcome, ResourceKind};
 use cinder_common::shutdown::CancellationToken;
 use cinder_common::status::{SnapshotStatus, VolumeStatus};
-use cinder_db::{Db, Ending, ServiceRegistration};
+use cinder_db::{Db, Ending};
 use cinder_drivers::fake::FakeDriver;
 use cinder_drivers::DriverErrorKind;
 use cinder_rpc::messages::{
@@ -22,7 +22,7 @@ use cinder_tests::{amqp_url, create_request};
 use cinder_volume::manager::{LongBudgets, VolumeManager};
 use cinder_volume::recovery::{reconcile, Reconciled};
 
-use crate::fixtures::{ctx, prepare, volume_row, wait_for, wait_serving};
+use crate::fixtures::{ctx, prepare, register_volume_service, volume_row, wait_for, wait_serving};
 
 /// A volume manager over the fake driver, serving its own queue.
 struct Fake {
@@ -41,16 +41,7 @@ impl Fake {
     /// The manager and its recovery, not serving yet.
     async fn new() -> Fake {
         let p = prepare().await;
-        let row =
-            p.db.register_service(&ServiceRegistration {
-                host: format!("{}@fake", p.host),
-                binary: "cinder-volume".into(),
-                topic: "cinder-volume".into(),
-                availability_zone: "nova".into(),
-                cluster_name: None,
-            })
-            .await
-            .unwrap();
+        let row = register_volume_service(&p.db, &format!("{}@fake", p.host), None).await;
         let stop = CancellationToken::new();
         let fake = Arc::new(FakeDriver::new());
         let claims = Arc::new(Claims::new(p.db.clone(), row.id));
@@ -148,6 +139,39 @@ impl Fake {
         id
     }
 
+    /// Begins a delete of volume `id` and casts it, as the API does.
+    async fn delete(&self, id: &str) {
+        self.db.begin(&vol_ops::DELETE, id).await.unwrap();
+        self.cast(
+            DeleteVolume {
+                volume_id: id.to_string(),
+            }
+            .into(),
+        )
+        .await;
+    }
+
+    /// An available volume an admin set to `status` (in use, say).
+    async fn volume_in(&self, status: VolumeStatus) -> String {
+        let id = self.available_volume(1).await;
+        self.db.reset_status(&id, status).await.unwrap();
+        id
+    }
+
+    /// A snapshot row of `volume_id`, `restoring` it.
+    async fn restoring_snapshot(&self, volume_id: &str) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.db
+            .create_snapshot_row(&id, volume_id, "p", "u", 1)
+            .await
+            .unwrap();
+        self.db
+            .reset_status(&id, SnapshotStatus::Restoring)
+            .await
+            .unwrap();
+        id
+    }
+
     async fn stop(mut self) {
         self.stop.cancel();
         if let Some(t) = self.task.take() {
@@ -171,14 +195,7 @@ async fn a_cast_is_claimed_acknowledged_finished_and_released_together() {
         row.host
     );
 
-    f.db.begin(&vol_ops::DELETE, &id).await.unwrap();
-    f.cast(
-        DeleteVolume {
-            volume_id: id.clone(),
-        }
-        .into(),
-    )
-    .await;
+    f.delete(&id).await;
     f.wait_final(&id, None).await;
     assert_eq!(f.fake.calls("delete_volume", &id), 1);
     assert_eq!(f.fake.volume_size(&id), None);
@@ -239,26 +256,10 @@ async fn duplicate_deliveries_run_the_work_once() {
 async fn work_waits_for_another_operations_claim_then_runs() {
     let f = Fake::serving().await;
     let id = f.available_volume(1).await;
-    let peer =
-        f.db.register_service(&ServiceRegistration {
-            host: format!("{}-peer", f.queue),
-            binary: "cinder-volume".into(),
-            topic: "cinder-volume".into(),
-            availability_zone: "nova".into(),
-            cluster_name: None,
-        })
-        .await
-        .unwrap();
+    let peer = register_volume_service(&f.db, &format!("{}-peer", f.queue), None).await;
     let other = vol_ops::EXTEND.claim(&id);
     f.db.claim(&other, peer.id).await.unwrap();
-    f.db.begin(&vol_ops::DELETE, &id).await.unwrap();
-    f.cast(
-        DeleteVolume {
-            volume_id: id.clone(),
-        }
-        .into(),
-    )
-    .await;
+    f.delete(&id).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         f.fake.calls("delete_volume", &id),
@@ -337,34 +338,16 @@ async fn every_interrupted_operation_resumes_to_its_table_status() {
     interrupted(&f, &vol_ops::CREATE, &creating).await;
     let deleting = f.available_volume(1).await;
     interrupted(&f, &vol_ops::DELETE, &deleting).await;
-    let extending = f.available_volume(1).await;
-    f.db.reset_status(&extending, VolumeStatus::InUse)
-        .await
-        .unwrap();
+    let extending = f.volume_in(VolumeStatus::InUse).await;
     interrupted(&f, &vol_ops::EXTEND, &extending).await;
-    let retyping = f.available_volume(1).await;
-    f.db.reset_status(&retyping, VolumeStatus::InUse)
-        .await
-        .unwrap();
+    let retyping = f.volume_in(VolumeStatus::InUse).await;
     interrupted(&f, &vol_ops::RETYPE, &retyping).await;
     let reverting = f.available_volume(1).await;
-    let restoring = uuid::Uuid::new_v4().to_string();
-    f.db.create_snapshot_row(&restoring, &reverting, "p", "u", 1)
-        .await
-        .unwrap();
-    f.db.reset_status(&restoring, SnapshotStatus::Restoring)
-        .await
-        .unwrap();
+    let restoring = f.restoring_snapshot(&reverting).await;
     interrupted(&f, &vol_ops::REVERT, &reverting).await;
     // A revert whose volume an admin reset meanwhile: its snapshot still comes back.
     let reset = f.available_volume(1).await;
-    let reset_snap = uuid::Uuid::new_v4().to_string();
-    f.db.create_snapshot_row(&reset_snap, &reset, "p", "u", 1)
-        .await
-        .unwrap();
-    f.db.reset_status(&reset_snap, SnapshotStatus::Restoring)
-        .await
-        .unwrap();
+    let reset_snap = f.restoring_snapshot(&reset).await;
     interrupted(&f, &vol_ops::REVERT, &reset).await;
     f.db.reset_status(&reset, VolumeStatus::Available)
         .await

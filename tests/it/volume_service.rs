@@ -307,15 +307,7 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
     // What a crash leaves: the service row, its claims, a half-made image, an interrupted
     // delete, and an image no row knows.
     let row =
-        p.db.register_service(&cinder_db::ServiceRegistration {
-            host: format!("{}@ceph", p.host),
-            binary: "cinder-volume".into(),
-            topic: "cinder-volume".into(),
-            availability_zone: "nova".into(),
-            cluster_name: None,
-        })
-        .await
-        .unwrap();
+        crate::fixtures::register_volume_service(&p.db, &format!("{}@ceph", p.host), None).await;
     let creating = p.db.create_volume(&volume_row(1)).await.unwrap().id;
     p.db.claim(&volume_ops::CREATE.claim(&creating), row.id)
         .await

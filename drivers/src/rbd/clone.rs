@@ -1,7 +1,7 @@
-//! Creates from a source: clones of a snapshot, of a volume (through a temporary
-//! snapshot) or of a Glance image in RBD, then the clone-depth limits.
+//! Creates: blank, or clones of a snapshot, of a volume (through a temporary snapshot)
+//! or of a Glance image in RBD, then the clone-depth limits.
 
-use rbd_driver::{CloneOptions, ImageSpec, Lineage, OpCtl, RbdDriver};
+use rbd_driver::{CloneOptions, CreateOptions, ImageSpec, Lineage, OpCtl, RbdDriver};
 
 use super::{RbdVolumeDriver, GIB};
 use crate::{CreateSource, Created, DriverError, Work};
@@ -42,8 +42,8 @@ impl RbdVolumeDriver {
         }
     }
 
-    /// Creates volume `volume_id` as a clone of `source` (not blank).
-    pub(super) async fn create_clone(
+    /// Creates volume `volume_id` from `source`: blank, or a clone.
+    pub(super) async fn create(
         &self,
         volume_id: &str,
         size_gib: u64,
@@ -51,7 +51,18 @@ impl RbdVolumeDriver {
     ) -> Result<Created, DriverError> {
         let spec = self.volume_image(volume_id);
         match source {
-            CreateSource::Blank => Err(DriverError::invalid("a blank volume is no clone")),
+            CreateSource::Blank => {
+                let opts = CreateOptions {
+                    size: size_gib * GIB,
+                    ..Default::default()
+                };
+                self.driver.create_image(&spec, &opts).await?;
+                Ok(Created {
+                    provider_location: spec.to_string(),
+                    rbd_parent: None,
+                    clone_depth: 0,
+                })
+            }
             CreateSource::Snapshot {
                 volume_id: src,
                 snapshot_id,

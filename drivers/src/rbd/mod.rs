@@ -12,9 +12,7 @@ mod config;
 
 pub use config::{CinderOptions, RbdBackendConfig};
 
-use rbd_driver::{
-    CreateOptions, ImageSpec, OpCtl, RbdConfig, RbdDriver, RemoveMode, RemoveOutcome,
-};
+use rbd_driver::{ImageSpec, OpCtl, RbdConfig, RbdDriver, RemoveMode, RemoveOutcome};
 
 use crate::{
     Capabilities, Connection, CreateSource, Created, DriverError, Lanes, TrashSweep, VolumeDriver,
@@ -106,26 +104,7 @@ impl VolumeDriver for RbdVolumeDriver {
         size_gib: u64,
         source: &CreateSource,
     ) -> Result<Created, DriverError> {
-        let spec = self.volume_image(volume_id);
-        match source {
-            CreateSource::Blank => {
-                self.driver
-                    .create_image(
-                        &spec,
-                        &CreateOptions {
-                            size: size_gib * GIB,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                Ok(Created {
-                    provider_location: spec.to_string(),
-                    rbd_parent: None,
-                    clone_depth: 0,
-                })
-            }
-            _ => self.create_clone(volume_id, size_gib, source).await,
-        }
+        self.create(volume_id, size_gib, source).await
     }
 
     async fn delete_volume(&self, volume_id: &str) -> Result<(), DriverError> {
@@ -324,10 +303,7 @@ impl VolumeDriver for RbdVolumeDriver {
     }
 
     fn volume_id_of(&self, image_name: &str) -> Option<String> {
-        image_name
-            .strip_prefix("volume-")
-            .filter(|id| id.len() == 36)
-            .map(str::to_string)
+        crate::volume_id_of(image_name)
     }
 
     fn lanes(&self) -> Option<Lanes> {
