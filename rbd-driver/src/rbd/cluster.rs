@@ -23,30 +23,7 @@ unsafe impl Sync for RadosHandle {}
 
 impl Drop for RadosHandle {
     fn drop(&mut self) {
-        // `rados_shutdown` joins librados' threads and waits for the monitors: never on
-        // an async runtime's worker. There it moves to a thread of its own; if none can
-        // be started, the closure (and with it the handle) drops here after all.
-        let last = Shutdown(self.0);
-        if tokio::runtime::Handle::try_current().is_ok() {
-            let _detached = std::thread::Builder::new()
-                .name("rados-shutdown".into())
-                .spawn(move || drop(last));
-        } else {
-            drop(last);
-        }
-    }
-}
-
-/// The last step of a cluster handle: `rados_shutdown` when dropped.
-struct Shutdown(ffi::rados_t);
-// SAFETY: librados documents `rados_t` as thread-safe; the handle is shut down once,
-// from whichever thread drops this.
-unsafe impl Send for Shutdown {}
-
-impl Drop for Shutdown {
-    fn drop(&mut self) {
-        // SAFETY: created by `rados_create`, shut down exactly once (connected or not):
-        // only the `RadosHandle` that owned it makes a `Shutdown`, once, in its drop.
+        // SAFETY: created by `rados_create`, shut down exactly once (connected or not).
         unsafe { ffi::rados_shutdown(self.0) }
     }
 }
