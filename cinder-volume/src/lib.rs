@@ -160,12 +160,13 @@ async fn start_backend(
     )
     .await
     .with_context(|| format!("registering {host}"))?;
-    let lanes = driver.clone();
+    // Weak: the cluster connection closes with the backend, not with the metrics.
+    let lanes = Arc::downgrade(&driver);
     metrics.add_backend(
         &host,
         metrics::BackendProbe {
             heartbeat: registered.heartbeat.clone(),
-            lanes: Box::new(move || lanes.lanes()),
+            lanes: Box::new(move || lanes.upgrade().and_then(|d| d.lanes())),
             capabilities: caps_rx,
         },
     );
@@ -211,8 +212,27 @@ async fn start_backend(
             }
         }
         registered.stopped().await;
+        close_on_a_blocking_thread(manager).await;
         tracing::info!(service = %host, "backend stopped");
     }))
+}
+
+/// Drops the backend's last handles, and with them its cluster connections, on a
+/// blocking thread the caller waits for: `rados_shutdown` joins librados' threads and
+/// waits for the monitors, which must not hold a runtime worker, and must end before
+/// the process does (a detached shutdown raced the process's exit). Recovery's tasks
+/// let go of the manager as they see the shutdown; they get a few seconds.
+async fn close_on_a_blocking_thread(manager: Arc<VolumeManager<RbdVolumeDriver>>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&manager) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if Arc::strong_count(&manager) > 1 {
+        tracing::warn!("the backend is still referenced at shutdown; its connection closes with the last reference");
+    }
+    if let Err(e) = tokio::task::spawn_blocking(move || drop(manager)).await {
+        tracing::error!(error = %e, "closing the cluster connection failed");
+    }
 }
 
 /// Active-active: every `down_time`, adopts the work of cluster peers that are down.
