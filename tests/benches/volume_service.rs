@@ -587,14 +587,19 @@ fn main() {
 }
 
 /// The cluster's own clone rate: `CREATES` clones of the snapshot from the bench's
-/// connection, 16 at a time (the service's short lane), then removed.
+/// connection, 16 at a time (the service's short lane; `BENCH_CLONE_WIDTH` sets
+/// another width), then removed.
 async fn clone_floor(driver: &rbd_driver::RbdDriver, pool: &str, src: &str, snap: &str) -> f64 {
     let parent =
         rbd_driver::ImageSpec::new(pool, format!("volume-{src}")).snap(format!("snapshot-{snap}"));
     let names: Vec<rbd_driver::ImageSpec> = (0..CREATES)
         .map(|_| rbd_driver::ImageSpec::new(pool, unique("floor")))
         .collect();
-    let gate = Arc::new(tokio::sync::Semaphore::new(16));
+    let width: usize = std::env::var("BENCH_CLONE_WIDTH")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(16);
+    let gate = Arc::new(tokio::sync::Semaphore::new(width));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for child in names.clone() {
@@ -613,7 +618,7 @@ async fn clone_floor(driver: &rbd_driver::RbdDriver, pool: &str, src: &str, snap
     let took = started.elapsed();
     let rate = CREATES as f64 / took.as_secs_f64();
     println!(
-        "  (librbd clone, same process as the bench, 16 at a time: the cluster's own clone rate) {CREATES} clones in {:>6.2} s: {rate:>6.1} clones/s",
+        "  (librbd clone, same process as the bench, {width} at a time: the cluster's own clone rate) {CREATES} clones in {:>6.2} s: {rate:>6.1} clones/s",
         took.as_secs_f64()
     );
     for child in &names {
