@@ -62,28 +62,27 @@ impl FromStr for ResourceKind {
 pub trait Status: Copy + Eq + fmt::Debug + fmt::Display + FromStr + Send + Sync + 'static {
     /// The resource kind whose status this is.
     const KIND: ResourceKind;
+    /// Every status of the kind.
+    const ALL: &'static [Self];
     /// The OpenStack spelling.
     fn spelling(self) -> &'static str;
 }
 
-impl Status for VolumeStatus {
-    const KIND: ResourceKind = ResourceKind::Volume;
-    fn spelling(self) -> &'static str {
-        self.as_str()
-    }
+macro_rules! status_of {
+    ($status:ty, $kind:ident) => {
+        impl Status for $status {
+            const KIND: ResourceKind = ResourceKind::$kind;
+            const ALL: &'static [Self] = <$status>::ALL;
+            fn spelling(self) -> &'static str {
+                self.as_str()
+            }
+        }
+    };
 }
-impl Status for SnapshotStatus {
-    const KIND: ResourceKind = ResourceKind::Snapshot;
-    fn spelling(self) -> &'static str {
-        self.as_str()
-    }
-}
-impl Status for BackupStatus {
-    const KIND: ResourceKind = ResourceKind::Backup;
-    fn spelling(self) -> &'static str {
-        self.as_str()
-    }
-}
+
+status_of!(VolumeStatus, Volume);
+status_of!(SnapshotStatus, Snapshot);
+status_of!(BackupStatus, Backup);
 
 /// Where an operation leaves its resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

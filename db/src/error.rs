@@ -28,6 +28,15 @@ pub enum Error {
         /// Status it had.
         found: String,
     },
+    /// Finishing work whose claim its service no longer holds (a cluster peer adopted
+    /// it): the peer finishes it.
+    #[error("the claim on {claim} is no longer held by service {holder}")]
+    ClaimNotHeld {
+        /// The claim (`operation resource of id`).
+        claim: String,
+        /// The service that thought it held it.
+        holder: i32,
+    },
     /// A reservation would exceed a quota.
     #[error("quota exceeded for {resource}: requested {requested}, limit {limit}, in use {in_use}, reserved {reserved}")]
     OverQuota {

@@ -266,7 +266,8 @@ impl Db {
     /// Finishes: every step of `ending` leaves its busy status, and `claim` (if any:
     /// the key and the service holding it) is released, in one transaction. When a
     /// required step finds its resource no longer busy, or the claim is no longer that
-    /// service's (a peer adopted it), it is [`Error::Conflict`] and nothing changes.
+    /// service's (a peer adopted it), it is [`Error::Conflict`] or
+    /// [`Error::ClaimNotHeld`], and nothing changes.
     pub async fn finish(&self, claim: Option<(&ClaimKey, i32)>, ending: &Ending) -> Result<()> {
         retry_transient!(self.finish_once(claim, ending).await)
     }
@@ -276,11 +277,9 @@ impl Db {
         ending.apply(&txn).await?;
         if let Some((key, holder)) = claim {
             if release(&txn, key, holder).await? != 1 {
-                return Err(Error::Conflict {
-                    kind: "claim",
-                    id: format!("{} {}", key.resource, key.id),
-                    expected: vec![format!("{} by service {holder}", key.operation)],
-                    found: "another holder, or none".into(),
+                return Err(Error::ClaimNotHeld {
+                    claim: key.to_string(),
+                    holder,
                 });
             }
         }
@@ -291,12 +290,11 @@ impl Db {
     /// Admin `os-reset_status`: resource `id` goes to `to` whatever its status (not
     /// when deleted), forgetting any previous status an operation recorded.
     pub async fn reset_status<S: Tracked>(&self, id: &str, to: S) -> Result<()> {
-        let all: Vec<S> = every_status::<S>();
         retry_transient!(
             conditional(
                 &self.conn,
                 id,
-                &all,
+                S::ALL,
                 Final::To(to),
                 &S::Changes::default(),
                 Previous::Clear
@@ -304,20 +302,6 @@ impl Db {
             .await
         )
     }
-}
-
-/// Every spelling of `S` that parses (the statuses a reset may come from).
-fn every_status<S: Tracked>() -> Vec<S> {
-    use cinder_common::ops::ResourceKind;
-    let spellings: Vec<&str> = match S::KIND {
-        ResourceKind::Volume => VolumeStatus::ALL.iter().map(|s| s.as_str()).collect(),
-        ResourceKind::Snapshot => SnapshotStatus::ALL.iter().map(|s| s.as_str()).collect(),
-        ResourceKind::Backup => BackupStatus::ALL.iter().map(|s| s.as_str()).collect(),
-    };
-    spellings
-        .into_iter()
-        .filter_map(|s| s.parse().ok())
-        .collect()
 }
 
 /// Deletes the claim `key` if service `holder` holds it for that operation; returns how

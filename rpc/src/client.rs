@@ -206,8 +206,19 @@ impl RpcClient {
         context: RequestContext,
         msg: M,
     ) -> Result<String, RpcError> {
-        let env: Envelope<<M::Topic as Topic>::Request> =
-            Envelope::new(M::Topic::VERSION, context, msg.into());
+        self.cast_request::<M::Topic>(queue, context, msg.into())
+            .await
+    }
+
+    /// Casts `body`, any request of topic `T` (a value of its request enum), at the
+    /// topic's version. Returns the request id.
+    pub async fn cast_request<T: Topic>(
+        &self,
+        queue: &str,
+        context: RequestContext,
+        body: T::Request,
+    ) -> Result<String, RpcError> {
+        let env = Envelope::new(T::VERSION, context, body);
         self.cast_envelope(queue, &env).await?;
         Ok(env.request_id)
     }

@@ -186,7 +186,7 @@ impl Claims {
     /// Finishes the work of `claim` (`Db::finish`). When the resource is no longer busy
     /// with the operation (reset, failed, deleted meanwhile), releases the claim instead.
     /// A claim this service no longer holds (a peer adopted it, judging this service
-    /// down) is the peer's: [`cinder_db::Error::Conflict`] of kind `claim`.
+    /// down) is the peer's: [`cinder_db::Error::ClaimNotHeld`].
     pub async fn finish(
         &self,
         claim: &ClaimKey,
@@ -194,7 +194,7 @@ impl Claims {
     ) -> Result<Finished, cinder_db::Error> {
         let found = match self.db.finish(Some((claim, self.service_id)), ending).await {
             Ok(()) => return Ok(Finished::Done),
-            Err(cinder_db::Error::Conflict { kind, found, .. }) if kind != "claim" => Some(found),
+            Err(cinder_db::Error::Conflict { found, .. }) => Some(found),
             Err(cinder_db::Error::NotFound { .. }) => None,
             Err(e) => return Err(e),
         };

@@ -35,7 +35,7 @@ use cinder_rpc::messages::{
     CreateSnapshot, DeleteSnapshot, DeleteVolume, GetCapabilities, InitializeConnection,
     TerminateConnection, VolumeRequest, VolumeTopic,
 };
-use cinder_rpc::{Envelope, RequestContext, RpcClient, Topic};
+use cinder_rpc::{RequestContext, RpcClient};
 use cinder_tests::{
     amqp_url, ceph_conf, create_pool, create_request, delete_pool, random_bytes, unique, MIB,
 };
@@ -114,10 +114,7 @@ impl Bench {
 
     async fn cast(&self, body: VolumeRequest) {
         self.client
-            .cast_envelope(
-                &self.queue,
-                &Envelope::new(VolumeTopic::VERSION, ctx(), body),
-            )
+            .cast_request::<VolumeTopic>(&self.queue, ctx(), body)
             .await
             .unwrap();
     }
@@ -343,18 +340,13 @@ async fn short_under_long(
         tokio::spawn(async move {
             let mut v = Vec::new();
             while running() {
-                let env = Envelope::new(
-                    VolumeTopic::VERSION,
-                    ctx(),
-                    VolumeRequest::TerminateConnection(TerminateConnection {
-                        volume_id: reference.clone(),
-                        connector: serde_json::json!({"host": "bench"}),
-                    }),
-                );
+                let msg = TerminateConnection {
+                    volume_id: reference.clone(),
+                    connector: serde_json::json!({"host": "bench"}),
+                };
                 let t = Instant::now();
-                let () = b
-                    .client
-                    .call_envelope(&b.queue, &env, Duration::from_secs(60))
+                b.client
+                    .call(&b.queue, ctx(), msg, Duration::from_secs(60))
                     .await
                     .unwrap();
                 v.push(t.elapsed());

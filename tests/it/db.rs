@@ -509,7 +509,7 @@ async fn a_final_status_and_the_release_of_its_claim_are_one_transaction() {
             )
             .await;
         assert!(
-            matches!(e, Err(Error::Conflict { kind: "claim", .. })),
+            matches!(e, Err(Error::ClaimNotHeld { holder: 8, .. })),
             "{backend:?}: {e:?}"
         );
         assert_eq!(

@@ -16,7 +16,7 @@ use cinder_drivers::DriverErrorKind;
 use cinder_rpc::messages::{
     CreateSnapshot, DeleteVolume, ExtendVolume, InitializeConnection, VolumeRequest, VolumeTopic,
 };
-use cinder_rpc::{Envelope, RpcClient, Topic};
+use cinder_rpc::RpcClient;
 use cinder_service::{Claims, Intake, Recovery};
 use cinder_tests::{amqp_url, create_request};
 use cinder_volume::manager::{LongBudgets, VolumeManager};
@@ -97,10 +97,7 @@ impl Fake {
 
     async fn cast(&self, body: VolumeRequest) {
         self.client
-            .cast_envelope(
-                &self.queue,
-                &Envelope::new(VolumeTopic::VERSION, ctx(), body),
-            )
+            .cast_request::<VolumeTopic>(&self.queue, ctx(), body)
             .await
             .unwrap();
     }
@@ -137,6 +134,17 @@ impl Fake {
             .await
             .unwrap();
         id
+    }
+
+    /// Waits until a call of `op` for `id` reached the driver (held or not).
+    async fn reached(&self, op: &str, id: &str) {
+        wait_for(&format!("{op} of {id} to reach the driver"), 10, || async {
+            match self.fake.calls(op, id) {
+                0 => Err(String::new()),
+                _ => Ok(()),
+            }
+        })
+        .await
     }
 
     /// Begins a delete of volume `id` and casts it, as the API does.
@@ -225,13 +233,7 @@ async fn duplicate_deliveries_run_the_work_once() {
     let id = f.db.create_volume(&volume_row(1)).await.unwrap().id;
     f.fake.hold("create_volume");
     f.cast(create_request(&id, 1, None)).await;
-    wait_for("the create to reach the driver", 10, || async {
-        match f.fake.calls("create_volume", &id) {
-            0 => Err(String::new()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    f.reached("create_volume", &id).await;
     // Redelivered while the first runs: dropped.
     f.cast(create_request(&id, 1, None)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -502,13 +504,7 @@ async fn a_create_keeps_its_image_only_when_an_admin_reset_the_volume_to_availab
     for reset_to in [VolumeStatus::Available, VolumeStatus::Error] {
         let id = f.db.create_volume(&volume_row(1)).await.unwrap().id;
         f.cast(create_request(&id, 1, None)).await;
-        wait_for("the create to reach the driver", 10, || async {
-            match f.fake.calls("create_volume", &id) {
-                0 => Err(String::new()),
-                _ => Ok(()),
-            }
-        })
-        .await;
+        f.reached("create_volume", &id).await;
         f.db.reset_status(&id, reset_to).await.unwrap();
         ids.push((id, reset_to));
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use cinder_common::ops::ClaimKey;
 use cinder_common::shutdown::CancellationToken;
 use cinder_db::{Db, Ending};
-use cinder_drivers::{VolumeDriver, Work};
+use cinder_drivers::{CreateSource, VolumeDriver, Work};
 use cinder_rpc::messages::{Method, VolumeRequest, VolumeTopic};
 use cinder_rpc::{Incoming, RemoteError};
 use cinder_service::{Claim, Claims, Finished, Handler};
@@ -91,7 +91,18 @@ impl<D: VolumeDriver> VolumeManager<D> {
     /// Handles one request to its end; `intake` is its slot of the short budget.
     pub async fn serve(self: &Arc<Self>, req: Incoming<VolumeTopic>, intake: OwnedSemaphorePermit) {
         let method = req.envelope.body.method();
-        let long = if self.is_long(&req.envelope.body).await {
+        // A create's source is read once: it decides the budget and feeds the work.
+        let source = match &req.envelope.body {
+            VolumeRequest::CreateVolume(c) => Some(ops::create::source(self, c).await),
+            _ => None,
+        };
+        let long = match (&req.envelope.body, &source) {
+            (VolumeRequest::RevertToSnapshot(_), _) => true,
+            (_, Some(Ok(s))) => self.driver.create_work(s) == Work::Long,
+            // A create whose source cannot be read fails at once.
+            _ => false,
+        };
+        let long = if long {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => {
@@ -111,7 +122,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
         let _in_flight = self.metrics.start();
         let started = std::time::Instant::now();
         let outcome = self
-            .dispatch(req, &admission)
+            .dispatch(req, source, &admission)
             .instrument(span.clone())
             .await;
         let ok = match outcome {
@@ -125,24 +136,22 @@ impl<D: VolumeDriver> VolumeManager<D> {
             .record(&self.host, method, ok, started.elapsed());
     }
 
-    /// Whether a request may run long librbd work and so takes the long budget.
-    async fn is_long(&self, body: &VolumeRequest) -> bool {
-        match body {
-            VolumeRequest::CreateVolume(c) => ops::create::work(self, c).await == Work::Long,
-            VolumeRequest::RevertToSnapshot(_) => true,
-            _ => false,
-        }
-    }
-
-    /// Routes a request to its operation.
+    /// Routes a request to its operation (a create with its `source`, read already).
     async fn dispatch(
         self: &Arc<Self>,
         req: Incoming<VolumeTopic>,
+        source: Option<Result<CreateSource, cinder_db::Error>>,
         adm: &Admission,
     ) -> Result<Ran, ManagerError> {
         use VolumeRequest as R;
         match req.envelope.body.clone() {
-            R::CreateVolume(c) => ops::create::accept(self, &req, adm, c).await,
+            R::CreateVolume(c) => {
+                let source = match source {
+                    Some(s) => s,
+                    None => ops::create::source(self, &c).await,
+                };
+                ops::create::accept(self, &req, adm, c, source).await
+            }
             R::DeleteVolume(d) => {
                 let key = ops::delete::OP.claim(&d.volume_id);
                 self.claimed(&req, adm, key, |k| ops::delete::run(self, k))

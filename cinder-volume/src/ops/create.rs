@@ -12,24 +12,16 @@ use cinder_service::Finished;
 
 use crate::manager::{Admission, ManagerError, Ran, VolumeManager};
 use crate::recovery::{settle, Reconciled, Resumed};
-use cinder_drivers::{CreateSource, VolumeDriver, Work};
+use cinder_drivers::{CreateSource, VolumeDriver};
 
 /// The operation.
 pub const OP: &Operation<VolumeStatus> = &volume::CREATE;
 
-/// Whether the create may run long work: the driver decides from the source (a clone
-/// that no flatten follows is short).
-pub(crate) async fn work<D: VolumeDriver>(m: &VolumeManager<D>, c: &CreateVolume) -> Work {
-    match source(m, c).await {
-        Ok(s) => m.driver.create_work(&s),
-        // It fails at once in `accept`.
-        Err(_) => Work::Short,
-    }
-}
-
 /// Where the new volume's data comes from; a snapshot's with the clone depth its
-/// volume's row records (unknown: as deep as can be, so it counts as long work).
-async fn source<D: VolumeDriver>(
+/// volume's row records (unknown: as deep as can be, so it counts as long work). The
+/// driver decides from it whether the create is long work (a clone that no flatten
+/// follows is short).
+pub(crate) async fn source<D: VolumeDriver>(
     m: &VolumeManager<D>,
     c: &CreateVolume,
 ) -> Result<CreateSource, cinder_db::Error> {
@@ -57,14 +49,15 @@ async fn source<D: VolumeDriver>(
     })
 }
 
-/// Resolves the source, then claims and runs the create.
+/// Claims and runs the create from `source` (read by the caller).
 pub(crate) async fn accept<D: VolumeDriver>(
     m: &Arc<VolumeManager<D>>,
     req: &Incoming<VolumeTopic>,
     adm: &Admission,
     c: CreateVolume,
+    source: Result<CreateSource, cinder_db::Error>,
 ) -> Result<Ran, ManagerError> {
-    let source = match source(m, &c).await {
+    let source = match source {
         Ok(source) => source,
         Err(e) => {
             // Nothing was claimed nor made: the create fails before it starts.

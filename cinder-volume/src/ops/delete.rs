@@ -1,7 +1,7 @@
 //! `delete_volume`: the image goes to the trash (its purge queued with the mgr), the
 //! row is soft-deleted. Resume after a crash carries the delete to its end.
 
-use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
+use cinder_common::ops::{volume, ClaimKey, Operation};
 use cinder_common::status::VolumeStatus;
 use cinder_db::Ending;
 
@@ -35,14 +35,13 @@ async fn delete<D: VolumeDriver>(
         m.release(key).await?;
         return Ok(None);
     }
-    let (outcome, ran) = match m.driver.delete_volume(&key.id).await {
-        Ok(()) => (Outcome::Done, Ran::Ok),
+    let done = m.driver.delete_volume(&key.id).await;
+    match done {
+        // Watched (a dead predecessor's watch): recovery retries it.
         Err(e) if e.is_busy() => return Err(e.into()),
-        Err(e) => {
-            tracing::error!(volume_id = %key.id, error = %e, "delete failed");
-            (Outcome::Failed, Ran::Failed)
-        }
-    };
+        _ => {}
+    }
+    let (outcome, ran) = super::outcome(&done, key);
     m.finish_or_release(key, &Ending::volume(OP, &key.id, outcome))
         .await?;
     Ok(Some(ran))

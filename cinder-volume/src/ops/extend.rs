@@ -19,25 +19,15 @@ pub(crate) async fn run<D: VolumeDriver>(
     key: ClaimKey,
     x: &ExtendVolume,
 ) -> Result<Ran, ManagerError> {
-    let (ending, ran) = match m.driver.extend_volume(&x.volume_id, x.new_size_gib).await {
-        Ok(()) => {
-            let changes = VolumeChanges {
-                size_gib: Some(x.new_size_gib as i32),
-                ..Default::default()
-            };
-            (
-                Ending::volume(OP, &x.volume_id, Outcome::Done).with(changes),
-                Ran::Ok,
-            )
-        }
-        Err(e) => {
-            tracing::error!(volume_id = %x.volume_id, error = %e, "extend failed");
-            (
-                Ending::volume(OP, &x.volume_id, Outcome::Failed),
-                Ran::Failed,
-            )
-        }
-    };
+    let done = m.driver.extend_volume(&x.volume_id, x.new_size_gib).await;
+    let (outcome, ran) = super::outcome(&done, &key);
+    let mut ending = Ending::volume(OP, &x.volume_id, outcome);
+    if done.is_ok() {
+        ending = ending.with(VolumeChanges {
+            size_gib: Some(x.new_size_gib as i32),
+            ..Default::default()
+        });
+    }
     m.finish_or_release(&key, &ending).await?;
     Ok(ran)
 }

@@ -10,3 +10,20 @@ pub mod manage;
 pub mod retype;
 pub mod revert;
 pub mod snapshot;
+
+use cinder_common::ops::{ClaimKey, Outcome};
+use cinder_drivers::DriverError;
+
+use crate::manager::Ran;
+
+/// How the driver's part of the work of `claim` went: done, or failed (logged here,
+/// once), for the operation's ending and the metrics.
+pub(crate) fn outcome(done: &Result<(), DriverError>, claim: &ClaimKey) -> (Outcome, Ran) {
+    match done {
+        Ok(()) => (Outcome::Done, Ran::Ok),
+        Err(e) => {
+            tracing::error!(claim = %claim, error = %e, "the driver failed; the operation fails");
+            (Outcome::Failed, Ran::Failed)
+        }
+    }
+}

@@ -30,16 +30,10 @@ pub(crate) async fn run<D: VolumeDriver>(
         .driver
         .revert_to_snapshot(&r.volume_id, &r.snapshot_id, volume.size as u64)
         .await;
-    let (outcome, ran) = match reverted {
-        Ok(()) => {
-            tracing::info!(volume_id = %r.volume_id, snapshot_id = %r.snapshot_id, "volume reverted");
-            (Outcome::Done, Ran::Ok)
-        }
-        Err(e) => {
-            tracing::error!(volume_id = %r.volume_id, snapshot_id = %r.snapshot_id, error = %e, "revert failed");
-            (Outcome::Failed, Ran::Failed)
-        }
-    };
+    let (outcome, ran) = super::outcome(&reverted, &key);
+    if reverted.is_ok() {
+        tracing::info!(volume_id = %r.volume_id, snapshot_id = %r.snapshot_id, "volume reverted");
+    }
     let ending = Ending::volume(OP, &r.volume_id, outcome).and_if_busy(Ending::snapshot(
         SNAPSHOT,
         &r.snapshot_id,

@@ -50,13 +50,7 @@ async fn end<D: VolumeDriver>(
     id: &str,
     done: Result<(), DriverError>,
 ) -> Result<Ran, ManagerError> {
-    let (outcome, ran) = match done {
-        Ok(()) => (Outcome::Done, Ran::Ok),
-        Err(e) => {
-            tracing::error!(snapshot_id = id, operation = op.name, error = %e, "snapshot work failed");
-            (Outcome::Failed, Ran::Failed)
-        }
-    };
+    let (outcome, ran) = super::outcome(&done, &key);
     m.finish_or_release(&key, &Ending::snapshot(op, id, outcome))
         .await?;
     Ok(ran)
