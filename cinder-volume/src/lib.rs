@@ -176,14 +176,20 @@ async fn start_backend(
         accepted: volume.max_long_operations,
         running: long_threads * 2,
     };
-    let manager = Arc::new(VolumeManager::new(
-        claims.clone(),
-        driver,
-        host.clone(),
-        metrics,
-        budgets,
-        shutdown.clone(),
-    ));
+    let manager = Arc::new(
+        VolumeManager::new(
+            claims.clone(),
+            driver,
+            host.clone(),
+            metrics,
+            budgets,
+            shutdown.clone(),
+        )
+        .with_scheduler(
+            settings.common.amqp.transport_url.expose(),
+            &settings.common.amqp.scheduler_topic,
+        ),
+    );
     let recovery = Recovery::start(
         manager.clone(),
         claims,

@@ -5,8 +5,10 @@
 //! handlers; no dependency on any other crate of the workspace.
 #![warn(missing_docs)]
 
+pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod messages;
 pub mod ops;
 pub mod service;
 pub mod settings;

@@ -118,6 +118,10 @@ pub struct AmqpSettings {
     /// Broker URL. Default `amqp://guest:guest@127.0.0.1:5672/%2f`.
     #[serde(default = "default_amqp")]
     pub transport_url: Secret,
+    /// The scheduler's queue (Cinder's `scheduler_topic`): schedulers consume it, the
+    /// API and volume services cast creates to it. Default `cinder-scheduler`.
+    #[serde(default = "default_scheduler_topic")]
+    pub scheduler_topic: String,
 }
 
 impl AmqpSettings {
@@ -125,8 +129,13 @@ impl AmqpSettings {
     pub fn defaults() -> Self {
         AmqpSettings {
             transport_url: default_amqp(),
+            scheduler_topic: default_scheduler_topic(),
         }
     }
+}
+
+fn default_scheduler_topic() -> String {
+    "cinder-scheduler".into()
 }
 
 fn default_amqp() -> Secret {

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use cinder_common::capabilities::Capacity;
 use tokio::sync::Semaphore;
 
 use crate::{
@@ -306,21 +307,26 @@ impl VolumeDriver for FakeDriver {
         })
     }
 
+    fn volume_backend_name(&self) -> String {
+        "fake".into()
+    }
+
     async fn get_volume_stats(&self, provisioned_gib: i64) -> Result<Capabilities, DriverError> {
         self.enter("get_volume_stats", "").await?;
         Ok(Capabilities {
+            volume_backend_name: self.volume_backend_name(),
             vendor_name: "Open Source".into(),
             driver_version: "fake".into(),
             storage_protocol: "fake".into(),
-            total_capacity_gb: 100.0,
-            free_capacity_gb: 100.0,
-            provisioned_capacity_gb: provisioned_gib,
-            reserved_percentage: 0,
+            total_capacity_gb: Capacity::Gib(100.0),
+            free_capacity_gb: Capacity::Gib(100.0),
+            provisioned_capacity_gb: provisioned_gib as f64,
+            allocated_capacity_gb: provisioned_gib as f64,
             multiattach: true,
             thin_provisioning_support: true,
-            max_over_subscription_ratio: 20.0,
             location_info: "fake".into(),
             backend_state: "up".into(),
+            ..Capabilities::default()
         })
     }
 

@@ -130,4 +130,8 @@ pub trait VolumeDriver: Send + Sync + 'static {
 
     /// The driver's worker lanes, for metrics (`None`: it has none).
     fn lanes(&self) -> Option<Lanes>;
+
+    /// The backend's `volume_backend_name`, which is also its one pool's name
+    /// (`host@backend#pool`).
+    fn volume_backend_name(&self) -> String;
 }

@@ -1,7 +1,5 @@
 //! What drivers take and give.
 
-use serde::{Deserialize, Serialize};
-
 /// Where a new volume's data comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateSource {
@@ -67,35 +65,8 @@ pub struct Connection {
     pub data: serde_json::Value,
 }
 
-/// A backend's capacity and capabilities, as Cinder's drivers report them to the
-/// scheduler (field names are Cinder's).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Capabilities {
-    /// Vendor.
-    pub vendor_name: String,
-    /// Driver version.
-    pub driver_version: String,
-    /// `ceph`.
-    pub storage_protocol: String,
-    /// GiB in all (two decimals).
-    pub total_capacity_gb: f64,
-    /// GiB free (two decimals).
-    pub free_capacity_gb: f64,
-    /// GiB of volumes placed on the backend (from the database).
-    pub provisioned_capacity_gb: i64,
-    /// Percent of capacity kept free.
-    pub reserved_percentage: u32,
-    /// Volumes may attach to several hosts at once.
-    pub multiattach: bool,
-    /// Thin provisioning.
-    pub thin_provisioning_support: bool,
-    /// How far provisioned capacity may exceed the total.
-    pub max_over_subscription_ratio: f64,
-    /// `cluster:conf:fsid:user:pool`: tells backends of the same cluster apart.
-    pub location_info: String,
-    /// `up` (a failed report says `down`).
-    pub backend_state: String,
-}
+/// A backend's capacity and capabilities: the shared report type.
+pub use cinder_common::capabilities::Capabilities;
 
 /// A driver's worker lanes right now, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -288,3 +288,58 @@ impl RpcClient {
         sent
     }
 }
+
+/// A casting client for services: connects on first use, and once more on a fresh
+/// connection when a cast fails (the broker restarted), so a long-lived service needs
+/// no reconnect logic of its own.
+pub struct Caster {
+    url: String,
+    client: tokio::sync::Mutex<Option<Arc<RpcClient>>>,
+}
+
+impl Caster {
+    /// A caster for the broker at `url` (nothing connects yet).
+    pub fn new(url: &str) -> Self {
+        Caster {
+            url: url.to_string(),
+            client: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn client(&self) -> Result<Arc<RpcClient>, RpcError> {
+        let mut c = self.client.lock().await;
+        if let Some(c) = c.as_ref() {
+            return Ok(c.clone());
+        }
+        let fresh = Arc::new(RpcClient::connect(&self.url).await?);
+        *c = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Casts `body` of topic `T` to `queue`; returns once the broker confirmed it.
+    pub async fn cast_request<T: Topic>(
+        &self,
+        queue: &str,
+        context: &RequestContext,
+        body: T::Request,
+    ) -> Result<String, RpcError> {
+        let mut last = None;
+        for _ in 0..2 {
+            let client = self.client().await?;
+            match client
+                .cast_request::<T>(queue, context.clone(), body.clone())
+                .await
+            {
+                Ok(id) => return Ok(id),
+                Err(e) => {
+                    let mut c = self.client.lock().await;
+                    if c.as_ref().is_some_and(|c| Arc::ptr_eq(c, &client)) {
+                        *c = None;
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("two attempts"))
+    }
+}

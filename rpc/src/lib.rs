@@ -24,7 +24,7 @@ pub mod messages;
 pub mod server;
 pub mod topology;
 
-pub use client::{RpcClient, RpcError};
+pub use client::{Caster, RpcClient, RpcError};
 pub use messages::{
     Call, Cast, Envelope, Method, RemoteError, RemoteErrorKind, RequestContext, RpcVersion, Topic,
 };

@@ -23,3 +23,13 @@ pub fn volume_cluster_queue(cluster: &str, backend: &str) -> String {
 pub fn rejected_queue(queue: &str) -> String {
     format!("{queue}.rejected")
 }
+
+/// The queue of the volume service of `host@backend` (a volume's host without its pool).
+pub fn backend_queue(backend: &str) -> String {
+    format!("cinder-volume.{backend}")
+}
+
+/// The queue of the cluster `cluster@backend` (a volume's `cluster_name`).
+pub fn cluster_queue(cluster_name: &str) -> String {
+    format!("cinder-volume.{cluster_name}.cluster")
+}

@@ -14,7 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "cinder-service",
         &["cinder-common", "cinder-rpc", "cinder-db"],
     ),
-    ("cinder-drivers", &["cinder-rbd-driver"]),
+    ("cinder-drivers", &["cinder-common", "cinder-rbd-driver"]),
     ("cinder-api", &["cinder-common", "cinder-rpc", "cinder-db"]),
     (
         "cinder-scheduler",

@@ -12,6 +12,7 @@ mod rbd;
 mod rbd_diff;
 mod rbd_runtime;
 mod rpc;
+mod scheduler;
 mod service;
 mod volume_actions;
 mod volume_service;

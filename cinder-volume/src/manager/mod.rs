@@ -57,6 +57,9 @@ pub struct VolumeManager<D> {
     long_running: Arc<Semaphore>,
     /// Shutdown: requests still waiting for a long slot go back to the queue.
     stop: CancellationToken,
+    /// Where creates that failed here go back for another backend (`None`: a failed
+    /// create is final).
+    pub(crate) scheduler: Option<(cinder_rpc::Caster, String)>,
 }
 
 impl<D: VolumeDriver> Handler<VolumeTopic> for VolumeManager<D> {
@@ -85,7 +88,15 @@ impl<D: VolumeDriver> VolumeManager<D> {
             long: Arc::new(Semaphore::new(budgets.accepted.max(1))),
             long_running: Arc::new(Semaphore::new(budgets.running.max(1))),
             stop,
+            scheduler: None,
         }
+    }
+
+    /// Creates that fail here go back to the scheduler's `queue` through the broker at
+    /// `amqp` when their request allows another attempt.
+    pub fn with_scheduler(mut self, amqp: &str, queue: &str) -> Self {
+        self.scheduler = Some((cinder_rpc::Caster::new(amqp), queue.to_string()));
+        self
     }
 
     /// Handles one request to its end; `intake` is its slot of the short budget.
@@ -241,12 +252,10 @@ impl<D: VolumeDriver> VolumeManager<D> {
     }
 
     /// `host@backend#pool` for a `pool/image` location.
-    pub(crate) fn pool_host(&self, provider_location: &str) -> String {
-        format!(
-            "{}#{}",
-            self.host,
-            provider_location.split('/').next().unwrap_or("")
-        )
+    /// `host@backend#pool`, the pool being the backend's `volume_backend_name` (Cinder's
+    /// RBD driver reports one pool per backend).
+    pub(crate) fn pool_host(&self) -> String {
+        format!("{}#{}", self.host, self.driver.volume_backend_name())
     }
 
     async fn answer<R: serde::Serialize>(

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use cinder_common::messages;
 use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
 use cinder_common::status::VolumeStatus;
 use cinder_db::{Ending, VolumeChanges};
-use cinder_rpc::messages::{CreateVolume, VolumeTopic};
+use cinder_rpc::messages::{CreateVolume, ScheduleCreateVolume, SchedulerTopic, VolumeTopic};
 use cinder_rpc::Incoming;
 use cinder_service::Finished;
 
@@ -16,6 +17,9 @@ use cinder_drivers::{CreateSource, VolumeDriver};
 
 /// The operation.
 pub const OP: &Operation<VolumeStatus> = &volume::CREATE;
+
+const FROM_BACKEND: messages::Action = messages::CREATE_VOLUME_FROM_BACKEND;
+const FAILED: messages::Detail = messages::DRIVER_FAILED_CREATE;
 
 /// Where the new volume's data comes from; a snapshot's with the clone depth its
 /// volume's row records (unknown: as deep as can be, so it counts as long work). The
@@ -71,7 +75,9 @@ pub(crate) async fn accept<D: VolumeDriver>(
         }
     };
     let key = OP.claim(&c.volume_id);
-    m.claimed(req, adm, key, |k| run(m, k, c, source)).await
+    let request_id = req.envelope.request_id.clone();
+    m.claimed(req, adm, key, |k| run(m, k, c, source, request_id))
+        .await
 }
 
 async fn run<D: VolumeDriver>(
@@ -79,12 +85,13 @@ async fn run<D: VolumeDriver>(
     key: ClaimKey,
     c: CreateVolume,
     source: CreateSource,
+    request_id: String,
 ) -> Result<Ran, ManagerError> {
     // A redelivery after reconciliation failed the create: nothing to build.
-    if m.volume_in(&c.volume_id, OP.busy).await?.is_none() {
+    let Some(row) = m.volume_in(&c.volume_id, OP.busy).await? else {
         m.release(&key).await?;
         return Ok(Ran::Ok);
-    }
+    };
     match m
         .driver
         .create_volume(&c.volume_id, c.size_gib, &source)
@@ -92,7 +99,7 @@ async fn run<D: VolumeDriver>(
     {
         Ok(created) => {
             let changes = VolumeChanges {
-                host: Some(m.pool_host(&created.provider_location)),
+                host: Some(m.pool_host()),
                 provider_location: Some(created.provider_location),
                 rbd_parent: Some(created.rbd_parent),
                 clone_depth: Some(created.clone_depth as i32),
@@ -114,10 +121,88 @@ async fn run<D: VolumeDriver>(
         }
         Err(e) => {
             tracing::error!(volume_id = %c.volume_id, error = %e, "create failed");
+            // Cinder's message for a driver's failed create, rescheduled or not.
+            let failed = cinder_db::NewMessage {
+                project_id: row.project_id.clone(),
+                request_id,
+                resource_type: "VOLUME".into(),
+                resource_uuid: Some(c.volume_id.clone()),
+                event_id: messages::event_id("VOLUME", FROM_BACKEND, FAILED),
+                action_id: FROM_BACKEND.id.into(),
+                detail_id: FAILED.id.into(),
+                message_level: "ERROR".into(),
+                ttl: std::time::Duration::from_secs(messages::MESSAGE_TTL_SECS),
+            };
+            if let Err(e) = m.db.create_message(&failed).await {
+                tracing::warn!(volume_id = %c.volume_id, error = %e, "cannot record the user message");
+            }
             discard_half_made(m, &c.volume_id).await;
+            if let Some(schedule) = reschedulable(&c, &source) {
+                if reschedule(m, &key, schedule, &e.to_string()).await? {
+                    return Ok(Ran::Failed);
+                }
+            }
             m.finish_or_release(&key, &Ending::volume(OP, &c.volume_id, Outcome::Failed))
                 .await?;
             Ok(Ran::Failed)
+        }
+    }
+}
+
+/// The scheduler's request for another attempt, when the create may go elsewhere: the
+/// scheduler sent one (attempts are left), and the volume does not have to stay here
+/// (a clone of a snapshot or volume of this backend does).
+fn reschedulable(c: &CreateVolume, source: &CreateSource) -> Option<ScheduleCreateVolume> {
+    match source {
+        CreateSource::Blank | CreateSource::Image { .. } => c.schedule.as_deref().cloned(),
+        CreateSource::Snapshot { .. } | CreateSource::Volume { .. } => None,
+    }
+}
+
+/// Gives a failed create back to the scheduler: the volume, still `creating`, is placed
+/// nowhere and the claim released (one transaction), then the request goes back with
+/// the failure in its `retry`. `false`: it could not (no scheduler, the volume moved on,
+/// the broker refused), and the create fails here.
+async fn reschedule<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    key: &ClaimKey,
+    mut schedule: ScheduleCreateVolume,
+    why: &str,
+) -> Result<bool, ManagerError> {
+    let Some((scheduler, queue)) = &m.scheduler else {
+        return Ok(false);
+    };
+    let holder = m.claims.service_id();
+    match m
+        .db
+        .reschedule_volume((key, holder), &key.id, &m.host)
+        .await
+    {
+        Ok(()) => {}
+        Err(cinder_db::Error::Conflict { .. }) => {
+            tracing::warn!(volume_id = %key.id, "the volume moved on; not rescheduled");
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    schedule.retry.exc = Some(format!("{}: {why}", m.host));
+    let ctx = cinder_rpc::messages::RequestContext::default();
+    match scheduler
+        .cast_request::<SchedulerTopic>(queue, &ctx, schedule.into())
+        .await
+    {
+        Ok(_) => {
+            tracing::warn!(volume_id = %key.id, "create failed here; rescheduled");
+            Ok(true)
+        }
+        Err(e) => {
+            // Not claimed any more: the create fails without a claim.
+            tracing::error!(volume_id = %key.id, error = %e, "cannot reschedule; the create fails");
+            let ending = Ending::volume(OP, &key.id, Outcome::Failed);
+            if let Err(e) = m.db.finish(None, &ending).await {
+                tracing::error!(volume_id = %key.id, error = %e, "cannot fail the create");
+            }
+            Ok(true)
         }
     }
 }

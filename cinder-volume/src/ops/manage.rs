@@ -65,7 +65,7 @@ async fn end_manage<D: VolumeDriver>(
     created: Created,
 ) -> Result<bool, ManagerError> {
     let changes = VolumeChanges {
-        host: Some(m.pool_host(&created.provider_location)),
+        host: Some(m.pool_host()),
         provider_location: Some(created.provider_location),
         rbd_parent: Some(created.rbd_parent),
         clone_depth: Some(created.clone_depth as i32),

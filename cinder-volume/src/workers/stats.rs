@@ -28,9 +28,15 @@ pub async fn report_stats<D: VolumeDriver>(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Taken before the database is read: a report younger than a placement
+        // counts that placement (the scheduler writes the host before it casts).
+        let taken = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let stats = match db.provisioned_gib(&host).await {
             Ok(p) => match driver.get_volume_stats(p).await {
-                Ok(caps) => serde_json::to_value(caps).map_err(|e| e.to_string()),
+                Ok(mut caps) => {
+                    caps.timestamp = Some(taken.clone());
+                    serde_json::to_value(caps).map_err(|e| e.to_string())
+                }
                 Err(e) => Err(e.to_string()),
             },
             Err(e) => Err(e.to_string()),
@@ -41,7 +47,11 @@ pub async fn report_stats<D: VolumeDriver>(
             }
             Err(e) => {
                 tracing::warn!(backend = %host, error = %e, "capacity report failed; reporting the backend down");
-                out.send_replace(Some(serde_json::json!({"backend_state": "down"})));
+                out.send_replace(Some(serde_json::json!({
+                    "backend_state": "down",
+                    "volume_backend_name": driver.volume_backend_name(),
+                    "timestamp": taken,
+                })));
             }
         }
     }

@@ -4,6 +4,7 @@
 //! pool, user, lanes, budgets). Both keep Cinder's option names; one flat section holds
 //! them, and a key neither knows is an error.
 
+use cinder_common::capabilities::OverSubscription;
 use rbd_driver::RbdConfig;
 use serde::Deserialize;
 
@@ -29,9 +30,13 @@ pub struct CinderOptions {
     #[serde(default)]
     pub reserved_percentage: u32,
     /// How far provisioned capacity may exceed the total (Cinder's
-    /// `max_over_subscription_ratio`). Default 20.0.
-    #[serde(default = "default_ratio")]
-    pub max_over_subscription_ratio: f64,
+    /// `max_over_subscription_ratio`): a number of at least 1.0, or `"auto"`. Default 20.0.
+    #[serde(default)]
+    pub max_over_subscription_ratio: OverSubscription,
+    /// The name volume types pin with the `volume_backend_name` extra spec; also the
+    /// backend's pool name in `host@backend#pool`. Unset: `RBD`, as Cinder's driver.
+    #[serde(default)]
+    pub volume_backend_name: Option<String>,
 }
 
 /// The keys of [`CinderOptions`]: everything else in the section is the driver's.
@@ -42,6 +47,7 @@ const CINDER_KEYS: &[&str] = &[
     "rbd_flatten_volume_from_snapshot",
     "reserved_percentage",
     "max_over_subscription_ratio",
+    "volume_backend_name",
 ];
 
 fn default_cluster_name() -> String {
@@ -49,9 +55,6 @@ fn default_cluster_name() -> String {
 }
 fn default_max_clone_depth() -> u32 {
     5
-}
-fn default_ratio() -> f64 {
-    20.0
 }
 
 /// An RBD backend's whole section.
@@ -79,12 +82,12 @@ impl RbdBackendConfig {
             serde_json::from_value(cinder.into()).map_err(|e| e.to_string())?;
         let rbd: RbdConfig = serde_json::from_value(all.into()).map_err(|e| e.to_string())?;
         rbd.validate()?;
-        let ratio = cinder.max_over_subscription_ratio;
-        if ratio.is_nan() || ratio < 1.0 {
-            return Err(format!(
-                "max_over_subscription_ratio must be at least 1.0, not {}",
-                cinder.max_over_subscription_ratio
-            ));
+        if let OverSubscription::Ratio(ratio) = cinder.max_over_subscription_ratio {
+            if ratio.is_nan() || ratio < 1.0 {
+                return Err(format!(
+                    "max_over_subscription_ratio must be at least 1.0, not {ratio}"
+                ));
+            }
         }
         if cinder.reserved_percentage > 100 {
             return Err(format!(
@@ -113,7 +116,10 @@ mod tests {
             (c.cinder.rbd_max_clone_depth, c.cinder.reserved_percentage),
             (3, 10)
         );
-        assert_eq!(c.cinder.max_over_subscription_ratio, 20.0);
+        assert_eq!(
+            c.cinder.max_over_subscription_ratio,
+            OverSubscription::Ratio(20.0)
+        );
         assert!(!c.cinder.rbd_flatten_volume_from_snapshot);
     }
 

@@ -12,6 +12,7 @@ mod config;
 
 pub use config::{CinderOptions, RbdBackendConfig};
 
+use cinder_common::capabilities::Capacity;
 use rbd_driver::{ImageSpec, OpCtl, RbdConfig, RbdDriver, RemoveMode, RemoveOutcome};
 
 use crate::{
@@ -226,6 +227,13 @@ impl VolumeDriver for RbdVolumeDriver {
         })
     }
 
+    fn volume_backend_name(&self) -> String {
+        self.policy
+            .volume_backend_name
+            .clone()
+            .unwrap_or_else(|| "RBD".into())
+    }
+
     async fn get_volume_stats(&self, provisioned_gib: i64) -> Result<Capabilities, DriverError> {
         let cfg = self.config();
         let u = self.driver.pool_usage(&cfg.rbd_pool).await?;
@@ -243,15 +251,18 @@ impl VolumeDriver for RbdVolumeDriver {
             u.stored_bytes + free
         };
         Ok(Capabilities {
+            volume_backend_name: self.volume_backend_name(),
             vendor_name: "Open Source".into(),
             driver_version: env!("CARGO_PKG_VERSION").into(),
             storage_protocol: "ceph".into(),
-            total_capacity_gb: gib(total),
-            free_capacity_gb: gib(free),
-            provisioned_capacity_gb: provisioned_gib,
+            total_capacity_gb: Capacity::Gib(gib(total)),
+            free_capacity_gb: Capacity::Gib(gib(free)),
+            provisioned_capacity_gb: provisioned_gib as f64,
+            allocated_capacity_gb: provisioned_gib as f64,
             reserved_percentage: self.policy.reserved_percentage,
             multiattach: true,
             thin_provisioning_support: true,
+            thick_provisioning_support: false,
             max_over_subscription_ratio: self.policy.max_over_subscription_ratio,
             location_info: format!(
                 "{}:{}:{}:{}:{}",
@@ -262,6 +273,8 @@ impl VolumeDriver for RbdVolumeDriver {
                 cfg.rbd_pool
             ),
             backend_state: "up".into(),
+            qos_support: false,
+            timestamp: None,
         })
     }
 

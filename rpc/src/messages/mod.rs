@@ -222,8 +222,10 @@ macro_rules! topic {
     };
 }
 
+pub mod scheduler;
 pub mod volume;
 
+pub use scheduler::*;
 pub use volume::*;
 
 #[cfg(test)]

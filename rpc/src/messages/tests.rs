@@ -15,6 +15,7 @@ fn ctx() -> RequestContext {
 
 const V1_0: RpcVersion = RpcVersion { major: 1, minor: 0 };
 const V1_1: RpcVersion = RpcVersion { major: 1, minor: 1 };
+const V1_2: RpcVersion = RpcVersion { major: 1, minor: 2 };
 const VOL: &str = "11111111-1111-1111-1111-111111111111";
 const SNAP: &str = "22222222-2222-2222-2222-222222222222";
 
@@ -43,6 +44,7 @@ fn volume_samples() -> Vec<(RpcVersion, VolumeRequest)> {
                 snapshot_id: None,
                 source_volid: None,
                 image_location: Some("rbd://fsid/images/img/snap".into()),
+                schedule: None,
             }
             .into(),
         ),
@@ -119,7 +121,69 @@ fn volume_samples() -> Vec<(RpcVersion, VolumeRequest)> {
             }
             .into(),
         ),
-        (V1_1, UnmanageVolume { volume_id: v }.into()),
+        (
+            V1_1,
+            UnmanageVolume {
+                volume_id: v.clone(),
+            }
+            .into(),
+        ),
+        (
+            V1_2,
+            CreateVolume {
+                volume_id: v.clone(),
+                size_gib: 10,
+                snapshot_id: None,
+                source_volid: None,
+                image_location: None,
+                schedule: Some(Box::new(schedule_create(&v))),
+            }
+            .into(),
+        ),
+    ]
+}
+
+/// The scheduler's create request, second attempt.
+fn schedule_create(v: &str) -> ScheduleCreateVolume {
+    ScheduleCreateVolume {
+        volume_id: v.to_string(),
+        size_gib: 10,
+        volume_type: Some(VolumeTypeSpec {
+            id: "33333333-3333-3333-3333-333333333333".into(),
+            name: "fast".into(),
+            extra_specs: [("volume_backend_name".to_string(), "ceph-fast".to_string())]
+                .into_iter()
+                .collect(),
+        }),
+        availability_zone: Some("nova".into()),
+        snapshot_id: None,
+        source_volid: None,
+        image_location: None,
+        scheduler_hints: SchedulerHints {
+            same_host: None,
+            different_host: Some(vec![SNAP.into()]),
+        },
+        retry: Retry {
+            num_attempts: 1,
+            backends: vec!["node1@fast#ceph-fast".into()],
+            exc: Some("the create failed on node1@fast".into()),
+        },
+    }
+}
+
+/// One sample per message of the scheduler topic.
+fn scheduler_samples() -> Vec<(RpcVersion, SchedulerRequest)> {
+    vec![
+        (V1_0, schedule_create(VOL).into()),
+        (
+            V1_0,
+            GetPools {
+                detail: true,
+                name: None,
+                volume_type: None,
+            }
+            .into(),
+        ),
     ]
 }
 
@@ -145,7 +209,12 @@ where
         let method = body.method();
         covered.push(method);
         let msg = envelope(version, body);
-        let path = dir.join(format!("v{version}_{method}.json"));
+        // The volume topic came first and keeps its unprefixed names.
+        let prefix = match T::NAME {
+            "volume" => String::new(),
+            other => format!("{other}_"),
+        };
+        let path = dir.join(format!("{prefix}v{version}_{method}.json"));
         let json = serde_json::to_string_pretty(&msg).unwrap() + "\n";
         assert!(
             json.contains(&format!("\"method\": \"{method}\"")),
@@ -172,12 +241,13 @@ where
 #[test]
 fn every_message_of_every_topic_matches_its_golden_file() {
     check_topic::<VolumeTopic>(volume_samples(), VolumeRequest::METHODS);
+    check_topic::<SchedulerTopic>(scheduler_samples(), SchedulerRequest::METHODS);
 }
 
 #[test]
 fn versions_of_another_major_are_not_accepted() {
     let v = VolumeTopic::VERSION;
-    assert!(v.accepts(V1_0) && v.accepts(V1_1));
+    assert!(v.accepts(V1_0) && v.accepts(V1_1) && v.accepts(V1_2));
     assert!(!v.accepts(RpcVersion { major: 2, minor: 0 }));
     assert!(
         !v.accepts(RpcVersion {

@@ -5,6 +5,8 @@
 //! - 1.0: create_volume, delete_volume, create_snapshot, delete_snapshot, extend_volume,
 //!   initialize_connection, terminate_connection, get_capabilities.
 //! - 1.1: revert_to_snapshot, retype, manage_existing, unmanage_volume.
+//! - 1.2: create_volume carries the scheduler's request (`schedule`), so a create that
+//!   fails on this backend can go back to the scheduler for another.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +19,7 @@ pub struct VolumeTopic;
 impl Topic for VolumeTopic {
     type Request = VolumeRequest;
     const NAME: &'static str = "volume";
-    const VERSION: RpcVersion = RpcVersion { major: 1, minor: 1 };
+    const VERSION: RpcVersion = RpcVersion { major: 1, minor: 2 };
 }
 
 topic! {
@@ -66,6 +68,11 @@ pub struct CreateVolume {
     /// Clone from this image location (`rbd://fsid/pool/image/snap`).
     #[serde(default)]
     pub image_location: Option<String>,
+    /// The scheduler's request, with this attempt in its `retry` (1.2): when the
+    /// create fails here, it goes back to the scheduler for another backend. `None`: a
+    /// failure is final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Box<super::ScheduleCreateVolume>>,
 }
 
 /// `delete_volume`.
