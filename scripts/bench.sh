@@ -5,6 +5,7 @@
 #   scripts/bench.sh                    # every benchmark
 #   scripts/bench.sh rbd_diff           # export-diff/import-diff against the rbd CLI
 #   scripts/bench.sh volume_service     # creates/s through the queue; short under long work
+#   scripts/bench.sh scheduler          # placements/s through the queue; decisions/s in process
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -14,7 +15,7 @@ export CEPH_CONF
 ensure_rabbitmq
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(rbd_diff volume_service)
+[ ${#benches[@]} -gt 0 ] || benches=(rbd_diff volume_service scheduler)
 for b in "${benches[@]}"; do
     cargo bench --locked -p cinder-tests --bench "$b"
 done

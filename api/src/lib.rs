@@ -1,17 +1,64 @@
 //! The OpenStack Block Storage v3 API (HTTP, keystone and noauth). Only crate that knows
-//! HTTP and OpenStack JSON. This is the entry point; the API arrives with its own issue.
+//! HTTP and OpenStack JSON. Today it serves the scheduler's pools view
+//! (`scheduler-stats/get_pools`); the rest of the v3 API arrives with its own issue.
+//!
+//! # Layout
+//! - [`error`]: OpenStack's error format.
+//! - [`microversion`]: the `OpenStack-API-Version` header.
+//! - `scheduler_stats`: `GET .../scheduler-stats/get_pools`.
 #![warn(missing_docs)]
 
+pub mod error;
+pub mod microversion;
+mod scheduler_stats;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
 use cinder_common::service::{CommonSettings, ServiceConfig};
 use cinder_common::shutdown::CancellationToken;
 use serde::Deserialize;
 
-/// This binary's configuration: the shared sections.
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// `address:port` the API listens on. Default `127.0.0.1:8776`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Seconds the API waits for a call to another service (Cinder's
+    /// `rpc_response_timeout`). Default 60.
+    #[serde(default = "default_rpc_timeout")]
+    pub rpc_response_timeout: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8776".into()
+}
+fn default_rpc_timeout() -> u64 {
+    60
+}
+
+impl ApiSettings {
+    fn defaults() -> Self {
+        ApiSettings {
+            listen: default_listen(),
+            rpc_response_timeout: default_rpc_timeout(),
+        }
+    }
+}
+
+/// This binary's configuration.
 #[derive(Debug, Deserialize)]
 pub struct Settings {
     /// `[service]`, `[database]`, `[amqp]`, `[logging]`.
     #[serde(flatten)]
     pub common: CommonSettings,
+    /// `[api]`.
+    #[serde(default = "ApiSettings::defaults")]
+    pub api: ApiSettings,
 }
 
 impl ServiceConfig for Settings {
@@ -20,10 +67,44 @@ impl ServiceConfig for Settings {
     }
 }
 
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) db: cinder_db::Db,
+    pub(crate) rpc: Arc<cinder_rpc::Caster>,
+    pub(crate) scheduler_topic: String,
+    pub(crate) rpc_timeout_secs: u64,
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v3/{project_id}/scheduler-stats/get_pools",
+            get(scheduler_stats::get_pools),
+        )
+        .route(
+            "/v3/scheduler-stats/get_pools",
+            get(scheduler_stats::get_pools),
+        )
+        .with_state(state)
+}
+
 /// Runs until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let _db = cinder_db::Db::connect_checked(settings.common.database.connection.expose()).await?;
-    tracing::info!(host = %settings.common.service.host, "cinder-api started (entry point only: the v3 API arrives with its own issue)");
-    shutdown.cancelled().await;
+    let db = cinder_db::Db::connect_checked(settings.common.database.connection.expose()).await?;
+    let amqp = &settings.common.amqp;
+    let state = AppState {
+        db,
+        rpc: Arc::new(cinder_rpc::Caster::new(amqp.transport_url.expose())),
+        scheduler_topic: amqp.scheduler_topic.clone(),
+        rpc_timeout_secs: settings.api.rpc_response_timeout,
+    };
+    let listener = tokio::net::TcpListener::bind(&settings.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.api.listen))?;
+    tracing::info!(listen = %settings.api.listen, "cinder-api serving (scheduler-stats only: the v3 API arrives with its own issue)");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
     Ok(())
 }

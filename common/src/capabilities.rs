@@ -137,9 +137,11 @@ pub struct Capabilities {
     /// GiB free (two decimals).
     pub free_capacity_gb: Capacity,
     /// GiB of volumes the backend holds, from the database (what thin provisioning has
-    /// promised).
+    /// promised). Whole numbers are written as integers, as Cinder's.
+    #[serde(serialize_with = "whole_as_integer")]
     pub provisioned_capacity_gb: f64,
     /// GiB of volumes placed on the backend by this service (Cinder's manager adds it).
+    #[serde(serialize_with = "whole_as_integer")]
     pub allocated_capacity_gb: f64,
     /// Percent of capacity kept free.
     pub reserved_percentage: u32,
@@ -185,6 +187,14 @@ impl Default for Capabilities {
             qos_support: false,
             timestamp: None,
         }
+    }
+}
+
+fn whole_as_integer<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 9e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
     }
 }
 

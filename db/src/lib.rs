@@ -26,6 +26,7 @@ mod service;
 mod snapshot;
 mod state;
 mod volume;
+mod volume_type;
 mod work;
 
 pub use db::{Db, DEFAULT_SQLITE_URL};
@@ -36,6 +37,7 @@ pub use schedule::{NewMessage, Placement};
 pub use service::{service_is_up, ServiceRegistration};
 pub use state::{Ending, Tracked};
 pub use volume::{NewVolume, VolumeChanges};
+pub use volume_type::VolumeType;
 
 /// The newest migration this code expects (see `cinder-migrations`).
 pub const SCHEMA_VERSION: &str = "m20261121_000001_create_schema";

@@ -289,9 +289,9 @@ impl RpcClient {
     }
 }
 
-/// A casting client for services: connects on first use, and once more on a fresh
-/// connection when a cast fails (the broker restarted), so a long-lived service needs
-/// no reconnect logic of its own.
+/// A client for long-lived services: connects on first use, and casts once more on a
+/// fresh connection when a cast fails (the broker restarted); a call that fails drops
+/// the connection so the next one starts afresh. No reconnect logic of their own.
 pub struct Caster {
     url: String,
     client: tokio::sync::Mutex<Option<Arc<RpcClient>>>,
@@ -341,5 +341,24 @@ impl Caster {
             }
         }
         Err(last.expect("two attempts"))
+    }
+
+    /// Calls `queue` and waits up to `timeout` for the typed reply.
+    pub async fn call<M: Call>(
+        &self,
+        queue: &str,
+        context: &RequestContext,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<M::Reply, RpcError> {
+        let client = self.client().await?;
+        let r = client.call(queue, context.clone(), msg, timeout).await;
+        if matches!(r, Err(RpcError::Amqp(_) | RpcError::Closed)) {
+            let mut c = self.client.lock().await;
+            if c.as_ref().is_some_and(|c| Arc::ptr_eq(c, &client)) {
+                *c = None;
+            }
+        }
+        r
     }
 }

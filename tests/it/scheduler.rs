@@ -24,14 +24,14 @@ use crate::fixtures::{
 
 const GIB: u64 = 1 << 30;
 
-/// A scheduler running in-process on its own host name and queue.
-struct Scheduler {
+/// A service running in-process (a scheduler on its own host name and queue, the API).
+struct InProcess {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-impl Scheduler {
-    async fn start(db_url: &str, topic: &str, extra: &str) -> Scheduler {
+impl InProcess {
+    async fn scheduler(db_url: &str, topic: &str, extra: &str) -> InProcess {
         let toml = format!(
             "[service]\nhost = \"{host}\"\nreport_interval = 1\nservice_down_time = 3\n\
              [database]\nconnection = \"{db_url}\"\n\
@@ -47,14 +47,14 @@ impl Scheduler {
         std::fs::remove_file(&path).unwrap();
         let stop = CancellationToken::new();
         let task = tokio::spawn(cinder_scheduler::run(settings, stop.clone()));
-        Scheduler { stop, task }
+        InProcess { stop, task }
     }
 
     async fn stop(self) {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(20), self.task)
             .await
-            .expect("the scheduler stops")
+            .expect("the service stops")
             .unwrap()
             .unwrap();
     }
@@ -173,6 +173,57 @@ impl Bed {
     }
 }
 
+/// The API, in-process on a free port of loopback; returns its address.
+async fn start_api(db_url: &str, topic: &str) -> (String, InProcess) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let toml = format!(
+        "[database]\nconnection = \"{db_url}\"\n\
+         [amqp]\ntransport_url = \"{amqp}\"\nscheduler_topic = \"{topic}\"\n\
+         [api]\nlisten = \"{addr}\"\nrpc_response_timeout = 10\n",
+        amqp = amqp_url(),
+    );
+    let path = std::env::temp_dir().join(format!("{}.toml", unique("cinder-it-api")));
+    std::fs::write(&path, toml).unwrap();
+    let settings: cinder_api::Settings =
+        cinder_common::config::load_with_env(Some(&path), []).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(cinder_api::run(settings, stop.clone()));
+    wait_for("the API to listen", 30, || async {
+        tokio::net::TcpStream::connect(&addr)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    (addr, InProcess { stop, task })
+}
+
+/// `GET path` with `version` (`OpenStack-API-Version: volume <version>`); status and
+/// JSON body.
+async fn http_get(addr: &str, path: &str, version: Option<&str>) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let version = version
+        .map(|v| format!("OpenStack-API-Version: volume {v}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{version}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let status: u16 = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").unwrap().1;
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 fn pinned(backend_name: &str) -> VolumeTypeSpec {
     VolumeTypeSpec {
         id: uuid::Uuid::new_v4().to_string(),
@@ -234,7 +285,8 @@ async fn types_land_on_their_backends_room_decides_clones_stay_put_and_a_down_ba
     );
     let a = launch_on(c, pa, &pool_a).await;
     let b = launch_on(c, pb, &pool_b).await;
-    let sched = Scheduler::start(&base.url, &bed.topic, "capacity_weight_multiplier = -1.0").await;
+    let sched =
+        InProcess::scheduler(&base.url, &bed.topic, "capacity_weight_multiplier = -1.0").await;
     bed.wait_pools(&[&host_a, &host_b]).await;
 
     // Each type lands on its backend, its image in that backend's pool.
@@ -253,6 +305,59 @@ async fn types_land_on_their_backends_room_decides_clones_stay_put_and_a_down_ba
         let img = ImageSpec::new(pool, format!("volume-{id}"));
         assert!(c.driver.exists(&img).await.unwrap(), "{img} exists");
     }
+
+    // The pools view through the API: names; capabilities with `detail`; filtered by a
+    // volume type (3.35); unknown filters refused (3.31).
+    let (api, api_task) = start_api(&base.url, &bed.topic).await;
+    let names = |body: &serde_json::Value| -> BTreeSet<String> {
+        body["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, body) = http_get(&api, "/v3/p/scheduler-stats/get_pools", None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(names(&body), [host_a.clone(), host_b.clone()].into());
+    assert!(body["pools"][0].get("capabilities").is_none(), "{body}");
+    let fast_type = base
+        .db
+        .create_volume_type(&unique("fast"), &pinned("fast").extra_specs)
+        .await
+        .unwrap();
+    let path = format!(
+        "/v3/scheduler-stats/get_pools?detail=true&volume_type={}",
+        fast_type.name
+    );
+    let (code, body) = http_get(&api, &path, Some("3.67")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(names(&body), [host_a.clone()].into());
+    let caps = &body["pools"][0]["capabilities"];
+    assert_eq!(caps["volume_backend_name"], "fast", "{caps}");
+    assert_eq!(
+        caps["total_capacity_gb"], 10.0,
+        "the pool quota is the total: {caps}"
+    );
+    assert!(
+        caps["timestamp"].is_string() && caps["allocated_capacity_gb"].is_number(),
+        "{caps}"
+    );
+    // Before 3.35 the type filter is dropped; from 3.31 an unknown filter is refused.
+    let (_, body) = http_get(&api, &path, Some("3.34")).await;
+    assert_eq!(names(&body).len(), 2);
+    let (code, body) = http_get(
+        &api,
+        "/v3/p/scheduler-stats/get_pools?foo=bar",
+        Some("3.31"),
+    )
+    .await;
+    assert_eq!(
+        (code, body["badRequest"]["code"].as_u64()),
+        (400, Some(400)),
+        "{body}"
+    );
+    api_task.stop().await;
 
     // Untyped: the preferred backend while it has room, the roomy one once it has not.
     let small = bed.settled(&bed.create(1, None, None).await).await;
@@ -336,7 +441,7 @@ async fn a_burst_between_two_reports_never_exceeds_the_over_subscription_limit()
     pa.stats_interval = 60;
     let host = format!("{}@ceph#fast", pa.host);
     let a = launch_on(c, pa, &pool).await;
-    let sched = Scheduler::start(&base.url, &bed.topic, "").await;
+    let sched = InProcess::scheduler(&base.url, &bed.topic, "").await;
     bed.wait_pools(&[&host]).await;
 
     let mut ids = Vec::new();
@@ -391,7 +496,8 @@ async fn a_create_the_chosen_backend_fails_is_rescheduled_to_another_and_ends_av
     );
     let a = launch_on(c, pa, &pool_a).await;
     let b = launch_on(c, pb, &pool_b).await;
-    let sched = Scheduler::start(&base.url, &bed.topic, "capacity_weight_multiplier = -1.0").await;
+    let sched =
+        InProcess::scheduler(&base.url, &bed.topic, "capacity_weight_multiplier = -1.0").await;
     bed.wait_pools(&[&host_a, &host_b]).await;
     let first = bed.settled(&bed.create(1, None, None).await).await;
     assert_eq!(backend_of(&first), host_a, "A is the scheduler's choice");
@@ -459,8 +565,8 @@ async fn two_schedulers_share_the_queue_and_place_each_volume_exactly_once() {
                 .unwrap(),
         );
     }
-    let s1 = Scheduler::start(&base.url, &bed.topic, "").await;
-    let s2 = Scheduler::start(&base.url, &bed.topic, "").await;
+    let s1 = InProcess::scheduler(&base.url, &bed.topic, "").await;
+    let s2 = InProcess::scheduler(&base.url, &bed.topic, "").await;
     let names: Vec<String> = hosts.iter().map(|h| format!("{h}#ceph")).collect();
     bed.wait_pools(&[&names[0], &names[1]]).await;
 

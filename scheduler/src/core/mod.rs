@@ -138,7 +138,7 @@ impl PoolState {
         let figures = [
             (
                 "allocated_capacity_gb",
-                serde_json::json!(self.caps.allocated_capacity_gb),
+                gib_json(self.caps.allocated_capacity_gb),
             ),
             (
                 "free_capacity_gb",
@@ -151,9 +151,18 @@ impl PoolState {
         if self.raw.contains_key("provisioned_capacity_gb") {
             self.raw.insert(
                 "provisioned_capacity_gb".into(),
-                serde_json::json!(self.caps.provisioned_capacity_gb),
+                gib_json(self.caps.provisioned_capacity_gb),
             );
         }
+    }
+}
+
+/// GiB as the backends write them: whole numbers as integers.
+fn gib_json(v: f64) -> serde_json::Value {
+    if v.fract() == 0.0 && v.abs() < 9e15 {
+        serde_json::json!(v as i64)
+    } else {
+        serde_json::json!(v)
     }
 }
 

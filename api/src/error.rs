@@ -1,0 +1,83 @@
+//! Errors in OpenStack's format: `{"<kind>": {"code": N, "message": "..."}}`, the kind
+//! named as Cinder's fault wrapper names it.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// For the caller.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    /// 406 (a microversion out of range).
+    pub fn not_acceptable(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_ACCEPTABLE,
+            message: message.into(),
+        }
+    }
+
+    /// 503: a service behind the API does not answer.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
+    /// 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+
+    /// Cinder's name for the fault.
+    pub fn kind(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 => "badRequest",
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "itemNotFound",
+            405 => "badMethod",
+            409 => "conflictingRequest",
+            413 => "overLimit",
+            415 => "badMediaType",
+            501 => "notImplemented",
+            503 => "serviceUnavailable",
+            _ => "computeFault",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            self.kind(): { "code": self.status.as_u16(), "message": self.message }
+        });
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,309 @@
+//! Benchmark of the scheduler (no timing assertions; the figures are printed with the
+//! targets the scheduler issue names):
+//!
+//! 1. placements per second through the real queue: 1,000 volume service rows in the
+//!    database (SQLite, as the quickstart), 5,000 creates cast to the scheduler's queue
+//!    while no scheduler consumes it, then one scheduler started; the rate is taken
+//!    from the placements' own `scheduled_at` (first to last), so neither start-up nor
+//!    the casting client counts. Every create is checked placed. Target: at least
+//!    1,000 placements/s (never the bottleneck of the API's create rate).
+//! 2. decisions per second in process: the filter and weigher core over the same 1,000
+//!    pools, each decision deducted from the view as the service does. Target: at
+//!    least 5,000 decisions/s.
+//!
+//! The backends' queues exist (declared by the bench) but nobody consumes them; they
+//! are deleted at the end. Run with `scripts/bench.sh scheduler`.
+
+use std::time::{Duration, Instant};
+
+use cinder_common::shutdown::CancellationToken;
+use cinder_db::{Db, NewVolume, ServiceRegistration};
+use cinder_migrations::{Migrator, MigratorTrait};
+use cinder_rpc::messages::{GetPools, ScheduleCreateVolume, SchedulerTopic, VolumeTypeSpec};
+use cinder_rpc::{RequestContext, RpcClient};
+use cinder_scheduler::core::{Request, Weighers};
+use cinder_scheduler::view::View;
+use cinder_tests::{amqp_url, unique};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
+
+const BACKENDS: usize = 1000;
+const CREATES: usize = 5000;
+const DECISIONS: usize = 50_000;
+
+fn ctx() -> RequestContext {
+    RequestContext {
+        project_id: Some("bench".into()),
+        user_id: Some("bench".into()),
+        is_admin: false,
+    }
+}
+
+fn caps(i: usize) -> serde_json::Value {
+    // Backends differ a little, so weighing has work to do.
+    serde_json::json!({
+        "volume_backend_name": "ceph", "vendor_name": "Open Source",
+        "storage_protocol": "ceph", "total_capacity_gb": 1000.0 + i as f64,
+        "free_capacity_gb": 900.0 + i as f64, "provisioned_capacity_gb": (i % 97) as f64,
+        "allocated_capacity_gb": (i % 97) as f64, "reserved_percentage": 0,
+        "thin_provisioning_support": true, "max_over_subscription_ratio": "20.0",
+        "multiattach": true, "backend_state": "up",
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+    })
+}
+
+fn scheduler_toml(db_url: &str, topic: &str) -> String {
+    format!(
+        "[service]\nhost = \"{host}\"\n[database]\nconnection = \"{db_url}\"\n\
+         [amqp]\ntransport_url = \"{amqp}\"\nscheduler_topic = \"{topic}\"\n\
+         [logging]\nlevel = \"warn\"\n",
+        host = unique("bench-sched"),
+        amqp = amqp_url(),
+    )
+}
+
+async fn start_scheduler(
+    db_url: &str,
+    topic: &str,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let path = std::env::temp_dir().join(format!("{}.toml", unique("bench-sched")));
+    std::fs::write(&path, scheduler_toml(db_url, topic)).unwrap();
+    let settings: cinder_scheduler::Settings =
+        cinder_common::config::load_with_env(Some(&path), []).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(cinder_scheduler::run(settings, stop.clone()));
+    (stop, task)
+}
+
+async fn serving(client: &RpcClient, topic: &str) {
+    for _ in 0..300 {
+        if client
+            .call(topic, ctx(), GetPools::default(), Duration::from_secs(2))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the scheduler never served {topic}");
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let amqp = amqp_url();
+        let dbfile = std::env::temp_dir().join(format!("{}.sqlite", unique("bench-sched")));
+        let url = format!("sqlite://{}?mode=rwc", dbfile.display());
+        let db = Db::connect(&url).await.unwrap();
+        Migrator::up(db.connection(), None).await.unwrap();
+
+        // 1,000 volume services that are up, each with its queue.
+        let conn = lapin::Connection::connect(&amqp, Default::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.exchange_declare(
+            cinder_rpc::topology::EXCHANGE.into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let run = unique("b");
+        let mut queues = Vec::new();
+        let mut rows = Vec::new();
+        for i in 0..BACKENDS {
+            let host = format!("{run}-{i:04}@ceph");
+            let row = db
+                .register_service(&ServiceRegistration {
+                    host: host.clone(),
+                    binary: "cinder-volume".into(),
+                    topic: "cinder-volume".into(),
+                    availability_zone: "nova".into(),
+                    cluster_name: None,
+                })
+                .await
+                .unwrap();
+            db.heartbeat(row.id, Some(&caps(i))).await.unwrap();
+            let q = cinder_rpc::topology::backend_queue(&host);
+            ch.queue_declare(
+                q.as_str().into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+            ch.queue_bind(
+                q.as_str().into(),
+                cinder_rpc::topology::EXCHANGE.into(),
+                q.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+            queues.push(q);
+        }
+        rows.extend(db.volume_services().await.unwrap());
+
+        // The queue is made by a first scheduler, which stops; the creates wait in it.
+        let topic = unique("bench-sched");
+        let client = RpcClient::connect(&amqp).await.unwrap();
+        let (stop, task) = start_scheduler(&url, &topic).await;
+        serving(&client, &topic).await;
+        stop.cancel();
+        task.await.unwrap().unwrap();
+        let pinned = VolumeTypeSpec {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: "ceph".into(),
+            extra_specs: [("volume_backend_name".to_string(), "ceph".to_string())]
+                .into_iter()
+                .collect(),
+        };
+        let mut ids = Vec::with_capacity(CREATES);
+        for i in 0..CREATES {
+            let id = uuid::Uuid::new_v4().to_string();
+            db.create_volume(&NewVolume {
+                id: id.clone(),
+                project_id: "bench".into(),
+                user_id: "bench".into(),
+                name: None,
+                description: None,
+                size_gib: 1,
+                availability_zone: None,
+                volume_type_id: None,
+            })
+            .await
+            .unwrap();
+            let msg = ScheduleCreateVolume {
+                volume_id: id.clone(),
+                size_gib: 1,
+                volume_type: (i % 2 == 0).then(|| pinned.clone()),
+                availability_zone: Some("nova".into()),
+                snapshot_id: None,
+                source_volid: None,
+                image_location: None,
+                scheduler_hints: Default::default(),
+                retry: Default::default(),
+            };
+            client
+                .cast_request::<SchedulerTopic>(&topic, ctx(), msg.into())
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        // Every backend's report is fresh when the scheduler starts.
+        for (i, row) in rows.iter().enumerate() {
+            db.heartbeat(row.id, Some(&caps(i))).await.unwrap();
+        }
+        let (stop, task) = start_scheduler(&url, &topic).await;
+        let t0 = Instant::now();
+        use cinder_db::entity::volumes;
+        loop {
+            let unplaced = volumes::Entity::find()
+                .filter(volumes::Column::Host.is_null())
+                .filter(volumes::Column::Deleted.eq(false))
+                .count(db.connection())
+                .await
+                .unwrap();
+            if unplaced == 0 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(600),
+                "{unplaced} creates still unplaced after 600 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let times: Vec<chrono::NaiveDateTime> = volumes::Entity::find()
+            .select_only()
+            .column(volumes::Column::ScheduledAt)
+            .filter(volumes::Column::Deleted.eq(false))
+            .into_tuple::<Option<chrono::NaiveDateTime>>()
+            .all(db.connection())
+            .await
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(times.len(), CREATES, "every create placed once");
+        let (first, last) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+        let span = (*last - *first).to_std().unwrap().as_secs_f64();
+        let hosts: std::collections::BTreeSet<String> = volumes::Entity::find()
+            .select_only()
+            .column(volumes::Column::Host)
+            .into_tuple::<Option<String>>()
+            .all(db.connection())
+            .await
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect();
+        stop.cancel();
+        task.await.unwrap().unwrap();
+        let placements = CREATES as f64 / span;
+        println!(
+            "queue path: {CREATES} creates placed in {span:.2} s over {BACKENDS} backend rows \
+             ({} backends used): {placements:.0} placements/s (target >= 1000: {:.2}x)",
+            hosts.len(),
+            placements / 1000.0
+        );
+
+        // In process: the core over the same rows.
+        let mut view = View::default();
+        view.refresh(
+            &db.volume_services().await.unwrap(),
+            chrono::Utc::now().naive_utc(),
+            Duration::from_secs(600),
+        );
+        assert_eq!(view.pools().len(), BACKENDS);
+        let typed = Request {
+            size_gib: 1,
+            availability_zone: Some("nova".into()),
+            extra_specs: pinned.extra_specs.clone(),
+            ..Default::default()
+        };
+        let untyped = Request {
+            size_gib: 1,
+            ..Default::default()
+        };
+        let weighers = Weighers {
+            capacity: Some(1.0),
+            allocated_capacity: Some(-1.0),
+        };
+        let t = Instant::now();
+        for i in 0..DECISIONS {
+            let req = if i % 2 == 0 { &typed } else { &untyped };
+            let chosen = view.choose(req, &weighers).unwrap();
+            view.written(&chosen.pool);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let decisions = DECISIONS as f64 / secs;
+
+        for q in &queues {
+            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+        }
+        let _ = ch
+            .queue_delete(topic.as_str().into(), Default::default())
+            .await;
+        let _ = std::fs::remove_file(&dbfile);
+        println!(
+            "in process: {DECISIONS} decisions in {secs:.2} s (target >= 5000/s: {:.2}x)",
+            decisions / 5000.0
+        );
+        println!("scheduler: {decisions:.0} decisions/s over {BACKENDS} backends");
+    });
+}
