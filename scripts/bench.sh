@@ -14,6 +14,9 @@ CEPH_CONF=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR:-/tmp/cinder-rs-ceph}" "${CEP
 export CEPH_CONF
 ensure_rabbitmq
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+# The scheduler bench also measures on PostgreSQL.
+ensure_postgres
+export CINDER_TEST_POSTGRES_URL=${CINDER_TEST_POSTGRES_URL:-postgres://cinder_test:cinder_test@127.0.0.1:5432/postgres}
 benches=("$@")
 [ ${#benches[@]} -gt 0 ] || benches=(rbd_diff volume_service scheduler)
 for b in "${benches[@]}"; do

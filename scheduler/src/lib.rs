@@ -97,9 +97,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 async fn refresh(db: &Db, view: &Mutex<View>, down_time: Duration) -> Result<(), cinder_db::Error> {
     let rows = db.volume_services().await?;
     let now = chrono::Utc::now().naive_utc();
+    // Parsed outside the lock: placements go on meanwhile.
+    let reports = View::read(&rows, now, down_time);
     view.lock()
         .unwrap_or_else(|p| p.into_inner())
-        .refresh(&rows, now, down_time);
+        .merge(reports);
     Ok(())
 }
 

@@ -102,19 +102,8 @@ impl SchedulerManager {
     ) -> Result<(), RpcError> {
         let span = tracing::info_span!("create_volume", volume_id = %c.volume_id, attempt = c.retry.num_attempts + 1);
         async {
-            let vol = match self.db.volume(&c.volume_id).await {
-                Ok(v) => v,
-                Err(cinder_db::Error::NotFound { .. }) => {
-                    tracing::info!("the volume is gone; nothing to place");
-                    return req.ack().await;
-                }
-                Err(e) => return self.later(req, &e.to_string()).await,
-            };
-            if vol.status != VolumeStatus::Creating || vol.host.is_some() {
-                // Placed already (a redelivery, or another scheduler), or moved on.
-                tracing::info!(status = %vol.status.as_str(), host = ?vol.host, "already placed or no longer creating");
-                return req.ack().await;
-            }
+            // No read of the row first: the placement is conditional (still `creating`,
+            // placed nowhere), so a duplicate or a volume that moved on is found there.
             // A create that failed on a backend: what it took there comes back.
             if let Some(last) = c.retry.backends.last() {
                 tracing::warn!(failed_on = %last, reason = ?c.retry.exc, "rescheduling a create that failed");
@@ -132,7 +121,8 @@ impl SchedulerManager {
                     ),
                 })
             } else {
-                match self.request_of(&c, &vol.project_id).await {
+                let project = req.envelope.context.project_id.as_deref();
+                match self.request_of(&c, project).await {
                     Ok(Ok(r)) => self.view().choose(&r, &self.weighers),
                     Ok(Err(no)) => Err(no),
                     Err(e) => return self.later(req, &e.to_string()).await,
@@ -140,7 +130,7 @@ impl SchedulerManager {
             };
             let chosen = match placed {
                 Ok(chosen) => chosen,
-                Err(no) => return self.no_valid_backend(req, &c, &vol.project_id, &no).await,
+                Err(no) => return self.no_valid_backend(req, &c, &no).await,
             };
             self.place(req, c, chosen).await
         }
@@ -220,7 +210,7 @@ impl SchedulerManager {
     async fn request_of(
         &self,
         c: &ScheduleCreateVolume,
-        project: &str,
+        project: Option<&str>,
     ) -> Result<Result<Request, NoValidBackend>, cinder_db::Error> {
         let hints = &c.scheduler_hints;
         let resolve = |ids: &Option<Vec<String>>| {
@@ -228,11 +218,7 @@ impl SchedulerManager {
             async move {
                 match ids {
                     None => Ok(None),
-                    Some(ids) => self
-                        .db
-                        .hosts_of_volumes(&ids, Some(project))
-                        .await
-                        .map(Some),
+                    Some(ids) => self.db.hosts_of_volumes(&ids, project).await.map(Some),
                 }
             }
         };
@@ -287,23 +273,23 @@ impl SchedulerManager {
         &self,
         req: &Incoming<SchedulerTopic>,
         c: &ScheduleCreateVolume,
-        project: &str,
         no: &NoValidBackend,
     ) -> Result<(), RpcError> {
-        tracing::warn!(reason = %no, filter = ?no.filter.map(Filter::name), "no valid backend: the volume goes to error");
-        let ending = Ending::volume(&volume::CREATE, &c.volume_id, Outcome::Failed);
-        match self.db.finish(None, &ending).await {
-            Ok(()) => {}
-            Err(cinder_db::Error::Conflict { .. } | cinder_db::Error::NotFound { .. }) => {
-                tracing::info!("the volume moved on meanwhile");
+        let project = match self.db.volume(&c.volume_id).await {
+            Ok(v) if v.status == VolumeStatus::Creating && v.host.is_none() => v.project_id,
+            Ok(_) | Err(cinder_db::Error::NotFound { .. }) => {
+                tracing::info!("placed elsewhere meanwhile, or no longer creating");
                 return req.ack().await;
             }
             Err(e) => return self.later(req, &e.to_string()).await,
-        }
+        };
+        tracing::warn!(reason = %no, filter = ?no.filter.map(Filter::name), "no valid backend: the volume goes to error");
+        // The message first, then the status (as Cinder): whoever sees `error` finds
+        // the reason.
         let detail = detail_of(no);
         let action = messages::SCHEDULE_ALLOCATE_VOLUME;
         let m = NewMessage {
-            project_id: project.to_string(),
+            project_id: project,
             request_id: req.envelope.request_id.clone(),
             resource_type: "VOLUME".into(),
             resource_uuid: Some(c.volume_id.clone()),
@@ -315,6 +301,15 @@ impl SchedulerManager {
         };
         if let Err(e) = self.db.create_message(&m).await {
             tracing::error!(error = %e, "cannot record the user message");
+        }
+        let ending = Ending::volume(&volume::CREATE, &c.volume_id, Outcome::Failed);
+        match self.db.finish(None, &ending).await {
+            Ok(()) => {}
+            Err(cinder_db::Error::Conflict { .. } | cinder_db::Error::NotFound { .. }) => {
+                tracing::info!("the volume moved on meanwhile");
+                return req.ack().await;
+            }
+            Err(e) => return self.later(req, &e.to_string()).await,
         }
         req.ack().await
     }

@@ -39,6 +39,9 @@ struct Meta {
     pending: u32,
 }
 
+/// Parsed reports, waiting to be merged into the view.
+pub struct Reports(Vec<(PoolState, Option<DateTime<Utc>>)>);
+
 /// The pools this scheduler can place on.
 #[derive(Default)]
 pub struct View {
@@ -59,9 +62,14 @@ impl View {
     /// down (no heartbeat within `down_time`) or without a report are left out; one
     /// service stands for each cluster. Deductions younger than a pool's report stay.
     pub fn refresh(&mut self, rows: &[services::Model], now: NaiveDateTime, down_time: Duration) {
-        let mut pools = Vec::with_capacity(rows.len());
-        let mut meta = Vec::with_capacity(rows.len());
-        let mut index = HashMap::with_capacity(rows.len());
+        let reports = View::read(rows, now, down_time);
+        self.merge(reports);
+    }
+
+    /// The pools the rows report (the parsing half of [`View::refresh`], done outside
+    /// the view's lock).
+    pub fn read(rows: &[services::Model], now: NaiveDateTime, down_time: Duration) -> Reports {
+        let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             if row.disabled || !cinder_db::service_is_up(row, down_time, now) {
                 continue;
@@ -84,6 +92,18 @@ impl View {
                 row.cluster_name.as_deref(),
                 raw,
             );
+            out.push((fresh, reported));
+        }
+        Reports(out)
+    }
+
+    /// Takes in fresh reports: deductions younger than a pool's report stay.
+    pub fn merge(&mut self, reports: Reports) {
+        let n = reports.0.len();
+        let mut pools = Vec::with_capacity(n);
+        let mut meta = Vec::with_capacity(n);
+        let mut index = HashMap::with_capacity(n);
+        for (fresh, reported) in reports.0 {
             if index.contains_key(&fresh.name) {
                 // Another member of the same cluster already stands for it.
                 continue;

@@ -2,7 +2,8 @@
 //! targets the scheduler issue names):
 //!
 //! 1. placements per second through the real queue: 1,000 volume service rows in the
-//!    database (SQLite, as the quickstart), 5,000 creates cast to the scheduler's queue
+//!    database (SQLite, as the quickstart; and PostgreSQL, as production, when
+//!    `CINDER_TEST_POSTGRES_URL` names its admin URL), 5,000 creates cast to the scheduler's queue
 //!    while no scheduler consumes it, then one scheduler started; the rate is taken
 //!    from the placements' own `scheduled_at` (first to last), so neither start-up nor
 //!    the casting client counts. Every create is checked placed. Target: at least
@@ -53,6 +54,16 @@ fn caps(i: usize) -> serde_json::Value {
     })
 }
 
+fn pinned_type() -> VolumeTypeSpec {
+    VolumeTypeSpec {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: "ceph".into(),
+        extra_specs: [("volume_backend_name".to_string(), "ceph".to_string())]
+            .into_iter()
+            .collect(),
+    }
+}
+
 fn scheduler_toml(db_url: &str, topic: &str) -> String {
     format!(
         "[service]\nhost = \"{host}\"\n[database]\nconnection = \"{db_url}\"\n\
@@ -94,216 +105,279 @@ async fn serving(client: &RpcClient, topic: &str) {
     panic!("the scheduler never served {topic}");
 }
 
+/// A fresh database for the bench: a SQLite file, or `bench_<id>` on the PostgreSQL
+/// of `admin` (dropped by the caller through the returned name).
+async fn fresh_database(admin: Option<&str>) -> (String, Option<String>) {
+    match admin {
+        None => {
+            let f = std::env::temp_dir().join(format!("{}.sqlite", unique("bench-sched")));
+            (format!("sqlite://{}?mode=rwc", f.display()), None)
+        }
+        Some(admin) => {
+            use sea_orm::ConnectionTrait;
+            let name = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+            let conn = sea_orm::Database::connect(admin).await.unwrap();
+            conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            let base = admin.rsplit_once('/').unwrap().0;
+            (format!("{base}/{name}"), Some(name))
+        }
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let amqp = amqp_url();
-        let dbfile = std::env::temp_dir().join(format!("{}.sqlite", unique("bench-sched")));
-        let url = format!("sqlite://{}?mode=rwc", dbfile.display());
-        let db = Db::connect(&url).await.unwrap();
-        Migrator::up(db.connection(), None).await.unwrap();
+        let (url, _) = fresh_database(None).await;
+        let sqlite = queue_path(&url, "SQLite").await;
+        let pg_admin = std::env::var("CINDER_TEST_POSTGRES_URL").ok();
+        let pg = match &pg_admin {
+            Some(admin) => {
+                let (url, name) = fresh_database(Some(admin)).await;
+                let line = queue_path(&url, "PostgreSQL").await;
+                use sea_orm::ConnectionTrait;
+                let conn = sea_orm::Database::connect(admin.as_str()).await.unwrap();
+                let _ = conn
+                    .execute_unprepared(&format!("DROP DATABASE {} WITH (FORCE)", name.unwrap()))
+                    .await;
+                line
+            }
+            None => "queue path on PostgreSQL: not run (CINDER_TEST_POSTGRES_URL unset)".into(),
+        };
+        let (line, rate) = in_process().await;
+        println!("{sqlite}");
+        println!("{pg}");
+        println!("{line}");
+        println!("scheduler: {rate:.0} decisions/s over {BACKENDS} backends");
+    });
+}
 
-        // 1,000 volume services that are up, each with its queue.
-        let conn = lapin::Connection::connect(&amqp, Default::default())
+/// The queue path on the database at `url`; returns its figure line.
+async fn queue_path(url: &str, label: &str) -> String {
+    let amqp = amqp_url();
+    let db = Db::connect(url).await.unwrap();
+    Migrator::up(db.connection(), None).await.unwrap();
+
+    // 1,000 volume services that are up, each with its queue.
+    let conn = lapin::Connection::connect(&amqp, Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.exchange_declare(
+        cinder_rpc::topology::EXCHANGE.into(),
+        lapin::ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let run = unique("b");
+    let mut queues = Vec::new();
+    let mut rows = Vec::new();
+    for i in 0..BACKENDS {
+        let host = format!("{run}-{i:04}@ceph");
+        let row = db
+            .register_service(&ServiceRegistration {
+                host: host.clone(),
+                binary: "cinder-volume".into(),
+                topic: "cinder-volume".into(),
+                availability_zone: "nova".into(),
+                cluster_name: None,
+            })
             .await
             .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        ch.exchange_declare(
-            cinder_rpc::topology::EXCHANGE.into(),
-            lapin::ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
+        db.heartbeat(row.id, Some(&caps(i))).await.unwrap();
+        let q = cinder_rpc::topology::backend_queue(&host);
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions::default(),
             FieldTable::default(),
         )
         .await
         .unwrap();
-        let run = unique("b");
-        let mut queues = Vec::new();
-        let mut rows = Vec::new();
-        for i in 0..BACKENDS {
-            let host = format!("{run}-{i:04}@ceph");
-            let row = db
-                .register_service(&ServiceRegistration {
-                    host: host.clone(),
-                    binary: "cinder-volume".into(),
-                    topic: "cinder-volume".into(),
-                    availability_zone: "nova".into(),
-                    cluster_name: None,
-                })
-                .await
-                .unwrap();
-            db.heartbeat(row.id, Some(&caps(i))).await.unwrap();
-            let q = cinder_rpc::topology::backend_queue(&host);
-            ch.queue_declare(
-                q.as_str().into(),
-                QueueDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-            ch.queue_bind(
-                q.as_str().into(),
-                cinder_rpc::topology::EXCHANGE.into(),
-                q.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-            queues.push(q);
-        }
-        rows.extend(db.volume_services().await.unwrap());
+        ch.queue_bind(
+            q.as_str().into(),
+            cinder_rpc::topology::EXCHANGE.into(),
+            q.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        queues.push(q);
+    }
+    rows.extend(db.volume_services().await.unwrap());
 
-        // The queue is made by a first scheduler, which stops; the creates wait in it.
-        let topic = unique("bench-sched");
-        let client = RpcClient::connect(&amqp).await.unwrap();
-        let (stop, task) = start_scheduler(&url, &topic).await;
-        serving(&client, &topic).await;
-        stop.cancel();
-        task.await.unwrap().unwrap();
-        let pinned = VolumeTypeSpec {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: "ceph".into(),
-            extra_specs: [("volume_backend_name".to_string(), "ceph".to_string())]
-                .into_iter()
-                .collect(),
+    // The queue is made by a first scheduler, which stops; the creates wait in it.
+    let topic = unique("bench-sched");
+    let client = RpcClient::connect(&amqp).await.unwrap();
+    let (stop, task) = start_scheduler(url, &topic).await;
+    serving(&client, &topic).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let pinned = pinned_type();
+    let mut ids = Vec::with_capacity(CREATES);
+    for i in 0..CREATES {
+        let id = uuid::Uuid::new_v4().to_string();
+        db.create_volume(&NewVolume {
+            id: id.clone(),
+            project_id: "bench".into(),
+            user_id: "bench".into(),
+            name: None,
+            description: None,
+            size_gib: 1,
+            availability_zone: None,
+            volume_type_id: None,
+        })
+        .await
+        .unwrap();
+        let msg = ScheduleCreateVolume {
+            volume_id: id.clone(),
+            size_gib: 1,
+            volume_type: (i % 2 == 0).then(|| pinned.clone()),
+            availability_zone: Some("nova".into()),
+            snapshot_id: None,
+            source_volid: None,
+            image_location: None,
+            scheduler_hints: Default::default(),
+            retry: Default::default(),
         };
-        let mut ids = Vec::with_capacity(CREATES);
-        for i in 0..CREATES {
-            let id = uuid::Uuid::new_v4().to_string();
-            db.create_volume(&NewVolume {
-                id: id.clone(),
-                project_id: "bench".into(),
-                user_id: "bench".into(),
-                name: None,
-                description: None,
-                size_gib: 1,
-                availability_zone: None,
-                volume_type_id: None,
-            })
+        client
+            .cast_request::<SchedulerTopic>(&topic, ctx(), msg.into())
             .await
             .unwrap();
-            let msg = ScheduleCreateVolume {
-                volume_id: id.clone(),
-                size_gib: 1,
-                volume_type: (i % 2 == 0).then(|| pinned.clone()),
-                availability_zone: Some("nova".into()),
-                snapshot_id: None,
-                source_volid: None,
-                image_location: None,
-                scheduler_hints: Default::default(),
-                retry: Default::default(),
-            };
-            client
-                .cast_request::<SchedulerTopic>(&topic, ctx(), msg.into())
-                .await
-                .unwrap();
-            ids.push(id);
-        }
-        // Every backend's report is fresh when the scheduler starts.
-        for (i, row) in rows.iter().enumerate() {
-            db.heartbeat(row.id, Some(&caps(i))).await.unwrap();
-        }
-        let (stop, task) = start_scheduler(&url, &topic).await;
-        let t0 = Instant::now();
-        use cinder_db::entity::volumes;
-        loop {
-            let unplaced = volumes::Entity::find()
-                .filter(volumes::Column::Host.is_null())
-                .filter(volumes::Column::Deleted.eq(false))
-                .count(db.connection())
-                .await
-                .unwrap();
-            if unplaced == 0 {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(600),
-                "{unplaced} creates still unplaced after 600 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let times: Vec<chrono::NaiveDateTime> = volumes::Entity::find()
-            .select_only()
-            .column(volumes::Column::ScheduledAt)
+        ids.push(id);
+    }
+    // Every backend's report is fresh when the scheduler starts.
+    for (i, row) in rows.iter().enumerate() {
+        db.heartbeat(row.id, Some(&caps(i))).await.unwrap();
+    }
+    let (stop, task) = start_scheduler(url, &topic).await;
+    let t0 = Instant::now();
+    use cinder_db::entity::volumes;
+    loop {
+        let unplaced = volumes::Entity::find()
+            .filter(volumes::Column::Host.is_null())
             .filter(volumes::Column::Deleted.eq(false))
-            .into_tuple::<Option<chrono::NaiveDateTime>>()
-            .all(db.connection())
+            .count(db.connection())
             .await
-            .unwrap()
-            .into_iter()
-            .flatten()
-            .collect();
-        assert_eq!(times.len(), CREATES, "every create placed once");
-        let (first, last) = (times.iter().min().unwrap(), times.iter().max().unwrap());
-        let span = (*last - *first).to_std().unwrap().as_secs_f64();
-        let hosts: std::collections::BTreeSet<String> = volumes::Entity::find()
-            .select_only()
-            .column(volumes::Column::Host)
-            .into_tuple::<Option<String>>()
-            .all(db.connection())
-            .await
-            .unwrap()
-            .into_iter()
-            .flatten()
-            .collect();
-        stop.cancel();
-        task.await.unwrap().unwrap();
-        let placements = CREATES as f64 / span;
-        println!(
-            "queue path: {CREATES} creates placed in {span:.2} s over {BACKENDS} backend rows \
+            .unwrap();
+        if unplaced == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "{unplaced} creates still unplaced after 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let times: Vec<chrono::NaiveDateTime> = volumes::Entity::find()
+        .select_only()
+        .column(volumes::Column::ScheduledAt)
+        .filter(volumes::Column::Deleted.eq(false))
+        .into_tuple::<Option<chrono::NaiveDateTime>>()
+        .all(db.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(times.len(), CREATES, "every create placed once");
+    let (first, last) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+    let span = (*last - *first).to_std().unwrap().as_secs_f64();
+    let hosts: std::collections::BTreeSet<String> = volumes::Entity::find()
+        .select_only()
+        .column(volumes::Column::Host)
+        .into_tuple::<Option<String>>()
+        .all(db.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let placements = CREATES as f64 / span;
+    for q in &queues {
+        let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+    }
+    let _ = ch
+        .queue_delete(topic.as_str().into(), Default::default())
+        .await;
+    if let Some(f) = url.strip_prefix("sqlite://") {
+        let _ = std::fs::remove_file(f.split('?').next().unwrap());
+    }
+    format!(
+            "queue path on {label}: {CREATES} creates placed in {span:.2} s over {BACKENDS} backend rows \
              ({} backends used): {placements:.0} placements/s (target >= 1000: {:.2}x)",
             hosts.len(),
             placements / 1000.0
-        );
+        )
+}
 
-        // In process: the core over the same rows.
-        let mut view = View::default();
-        view.refresh(
-            &db.volume_services().await.unwrap(),
-            chrono::Utc::now().naive_utc(),
-            Duration::from_secs(600),
-        );
-        assert_eq!(view.pools().len(), BACKENDS);
-        let typed = Request {
-            size_gib: 1,
-            availability_zone: Some("nova".into()),
-            extra_specs: pinned.extra_specs.clone(),
-            ..Default::default()
-        };
-        let untyped = Request {
-            size_gib: 1,
-            ..Default::default()
-        };
-        let weighers = Weighers {
-            capacity: Some(1.0),
-            allocated_capacity: Some(-1.0),
-        };
-        let t = Instant::now();
-        for i in 0..DECISIONS {
-            let req = if i % 2 == 0 { &typed } else { &untyped };
-            let chosen = view.choose(req, &weighers).unwrap();
-            view.written(&chosen.pool);
-        }
-        let secs = t.elapsed().as_secs_f64();
-        let decisions = DECISIONS as f64 / secs;
+/// The core over 1,000 pools as the rows report them; returns its figure line.
+async fn in_process() -> (String, f64) {
+    let (url, _) = fresh_database(None).await;
+    let db = Db::connect(&url).await.unwrap();
+    Migrator::up(db.connection(), None).await.unwrap();
+    for i in 0..BACKENDS {
+        let row = db
+            .register_service(&ServiceRegistration {
+                host: format!("bench-{i:04}@ceph"),
+                binary: "cinder-volume".into(),
+                topic: "cinder-volume".into(),
+                availability_zone: "nova".into(),
+                cluster_name: None,
+            })
+            .await
+            .unwrap();
+        db.heartbeat(row.id, Some(&caps(i))).await.unwrap();
+    }
+    let pinned = pinned_type();
+    // In process: the core over the same rows.
+    let mut view = View::default();
+    view.refresh(
+        &db.volume_services().await.unwrap(),
+        chrono::Utc::now().naive_utc(),
+        Duration::from_secs(600),
+    );
+    assert_eq!(view.pools().len(), BACKENDS);
+    let typed = Request {
+        size_gib: 1,
+        availability_zone: Some("nova".into()),
+        extra_specs: pinned.extra_specs.clone(),
+        ..Default::default()
+    };
+    let untyped = Request {
+        size_gib: 1,
+        ..Default::default()
+    };
+    let weighers = Weighers {
+        capacity: Some(1.0),
+        allocated_capacity: Some(-1.0),
+    };
+    let t = Instant::now();
+    for i in 0..DECISIONS {
+        let req = if i % 2 == 0 { &typed } else { &untyped };
+        let chosen = view.choose(req, &weighers).unwrap();
+        view.written(&chosen.pool);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let decisions = DECISIONS as f64 / secs;
 
-        for q in &queues {
-            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-        }
-        let _ = ch
-            .queue_delete(topic.as_str().into(), Default::default())
-            .await;
-        let _ = std::fs::remove_file(&dbfile);
-        println!(
-            "in process: {DECISIONS} decisions in {secs:.2} s (target >= 5000/s: {:.2}x)",
-            decisions / 5000.0
-        );
-        println!("scheduler: {decisions:.0} decisions/s over {BACKENDS} backends");
-    });
+    if let Some(f) = url.strip_prefix("sqlite://") {
+        let _ = std::fs::remove_file(f.split('?').next().unwrap());
+    }
+    let line = format!(
+        "in process: {DECISIONS} decisions in {secs:.2} s (target >= 5000/s: {:.2}x)",
+        decisions / 5000.0
+    );
+    (line, decisions)
 }

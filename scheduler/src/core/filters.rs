@@ -80,8 +80,36 @@ impl Filter {
     }
 }
 
-/// The first filter that rejects `pool` for `req`, or `None` when it passes them all.
-pub fn first_failing(pool: &PoolState, req: &Request) -> Option<Filter> {
+/// The extra specs the capabilities filter checks, read once per request: each spec's
+/// capability path (scope `capabilities:` dropped, other scopes left out) and its
+/// requirement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Specs(Vec<(Vec<String>, String)>);
+
+impl Specs {
+    /// Reads `extra_specs`.
+    pub fn compile(extra_specs: &std::collections::BTreeMap<String, String>) -> Specs {
+        let mut specs = Vec::new();
+        for (key, want) in extra_specs {
+            let mut scope: Vec<&str> = key.split(':').collect();
+            if scope.len() > 1 {
+                if scope[0] != "capabilities" {
+                    continue;
+                }
+                scope.remove(0);
+            }
+            specs.push((
+                scope.into_iter().map(str::to_string).collect(),
+                want.clone(),
+            ));
+        }
+        Specs(specs)
+    }
+}
+
+/// The first filter that rejects `pool` for `req` (whose extra specs are `specs`), or
+/// `None` when it passes them all.
+pub fn first_failing(pool: &PoolState, req: &Request, specs: &Specs) -> Option<Filter> {
     if pool.caps.backend_state != "up" {
         return Some(Filter::BackendState);
     }
@@ -99,7 +127,7 @@ pub fn first_failing(pool: &PoolState, req: &Request) -> Option<Filter> {
     if !capacity(pool, req) {
         return Some(Filter::Capacity);
     }
-    if !capabilities(pool, req) {
+    if !matches_specs(pool, specs) {
         return Some(Filter::Capabilities);
     }
     if let Some(hosts) = &req.same_host {
@@ -219,19 +247,20 @@ pub fn capacity(pool: &PoolState, req: &Request) -> bool {
 /// `capabilities:`, matches the reported capability it names (nested keys through
 /// further `:`; a list matches when one element does). Other scopes are ignored.
 pub fn capabilities(pool: &PoolState, req: &Request) -> bool {
-    for (key, want) in &req.extra_specs {
-        let mut scope: Vec<&str> = key.split(':').collect();
-        if scope.len() > 1 {
-            if scope[0] != "capabilities" {
-                continue;
-            }
-            scope.remove(0);
-        }
-        let mut cap = match pool.raw.get(scope[0]) {
+    matches_specs(pool, &Specs::compile(&req.extra_specs))
+}
+
+/// [`capabilities`] over specs read beforehand.
+pub fn matches_specs(pool: &PoolState, specs: &Specs) -> bool {
+    for (path, want) in &specs.0 {
+        let Some((first, rest)) = path.split_first() else {
+            return false;
+        };
+        let mut cap = match pool.raw.get(first) {
             Some(c) => c,
             None => return false,
         };
-        for k in &scope[1..] {
+        for k in rest {
             cap = match cap.get(k) {
                 Some(c) => c,
                 None => return false,
@@ -595,7 +624,8 @@ mod tests {
             ),
         ];
         for (pool, r, want) in table {
-            assert_eq!(first_failing(pool, &r), want, "{r:?}");
+            let specs = Specs::compile(&r.extra_specs);
+            assert_eq!(first_failing(pool, &r, &specs), want, "{r:?}");
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct PoolState {
     pub caps: Capabilities,
     /// The report as sent, for extra specs that name any key.
     pub raw: serde_json::Map<String, serde_json::Value>,
+    /// Whether the report has `provisioned_capacity_gb` (otherwise allocated stands
+    /// in for it).
+    pub reports_provisioned: bool,
 }
 
 impl PoolState {
@@ -58,6 +61,7 @@ impl PoolState {
             caps.volume_backend_name.clone()
         };
         PoolState {
+            reports_provisioned: raw.contains_key("provisioned_capacity_gb"),
             name: format!("{}#{pool}", cluster.unwrap_or(backend)),
             backend: backend.to_string(),
             pool,
@@ -70,7 +74,7 @@ impl PoolState {
 
     /// Provisioned capacity, or allocated when the backend reports none.
     pub fn provisioned_gib(&self) -> f64 {
-        if self.raw.contains_key("provisioned_capacity_gb") {
+        if self.reports_provisioned {
             self.caps.provisioned_capacity_gb
         } else {
             self.caps.allocated_capacity_gb
@@ -108,9 +112,8 @@ impl PoolState {
     /// and provisioned grow, free shrinks unless it is not a figure.
     pub fn consume(&mut self, size_gib: u64) {
         let size = size_gib as f64;
-        let had_provisioned = self.raw.contains_key("provisioned_capacity_gb");
         self.caps.allocated_capacity_gb += size;
-        if had_provisioned {
+        if self.reports_provisioned {
             self.caps.provisioned_capacity_gb += size;
         }
         if let Capacity::Gib(free) = self.caps.free_capacity_gb {
@@ -123,7 +126,7 @@ impl PoolState {
     pub fn unconsume(&mut self, size_gib: u64) {
         let size = size_gib as f64;
         self.caps.allocated_capacity_gb -= size;
-        if self.raw.contains_key("provisioned_capacity_gb") {
+        if self.reports_provisioned {
             self.caps.provisioned_capacity_gb -= size;
         }
         if let Capacity::Gib(free) = self.caps.free_capacity_gb {
@@ -148,7 +151,7 @@ impl PoolState {
         for (k, v) in figures {
             self.raw.insert(k.to_string(), v);
         }
-        if self.raw.contains_key("provisioned_capacity_gb") {
+        if self.reports_provisioned {
             self.raw.insert(
                 "provisioned_capacity_gb".into(),
                 gib_json(self.caps.provisioned_capacity_gb),
@@ -212,12 +215,13 @@ pub fn schedule(
             reason: "no volume backend is up".into(),
         });
     }
+    let specs = filters::Specs::compile(&req.extra_specs);
     let mut passed: Vec<usize> = Vec::with_capacity(pools.len());
     // The furthest filter that rejected a pool: when nothing passes, the one that
     // left nothing (pools it rejected got through every filter before it).
     let mut last: Option<Filter> = None;
     for (i, pool) in pools.iter().enumerate() {
-        match filters::first_failing(pool, req) {
+        match filters::first_failing(pool, req, &specs) {
             None => passed.push(i),
             Some(f) => {
                 if last.is_none_or(|l| f > l) {
