@@ -88,6 +88,32 @@ impl Bed {
         id
     }
 
+    /// A new volume row of `size` GiB, and its create cast with `hints`.
+    async fn create_hinted(&self, size: u64, hints: SchedulerHints) -> String {
+        let id = self
+            .db
+            .create_volume(&volume_row(size as i32))
+            .await
+            .unwrap()
+            .id;
+        let msg = ScheduleCreateVolume {
+            volume_id: id.clone(),
+            size_gib: size,
+            volume_type: None,
+            availability_zone: None,
+            snapshot_id: None,
+            source_volid: None,
+            image_location: None,
+            scheduler_hints: hints,
+            retry: Default::default(),
+        };
+        self.client
+            .cast_request::<SchedulerTopic>(&self.topic, ctx(), msg.into())
+            .await
+            .unwrap();
+        id
+    }
+
     async fn cast(&self, id: &str, size: u64, ty: Option<&VolumeTypeSpec>, source: Option<&str>) {
         let msg = ScheduleCreateVolume {
             volume_id: id.to_string(),
@@ -531,23 +557,20 @@ async fn a_create_the_chosen_backend_fails_is_rescheduled_to_another_and_ends_av
     delete_queues(std::slice::from_ref(&bed.topic)).await;
 }
 
-/// Two schedulers consume one queue: each create is cast twice and one scheduler stops
-/// halfway; every volume still reaches a backend's queue exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_schedulers_share_the_queue_and_place_each_volume_exactly_once() {
-    let base = prepare().await;
-    let bed = Bed::new(&base.db).await;
-    // Two backends that are rows and queues only: the test reads what reaches them.
-    let hosts = [unique("it") + "@ceph", unique("it") + "@ceph"];
+/// Volume services that are rows and queues only, up and reporting `totals` GiB each
+/// (thin, nothing provisioned); the test reads what reaches their queues.
+async fn fake_backends(db: &Db, totals: &[f64]) -> (Vec<String>, Vec<RpcServer<VolumeTopic>>) {
+    let mut hosts = Vec::new();
     let mut servers = Vec::new();
-    for h in &hosts {
-        let row = register_volume_service(&base.db, h, None).await;
-        let (db, id) = (base.db.clone(), row.id);
+    for &total in totals {
+        let h = unique("it") + "@ceph";
+        let row = register_volume_service(db, &h, None).await;
+        let (db, id) = (db.clone(), row.id);
         tokio::spawn(async move {
             loop {
                 let caps = serde_json::json!({
-                    "volume_backend_name": "ceph", "total_capacity_gb": 1000.0,
-                    "free_capacity_gb": 1000.0, "provisioned_capacity_gb": 0.0,
+                    "volume_backend_name": "ceph", "total_capacity_gb": total,
+                    "free_capacity_gb": total, "provisioned_capacity_gb": 0.0,
                     "thin_provisioning_support": true, "backend_state": "up",
                     "max_over_subscription_ratio": "20.0",
                     "timestamp": chrono::Utc::now().to_rfc3339(),
@@ -558,13 +581,85 @@ async fn two_schedulers_share_the_queue_and_place_each_volume_exactly_once() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
-        let queue = cinder_rpc::topology::backend_queue(h);
+        let queue = cinder_rpc::topology::backend_queue(&h);
         servers.push(
             RpcServer::<VolumeTopic>::bind(&amqp_url(), &queue, 100)
                 .await
                 .unwrap(),
         );
+        hosts.push(h);
     }
+    (hosts, servers)
+}
+
+/// The backend (of `hosts`) the create of `id` reached.
+async fn arrival(servers: &mut [RpcServer<VolumeTopic>], hosts: &[String], id: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        for (s, host) in servers.iter_mut().zip(hosts) {
+            if let Ok(Some(Ok(req))) =
+                tokio::time::timeout(Duration::from_millis(50), s.next()).await
+            {
+                req.ack().await.unwrap();
+                match &req.envelope.body {
+                    VolumeRequest::CreateVolume(c) if c.volume_id == id => return host.clone(),
+                    other => panic!("unexpected request {other:?}"),
+                }
+            }
+        }
+    }
+    panic!("the create of {id} reached no backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_hints_place_a_volume_with_or_away_from_the_named_volumes() {
+    let base = prepare().await;
+    let bed = Bed::new(&base.db).await;
+    // The second backend has the more room: the weigher's choice without hints.
+    let (hosts, mut servers) = fake_backends(&base.db, &[1000.0, 2000.0]).await;
+    let sched = InProcess::scheduler(&base.url, &bed.topic, "").await;
+    let names: Vec<String> = hosts.iter().map(|h| format!("{h}#ceph")).collect();
+    bed.wait_pools(&[&names[0], &names[1]]).await;
+    let hinted = |same: Option<&str>, different: Option<&str>| SchedulerHints {
+        same_host: same.map(|v| vec![v.to_string()]),
+        different_host: different.map(|v| vec![v.to_string()]),
+    };
+
+    let x = bed.create_hinted(1, SchedulerHints::default()).await;
+    assert_eq!(arrival(&mut servers, &hosts, &x).await, hosts[1]);
+    // Away from x: the other backend, against the weigher.
+    let z = bed.create_hinted(1, hinted(None, Some(&x))).await;
+    assert_eq!(arrival(&mut servers, &hosts, &z).await, hosts[0]);
+    // With z: z's backend, against the weigher.
+    for _ in 0..3 {
+        let v = bed.create_hinted(1, hinted(Some(&z), None)).await;
+        assert_eq!(arrival(&mut servers, &hosts, &v).await, hosts[0]);
+    }
+    // With x and away from x: nothing fits; the message says the hints.
+    let none = bed.create_hinted(1, hinted(Some(&x), Some(&x))).await;
+    assert_eq!(bed.settled(&none).await.status, VolumeStatus::Error);
+    assert_eq!(
+        bed.details(&none).await,
+        [("001".to_string(), "106".to_string())]
+    );
+
+    sched.stop().await;
+    let mut queues: Vec<String> = hosts
+        .iter()
+        .map(|h| cinder_rpc::topology::backend_queue(h))
+        .collect();
+    queues.push(bed.topic.clone());
+    delete_queues(&queues).await;
+}
+
+/// Two schedulers consume one queue: each create is cast twice and one scheduler stops
+/// halfway; every volume still reaches a backend's queue exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_share_the_queue_and_place_each_volume_exactly_once() {
+    let base = prepare().await;
+    let bed = Bed::new(&base.db).await;
+    // Two backends that are rows and queues only: the test reads what reaches them.
+    let (hosts, mut servers) = fake_backends(&base.db, &[1000.0, 1000.0]).await;
     let s1 = InProcess::scheduler(&base.url, &bed.topic, "").await;
     let s2 = InProcess::scheduler(&base.url, &bed.topic, "").await;
     let names: Vec<String> = hosts.iter().map(|h| format!("{h}#ceph")).collect();
