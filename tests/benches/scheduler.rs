@@ -54,6 +54,28 @@ fn caps(i: usize) -> serde_json::Value {
     })
 }
 
+/// 1,000 volume service rows, up, each with its report; returns their hosts.
+async fn register_backends(db: &Db) -> Vec<String> {
+    let run = unique("b");
+    let mut hosts = Vec::with_capacity(BACKENDS);
+    for i in 0..BACKENDS {
+        let host = format!("{run}-{i:04}@ceph");
+        let row = db
+            .register_service(&ServiceRegistration {
+                host: host.clone(),
+                binary: "cinder-volume".into(),
+                topic: "cinder-volume".into(),
+                availability_zone: "nova".into(),
+                cluster_name: None,
+            })
+            .await
+            .unwrap();
+        db.heartbeat(row.id, Some(&caps(i))).await.unwrap();
+        hosts.push(host);
+    }
+    hosts
+}
+
 fn pinned_type() -> VolumeTypeSpec {
     VolumeTypeSpec {
         id: uuid::Uuid::new_v4().to_string(),
@@ -178,22 +200,9 @@ async fn queue_path(url: &str, label: &str) -> String {
     )
     .await
     .unwrap();
-    let run = unique("b");
     let mut queues = Vec::new();
-    let mut rows = Vec::new();
-    for i in 0..BACKENDS {
-        let host = format!("{run}-{i:04}@ceph");
-        let row = db
-            .register_service(&ServiceRegistration {
-                host: host.clone(),
-                binary: "cinder-volume".into(),
-                topic: "cinder-volume".into(),
-                availability_zone: "nova".into(),
-                cluster_name: None,
-            })
-            .await
-            .unwrap();
-        db.heartbeat(row.id, Some(&caps(i))).await.unwrap();
+
+    for host in register_backends(&db).await {
         let q = cinder_rpc::topology::backend_queue(&host);
         ch.queue_declare(
             q.as_str().into(),
@@ -213,7 +222,7 @@ async fn queue_path(url: &str, label: &str) -> String {
         .unwrap();
         queues.push(q);
     }
-    rows.extend(db.volume_services().await.unwrap());
+    let rows = db.volume_services().await.unwrap();
 
     // The queue is made by a first scheduler, which stops; the creates wait in it.
     let topic = unique("bench-sched");
@@ -327,19 +336,7 @@ async fn in_process() -> (String, f64) {
     let (url, _) = fresh_database(None).await;
     let db = Db::connect(&url).await.unwrap();
     Migrator::up(db.connection(), None).await.unwrap();
-    for i in 0..BACKENDS {
-        let row = db
-            .register_service(&ServiceRegistration {
-                host: format!("bench-{i:04}@ceph"),
-                binary: "cinder-volume".into(),
-                topic: "cinder-volume".into(),
-                availability_zone: "nova".into(),
-                cluster_name: None,
-            })
-            .await
-            .unwrap();
-        db.heartbeat(row.id, Some(&caps(i))).await.unwrap();
-    }
+    register_backends(&db).await;
     let pinned = pinned_type();
     // In process: the core over the same rows.
     let mut view = View::default();

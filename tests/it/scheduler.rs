@@ -18,8 +18,8 @@ use cinder_tests::{amqp_url, ceph as ceph_cli, create_pool, unique};
 use rbd_driver::ImageSpec;
 
 use crate::fixtures::{
-    ceph, ctx, launch_on, prepare, prepare_peer, register_volume_service, volume_row, wait_for,
-    Ceph, Prepared,
+    ceph, ctx, free_local_addr, launch_on, load_settings, prepare, prepare_peer,
+    register_volume_service, volume_row, wait_for, Ceph, Prepared, Service,
 };
 
 const GIB: u64 = 1 << 30;
@@ -40,13 +40,8 @@ impl InProcess {
             host = unique("sched"),
             amqp = amqp_url(),
         );
-        let path = std::env::temp_dir().join(format!("{}.toml", unique("cinder-it-sched")));
-        std::fs::write(&path, toml).unwrap();
-        let settings: cinder_scheduler::Settings =
-            cinder_common::config::load_with_env(Some(&path), []).unwrap();
-        std::fs::remove_file(&path).unwrap();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(cinder_scheduler::run(settings, stop.clone()));
+        let task = tokio::spawn(cinder_scheduler::run(load_settings(&toml), stop.clone()));
         InProcess { stop, task }
     }
 
@@ -57,6 +52,21 @@ impl InProcess {
             .expect("the service stops")
             .unwrap()
             .unwrap();
+    }
+}
+
+/// A first-attempt create of volume `id`: untyped, no source, no hints.
+fn request(id: &str, size: u64) -> ScheduleCreateVolume {
+    ScheduleCreateVolume {
+        volume_id: id.to_string(),
+        size_gib: size,
+        volume_type: None,
+        availability_zone: None,
+        snapshot_id: None,
+        source_volid: None,
+        image_location: None,
+        scheduler_hints: SchedulerHints::default(),
+        retry: Default::default(),
     }
 }
 
@@ -96,36 +106,24 @@ impl Bed {
             .await
             .unwrap()
             .id;
-        let msg = ScheduleCreateVolume {
-            volume_id: id.clone(),
-            size_gib: size,
-            volume_type: None,
-            availability_zone: None,
-            snapshot_id: None,
-            source_volid: None,
-            image_location: None,
+        self.send(ScheduleCreateVolume {
             scheduler_hints: hints,
-            retry: Default::default(),
-        };
-        self.client
-            .cast_request::<SchedulerTopic>(&self.topic, ctx(), msg.into())
-            .await
-            .unwrap();
+            ..request(&id, size)
+        })
+        .await;
         id
     }
 
     async fn cast(&self, id: &str, size: u64, ty: Option<&VolumeTypeSpec>, source: Option<&str>) {
-        let msg = ScheduleCreateVolume {
-            volume_id: id.to_string(),
-            size_gib: size,
+        self.send(ScheduleCreateVolume {
             volume_type: ty.cloned(),
-            availability_zone: None,
-            snapshot_id: None,
             source_volid: source.map(str::to_string),
-            image_location: None,
-            scheduler_hints: SchedulerHints::default(),
-            retry: Default::default(),
-        };
+            ..request(id, size)
+        })
+        .await
+    }
+
+    async fn send(&self, msg: ScheduleCreateVolume) {
         self.client
             .cast_request::<SchedulerTopic>(&self.topic, ctx(), msg.into())
             .await
@@ -201,25 +199,15 @@ impl Bed {
 
 /// The API, in-process on a free port of loopback; returns its address.
 async fn start_api(db_url: &str, topic: &str) -> (String, InProcess) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_local_addr();
     let toml = format!(
         "[database]\nconnection = \"{db_url}\"\n\
          [amqp]\ntransport_url = \"{amqp}\"\nscheduler_topic = \"{topic}\"\n\
          [api]\nlisten = \"{addr}\"\nrpc_response_timeout = 10\n",
         amqp = amqp_url(),
     );
-    let path = std::env::temp_dir().join(format!("{}.toml", unique("cinder-it-api")));
-    std::fs::write(&path, toml).unwrap();
-    let settings: cinder_api::Settings =
-        cinder_common::config::load_with_env(Some(&path), []).unwrap();
-    std::fs::remove_file(&path).unwrap();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(cinder_api::run(settings, stop.clone()));
+    let task = tokio::spawn(cinder_api::run(load_settings(&toml), stop.clone()));
     wait_for("the API to listen", 30, || async {
         tokio::net::TcpStream::connect(&addr)
             .await
@@ -288,6 +276,51 @@ fn backend(p: &Prepared, name: &str, topic: &str) -> Prepared {
     p
 }
 
+/// Two volume services on the shared database and their scheduler: A (`fast`) on a
+/// pool of 10 GiB (20 GiB thin at 2.0), reporting every `a_stats` s; B (`slow`) on
+/// 1000 GiB. The scheduler stacks (multiplier -1): A, the fuller, is its choice
+/// whenever A can take the volume.
+struct Pair {
+    base: Prepared,
+    bed: Bed,
+    a: Service,
+    b: Service,
+    sched: InProcess,
+    host_a: String,
+    host_b: String,
+    pool_a: String,
+    pool_b: String,
+}
+
+impl Pair {
+    async fn start(c: &Ceph, a_stats: u64) -> Pair {
+        let (pool_a, pool_b) = (quota_pool(c, 10).await, quota_pool(c, 1000).await);
+        let base = prepare().await;
+        let bed = Bed::new(&base.db).await;
+        let mut pa = backend(&base, "fast", &bed.topic);
+        pa.stats_interval = a_stats;
+        let pb = backend(&base, "slow", &bed.topic);
+        let host_a = format!("{}@ceph#fast", pa.host);
+        let host_b = format!("{}@ceph#slow", pb.host);
+        let a = launch_on(c, pa, &pool_a).await;
+        let b = launch_on(c, pb, &pool_b).await;
+        let sched =
+            InProcess::scheduler(&base.url, &bed.topic, "capacity_weight_multiplier = -1.0").await;
+        bed.wait_pools(&[&host_a, &host_b]).await;
+        Pair {
+            base,
+            bed,
+            a,
+            b,
+            sched,
+            host_a,
+            host_b,
+            pool_a,
+            pool_b,
+        }
+    }
+}
+
 fn backend_of(row: &cinder_db::entity::volumes::Model) -> String {
     row.host.as_deref().unwrap_or("").to_string()
 }
@@ -296,24 +329,17 @@ fn backend_of(row: &cinder_db::entity::volumes::Model) -> String {
 async fn types_land_on_their_backends_room_decides_clones_stay_put_and_a_down_backend_gets_nothing()
 {
     let c = ceph().await;
-    // A: 10 GiB (20 GiB thin at 2.0), B: 1000 GiB. The scheduler stacks (multiplier
-    // -1): A, the fuller, is its choice whenever A can take the volume.
-    let (pool_a, pool_b) = (quota_pool(c, 10).await, quota_pool(c, 1000).await);
-    let base = prepare().await;
-    let bed = Bed::new(&base.db).await;
-    let (pa, pb) = (
-        backend(&base, "fast", &bed.topic),
-        backend(&base, "slow", &bed.topic),
-    );
-    let (host_a, host_b) = (
-        format!("{}@ceph#fast", pa.host),
-        format!("{}@ceph#slow", pb.host),
-    );
-    let a = launch_on(c, pa, &pool_a).await;
-    let b = launch_on(c, pb, &pool_b).await;
-    let sched =
-        InProcess::scheduler(&base.url, &bed.topic, "capacity_weight_multiplier = -1.0").await;
-    bed.wait_pools(&[&host_a, &host_b]).await;
+    let Pair {
+        base,
+        bed,
+        a,
+        b,
+        sched,
+        host_a,
+        host_b,
+        pool_a,
+        pool_b,
+    } = Pair::start(c, 1).await;
 
     // Each type lands on its backend, its image in that backend's pool.
     let fast = bed.create(1, Some(&pinned("fast")), None).await;
@@ -509,22 +535,18 @@ async fn a_burst_between_two_reports_never_exceeds_the_over_subscription_limit()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_the_chosen_backend_fails_is_rescheduled_to_another_and_ends_available() {
     let c = ceph().await;
-    let (pool_a, pool_b) = (quota_pool(c, 10).await, quota_pool(c, 1000).await);
-    let base = prepare().await;
-    let bed = Bed::new(&base.db).await;
-    let mut pa = backend(&base, "fast", &bed.topic);
     // A's report stays "up" after its pool goes: the scheduler keeps choosing it.
-    pa.stats_interval = 60;
-    let pb = backend(&base, "slow", &bed.topic);
-    let (host_a, host_b) = (
-        format!("{}@ceph#fast", pa.host),
-        format!("{}@ceph#slow", pb.host),
-    );
-    let a = launch_on(c, pa, &pool_a).await;
-    let b = launch_on(c, pb, &pool_b).await;
-    let sched =
-        InProcess::scheduler(&base.url, &bed.topic, "capacity_weight_multiplier = -1.0").await;
-    bed.wait_pools(&[&host_a, &host_b]).await;
+    let Pair {
+        bed,
+        a,
+        b,
+        sched,
+        host_a,
+        host_b,
+        pool_a,
+        pool_b,
+        ..
+    } = Pair::start(c, 60).await;
     let first = bed.settled(&bed.create(1, None, None).await).await;
     assert_eq!(backend_of(&first), host_a, "A is the scheduler's choice");
 

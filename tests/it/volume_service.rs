@@ -383,12 +383,7 @@ async fn http_get(addr: &str, path: &str) -> String {
 async fn prometheus_metrics_show_operations_lanes_heartbeat_and_capacity() {
     let c = ceph().await;
     let mut p = prepare().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = crate::fixtures::free_local_addr();
     p.metrics_listen = addr.clone();
     let backend = format!("{}@ceph", p.host);
     let svc = launch(c, p).await;
