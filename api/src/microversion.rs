@@ -1,6 +1,7 @@
-//! Microversions: `OpenStack-API-Version: volume 3.N` (or the legacy
-//! `OpenStack-Volume-microversion: 3.N`), `latest`, 3.0 when absent; 400 when
-//! malformed, 406 out of range; the version in force is echoed with `Vary`.
+//! Microversions: `OpenStack-API-Version: volume 3.N` (or, without it, a legacy
+//! `OpenStack-Volume-microversion` / `X-OpenStack-Volume-API-Version: 3.N`), `latest`, 3.0 when absent; 400 when
+//! malformed, 406 out of range; the version in force is echoed as Cinder echoes it
+//! (`OpenStack-API-Version: volume 3.N`, `Vary: OpenStack-API-Version`).
 
 use axum::http::{HeaderMap, HeaderValue};
 
@@ -32,10 +33,16 @@ impl Microversion {
                     (service.eq_ignore_ascii_case("volume")).then(|| version.trim().to_string())
                 })
             }
-            None => h
-                .get("openstack-volume-microversion")
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.trim().to_string()),
+            // Legacy per-service headers (gophercloud sends the second beside the
+            // standard one; Cinder itself reads neither).
+            None => [
+                "openstack-volume-microversion",
+                "x-openstack-volume-api-version",
+            ]
+            .iter()
+            .find_map(|name| h.get(*name))
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string()),
         };
         let Some(asked) = asked else {
             return Ok(Microversion(0));
@@ -62,21 +69,13 @@ impl Microversion {
     }
 
     /// The response headers naming the version in force.
-    pub fn headers(self) -> [(&'static str, HeaderValue); 3] {
-        let v = format!("3.{}", self.0);
+    pub fn headers(self) -> [(&'static str, HeaderValue); 2] {
         [
             (
                 "OpenStack-API-Version",
-                HeaderValue::from_str(&format!("volume {v}")).expect("ascii"),
+                HeaderValue::from_str(&format!("volume 3.{}", self.0)).expect("ascii"),
             ),
-            (
-                "OpenStack-Volume-microversion",
-                HeaderValue::from_str(&v).expect("ascii"),
-            ),
-            (
-                "Vary",
-                HeaderValue::from_static("OpenStack-API-Version, OpenStack-Volume-microversion"),
-            ),
+            ("Vary", HeaderValue::from_static("OpenStack-API-Version")),
         ]
     }
 }

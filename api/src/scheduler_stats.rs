@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cinder_rpc::messages::{GetPools, RequestContext, VolumeTypeSpec};
 
+use crate::context::Context;
 use crate::error::ApiError;
 use crate::microversion::Microversion;
 use crate::AppState;
@@ -46,10 +47,12 @@ fn equal_after_convert(cap: &serde_json::Value, want: &str) -> bool {
 
 pub(crate) async fn get_pools(
     State(state): State<AppState>,
+    ctx: Context,
     headers: HeaderMap,
     Query(mut query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let v = Microversion::from_headers(&headers)?;
+    ctx.require_admin("scheduler_extension:scheduler_stats:get_pools")?;
     let detail = match query.remove("detail") {
         Some(d) => strict_bool("detail", &d)?,
         None => false,

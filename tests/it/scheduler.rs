@@ -218,24 +218,47 @@ async fn start_api(db_url: &str, topic: &str) -> (String, InProcess) {
     (addr, InProcess { stop, task })
 }
 
-/// `GET path` with `version` (`OpenStack-API-Version: volume <version>`); status and
-/// JSON body.
-async fn http_get(addr: &str, path: &str, version: Option<&str>) -> (u16, serde_json::Value) {
+/// An API answer: status, headers (lower-cased names) and JSON body.
+struct Answer {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: serde_json::Value,
+}
+
+/// `GET path` as `token` (noauth `user:project`) at microversion `version`.
+async fn http_get(addr: &str, path: &str, token: Option<&str>, version: Option<&str>) -> Answer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let version = version
-        .map(|v| format!("OpenStack-API-Version: volume {v}\r\n"))
-        .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{version}Connection: close\r\n\r\n");
+    let mut extra = String::new();
+    if let Some(v) = version {
+        extra += &format!("OpenStack-API-Version: volume {v}\r\n");
+    }
+    if let Some(t) = token {
+        extra += &format!("X-Auth-Token: {t}\r\n");
+    }
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).await.unwrap();
-    let status: u16 = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").unwrap().1;
-    (
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Answer {
         status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
+        headers,
+        body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    }
 }
 
 fn pinned(backend_name: &str) -> VolumeTypeSpec {
@@ -369,10 +392,33 @@ async fn types_land_on_their_backends_room_decides_clones_stay_put_and_a_down_ba
             .map(|p| p["name"].as_str().unwrap().to_string())
             .collect()
     };
-    let (code, body) = http_get(&api, "/v3/p/scheduler-stats/get_pools", None).await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(names(&body), [host_a.clone(), host_b.clone()].into());
-    assert!(body["pools"][0].get("capabilities").is_none(), "{body}");
+    let admin = Some("admin:p");
+    let r = http_get(&api, "/v3/p/scheduler-stats/get_pools", admin, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(names(&r.body), [host_a.clone(), host_b.clone()].into());
+    assert!(
+        r.body["pools"][0].get("capabilities").is_none(),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.headers["x-openstack-request-id"].starts_with("req-"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.headers["openstack-api-version"], "volume 3.0");
+    // Admins only.
+    let member = http_get(
+        &api,
+        "/v3/p/scheduler-stats/get_pools",
+        Some("alice:p"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (member.status, member.body["forbidden"]["code"].as_u64()),
+        (403, Some(403))
+    );
     let fast_type = base
         .db
         .create_volume_type(&unique("fast"), &pinned("fast").extra_specs)
@@ -382,10 +428,11 @@ async fn types_land_on_their_backends_room_decides_clones_stay_put_and_a_down_ba
         "/v3/scheduler-stats/get_pools?detail=true&volume_type={}",
         fast_type.name
     );
-    let (code, body) = http_get(&api, &path, Some("3.67")).await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(names(&body), [host_a.clone()].into());
-    let caps = &body["pools"][0]["capabilities"];
+    let r = http_get(&api, &path, admin, Some("3.67")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["openstack-api-version"], "volume 3.67");
+    assert_eq!(names(&r.body), [host_a.clone()].into());
+    let caps = &r.body["pools"][0]["capabilities"];
     assert_eq!(caps["volume_backend_name"], "fast", "{caps}");
     assert_eq!(
         caps["total_capacity_gb"], 10.0,
@@ -396,18 +443,33 @@ async fn types_land_on_their_backends_room_decides_clones_stay_put_and_a_down_ba
         "{caps}"
     );
     // Before 3.35 the type filter is dropped; from 3.31 an unknown filter is refused.
-    let (_, body) = http_get(&api, &path, Some("3.34")).await;
-    assert_eq!(names(&body).len(), 2);
-    let (code, body) = http_get(
+    let r = http_get(&api, &path, admin, Some("3.34")).await;
+    assert_eq!(names(&r.body).len(), 2);
+    let r = http_get(
         &api,
         "/v3/p/scheduler-stats/get_pools?foo=bar",
+        admin,
         Some("3.31"),
     )
     .await;
     assert_eq!(
-        (code, body["badRequest"]["code"].as_u64()),
+        (r.status, r.body["badRequest"]["code"].as_u64()),
         (400, Some(400)),
-        "{body}"
+        "{}",
+        r.body
+    );
+    let r = http_get(&api, "/v3/p/scheduler-stats/get_pools", admin, Some("3.72")).await;
+    assert_eq!(r.status, 406);
+    // The versions documents, without a token.
+    let root = http_get(&api, "/", None, None).await;
+    assert_eq!(root.status, 300);
+    let v3 = http_get(&api, "/v3/", None, None).await;
+    assert_eq!(v3.status, 200);
+    assert_eq!(v3.body, root.body);
+    assert_eq!(v3.body["versions"][0]["version"], "3.71");
+    assert_eq!(
+        v3.body["versions"][0]["links"][1]["href"],
+        format!("http://{api}/v3/")
     );
     api_task.stop().await;
 
