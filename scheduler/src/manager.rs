@@ -107,7 +107,7 @@ impl SchedulerManager {
             // A create that failed on a backend: what it took there comes back.
             if let Some(last) = c.retry.backends.last() {
                 tracing::warn!(failed_on = %last, reason = ?c.retry.exc, "rescheduling a create that failed");
-                self.view().give_back(last, c.size_gib, false);
+                self.view().give_back(last, &c.volume_id);
             }
             let placed = if c.retry.num_attempts >= self.max_attempts {
                 Err(NoValidBackend {
@@ -123,7 +123,7 @@ impl SchedulerManager {
             } else {
                 let project = req.envelope.context.project_id.as_deref();
                 match self.request_of(&c, project).await {
-                    Ok(Ok(r)) => self.view().choose(&r, &self.weighers),
+                    Ok(Ok(r)) => self.view().choose(&c.volume_id, &r, &self.weighers),
                     Ok(Err(no)) => Err(no),
                     Err(e) => return self.later(req, &e.to_string()).await,
                 }
@@ -151,14 +151,14 @@ impl SchedulerManager {
             availability_zone: chosen.availability_zone.clone(),
         };
         match self.db.place_volume(&c.volume_id, &at).await {
-            Ok(true) => self.view().written(&chosen.pool),
+            Ok(true) => self.view().written(&chosen.pool, &c.volume_id),
             Ok(false) => {
-                self.view().give_back(&chosen.pool, c.size_gib, true);
+                self.view().give_back(&chosen.pool, &c.volume_id);
                 tracing::info!("placed by another scheduler meanwhile, or no longer creating");
                 return req.ack().await;
             }
             Err(e) => {
-                self.view().give_back(&chosen.pool, c.size_gib, true);
+                self.view().give_back(&chosen.pool, &c.volume_id);
                 return self.later(req, &e.to_string()).await;
             }
         }
@@ -196,7 +196,7 @@ impl SchedulerManager {
             }
             Err(e) => {
                 tracing::warn!(host = %chosen.host, error = %e, "the cast to the backend failed; taking the placement back");
-                self.view().give_back(&chosen.pool, c.size_gib, false);
+                self.view().give_back(&chosen.pool, &c.volume_id);
                 if let Err(e) = self.db.unplace_volume(&c.volume_id, &backend).await {
                     tracing::error!(error = %e, "cannot take the placement back");
                 }

@@ -2,11 +2,13 @@
 //! read from their `services` rows every `refresh_interval_ms`, less what this
 //! scheduler placed on them since their last report.
 //!
-//! A placement is deducted at once ([`View::choose`]). A report replaces the deducted
-//! figures only when it was taken after the last placement on the pool (its
-//! `timestamp` is taken before the volume service reads the database, and the host is
-//! written before the cast), so a burst of creates between two reports never
-//! over-commits a backend.
+//! A placement is deducted at once ([`View::choose`]) and logged per pool. Every report
+//! is taken in, and the placements it cannot count yet are deducted again from its
+//! figures: those still pending (host not yet written) and those written after the
+//! report's `timestamp` (taken before the volume service reads the database; the host
+//! is written before the cast). So a burst of creates between two reports never
+//! over-commits a backend, and every report (space freed by deletes, a backend
+//! reporting its storage down) counts at once.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,14 +31,19 @@ pub struct Chosen {
     pub availability_zone: String,
 }
 
+/// One placement of this scheduler that the pool's report may not count yet.
+struct Placed {
+    volume_id: String,
+    size_gib: u64,
+    /// When its host was written (`None`: still pending).
+    written: Option<DateTime<Utc>>,
+}
+
+/// A pool's report time and its placements not yet known to count in it.
+#[derive(Default)]
 struct Meta {
-    /// When the report was taken.
     reported: Option<DateTime<Utc>>,
-    /// When the last placement on the pool was written.
-    consumed: Option<DateTime<Utc>>,
-    /// Placements chosen but not yet written (or given back): no report can count
-    /// them yet.
-    pending: u32,
+    log: Vec<Placed>,
 }
 
 /// Parsed reports, waiting to be merged into the view.
@@ -108,32 +115,27 @@ impl View {
                 // Another member of the same cluster already stands for it.
                 continue;
             }
-            let (pool, m) = match self.index.get(&fresh.name).map(|&i| (i, &self.meta[i])) {
-                Some((i, old))
-                    if old.pending > 0
-                        || old
-                            .consumed
-                            .is_some_and(|c| reported.is_none_or(|r| r <= c)) =>
-                {
-                    // The report predates a placement of ours: keep our figures.
-                    (
-                        self.pools[i].clone(),
-                        Meta {
-                            reported: old.reported,
-                            consumed: old.consumed,
-                            pending: old.pending,
-                        },
-                    )
-                }
-                _ => (
-                    fresh,
-                    Meta {
-                        reported,
-                        consumed: None,
-                        pending: 0,
-                    },
-                ),
+            let mut pool = fresh;
+            // A report without a time counts as taken now.
+            let taken = reported.unwrap_or_else(Utc::now);
+            let mut m = Meta {
+                reported: Some(taken),
+                log: Vec::new(),
             };
+            if let Some(&i) = self.index.get(&pool.name) {
+                if self.meta[i].reported.is_some_and(|r| taken < r) {
+                    // Older than the report already taken in (clocks): keep that.
+                    pool = self.pools[i].clone();
+                    m = std::mem::take(&mut self.meta[i]);
+                } else {
+                    for p in std::mem::take(&mut self.meta[i].log) {
+                        if p.written.is_none_or(|w| w > taken) {
+                            pool.consume(p.size_gib);
+                            m.log.push(p);
+                        }
+                    }
+                }
+            }
             index.insert(pool.name.clone(), pools.len());
             pools.push(pool);
             meta.push(m);
@@ -148,14 +150,23 @@ impl View {
         &self.pools
     }
 
-    /// Picks a pool for `req` and deducts it there at once. The placement is pending
-    /// until [`View::written`] or [`View::give_back`]: until then no report replaces the
-    /// pool's figures.
-    pub fn choose(&mut self, req: &Request, weighers: &Weighers) -> Result<Chosen, NoValidBackend> {
+    /// Picks a pool for `req` (volume `volume_id`) and deducts it there at once. The
+    /// placement is pending until [`View::written`] or [`View::give_back`]: no report
+    /// counts it before.
+    pub fn choose(
+        &mut self,
+        volume_id: &str,
+        req: &Request,
+        weighers: &Weighers,
+    ) -> Result<Chosen, NoValidBackend> {
         let i = core::schedule(&self.pools, req, weighers)?;
         let pool = &mut self.pools[i];
         pool.consume(req.size_gib);
-        self.meta[i].pending += 1;
+        self.meta[i].log.push(Placed {
+            volume_id: volume_id.to_string(),
+            size_gib: req.size_gib,
+            written: None,
+        });
         Ok(Chosen {
             pool: pool.name.clone(),
             host: format!("{}#{}", pool.backend, pool.pool),
@@ -164,24 +175,27 @@ impl View {
         })
     }
 
-    /// A chosen placement on pool `name` is in the database: reports taken from now on
-    /// count it.
-    pub fn written(&mut self, name: &str) {
+    /// The placement of `volume_id` on pool `name` is in the database: reports taken
+    /// from now on count it.
+    pub fn written(&mut self, name: &str, volume_id: &str) {
         if let Some(&i) = self.index.get(name) {
-            let m = &mut self.meta[i];
-            m.pending = m.pending.saturating_sub(1);
-            m.consumed = Some(Utc::now());
+            // Newest first: the placement was just chosen.
+            let log = &mut self.meta[i].log;
+            if let Some(p) = log.iter_mut().rev().find(|p| p.volume_id == volume_id) {
+                p.written = Some(Utc::now());
+            }
         }
     }
 
-    /// Gives back `size_gib` on pool `name`: a chosen placement that was not written
-    /// (`pending`), or a create that failed there.
-    pub fn give_back(&mut self, name: &str, size_gib: u64, pending: bool) {
+    /// Takes back the placement of `volume_id` on pool `name` (it was not written, its
+    /// cast failed, or its create failed there), if the pool's report does not count it
+    /// yet; once it does, the next report leaves it out. Idempotent.
+    pub fn give_back(&mut self, name: &str, volume_id: &str) {
         if let Some(&i) = self.index.get(name) {
-            self.pools[i].unconsume(size_gib);
-            if pending {
-                let m = &mut self.meta[i];
-                m.pending = m.pending.saturating_sub(1);
+            let log = &mut self.meta[i].log;
+            if let Some(at) = log.iter().rposition(|p| p.volume_id == volume_id) {
+                let p = log.remove(at);
+                self.pools[i].unconsume(p.size_gib);
             }
         }
     }
@@ -250,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn placements_hold_until_a_younger_report_replaces_them() {
+    fn placements_count_until_a_report_counts_them_and_every_report_is_taken_in() {
         let before = Utc::now() - chrono::Duration::seconds(5);
         let rows = [row(1, "a@x", caps(10.0, before), 0, false)];
         let mut v = View::default();
@@ -262,25 +276,46 @@ mod tests {
             ..Default::default()
         };
         let w = Weighers::default();
-        let a = v.choose(&req, &w).unwrap();
-        v.written(&a.pool);
-        // Chosen but not written yet: even a younger report does not replace it.
-        v.choose(&req, &w).unwrap();
-        let after = Utc::now() + chrono::Duration::seconds(1);
+        let free = |v: &View| v.pools()[0].caps.free_capacity_gb.gib().unwrap();
+        let a = v.choose("v1", &req, &w).unwrap();
+        v.written(&a.pool, "v1");
+        // Pending: even a younger report does not count it.
+        v.choose("v2", &req, &w).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let after = Utc::now();
+        std::thread::sleep(Duration::from_millis(5));
         v.refresh(&[row(1, "a@x", caps(10.0, after), 0, false)], now, down);
-        assert_eq!(v.pools()[0].caps.free_capacity_gb.gib(), Some(2.0));
-        v.written(&a.pool);
-        // 2 GiB left: a third does not fit, however often the old report is re-read.
+        assert_eq!(free(&v), 6.0, "v1 is in the report, v2 is not yet");
+        v.written(&a.pool, "v2");
+        // An older report read again (clocks) changes nothing.
         v.refresh(&rows, now, down);
-        assert!(v.choose(&req, &w).is_err());
-        // A report taken after the placements were written replaces the figures.
-        let after = Utc::now() + chrono::Duration::seconds(1);
-        v.refresh(&[row(1, "a@x", caps(10.0, after), 0, false)], now, down);
-        assert_eq!(v.pools()[0].caps.free_capacity_gb.gib(), Some(10.0));
-        // Giving back restores room.
-        v.choose(&req, &w).unwrap();
-        v.choose(&req, &w).unwrap();
-        v.give_back("a@x#ceph", 4, true);
-        v.choose(&req, &w).unwrap();
+        assert_eq!(free(&v), 6.0);
+        // Re-reading the same report keeps what it cannot count: 2 GiB left after
+        // v3, so v4 does not fit.
+        let same = [row(1, "a@x", caps(10.0, after), 0, false)];
+        let c = v.choose("v3", &req, &w).unwrap();
+        v.written(&c.pool, "v3");
+        v.refresh(&same, now, down);
+        assert_eq!(free(&v), 2.0);
+        assert!(v.choose("v4", &req, &w).is_err());
+        // A report taken after both were written counts them: its figures stand, and
+        // a report showing space freed (deletes) is taken in at once.
+        let later = Utc::now() + chrono::Duration::seconds(2);
+        v.refresh(&[row(1, "a@x", caps(10.0, later), 0, false)], now, down);
+        assert_eq!(free(&v), 10.0);
+        // Giving back restores room, once only.
+        v.choose("v5", &req, &w).unwrap();
+        v.choose("v5b", &req, &w).unwrap();
+        v.give_back("a@x#ceph", "v5b");
+        v.give_back("a@x#ceph", "v5b");
+        assert_eq!(free(&v), 6.0);
+        // A placement the report already counts is not given back twice.
+        v.give_back("a@x#ceph", "v1");
+        assert_eq!(free(&v), 6.0);
+        // A report saying the storage is down counts at once, placements or not.
+        let mut down_caps = caps(10.0, later);
+        down_caps["backend_state"] = json!("down");
+        v.refresh(&[row(1, "a@x", down_caps, 0, false)], now, down);
+        assert!(v.choose("v6", &req, &w).is_err());
     }
 }

@@ -363,8 +363,9 @@ async fn in_process() -> (String, f64) {
     let t = Instant::now();
     for i in 0..DECISIONS {
         let req = if i % 2 == 0 { &typed } else { &untyped };
-        let chosen = view.choose(req, &weighers).unwrap();
-        view.written(&chosen.pool);
+        let id = format!("v{i}");
+        let chosen = view.choose(&id, req, &weighers).unwrap();
+        view.written(&chosen.pool, &id);
     }
     let secs = t.elapsed().as_secs_f64();
     let decisions = DECISIONS as f64 / secs;

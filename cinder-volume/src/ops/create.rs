@@ -7,7 +7,9 @@ use cinder_common::messages;
 use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
 use cinder_common::status::VolumeStatus;
 use cinder_db::{Ending, VolumeChanges};
-use cinder_rpc::messages::{CreateVolume, ScheduleCreateVolume, SchedulerTopic, VolumeTopic};
+use cinder_rpc::messages::{
+    CreateVolume, RequestContext, ScheduleCreateVolume, SchedulerTopic, VolumeTopic,
+};
 use cinder_rpc::Incoming;
 use cinder_service::Finished;
 
@@ -75,8 +77,11 @@ pub(crate) async fn accept<D: VolumeDriver>(
         }
     };
     let key = OP.claim(&c.volume_id);
-    let request_id = req.envelope.request_id.clone();
-    m.claimed(req, adm, key, |k| run(m, k, c, source, request_id))
+    let caller = (
+        req.envelope.request_id.clone(),
+        req.envelope.context.clone(),
+    );
+    m.claimed(req, adm, key, |k| run(m, k, c, source, caller))
         .await
 }
 
@@ -85,7 +90,7 @@ async fn run<D: VolumeDriver>(
     key: ClaimKey,
     c: CreateVolume,
     source: CreateSource,
-    request_id: String,
+    (request_id, context): (String, RequestContext),
 ) -> Result<Ran, ManagerError> {
     // A redelivery after reconciliation failed the create: nothing to build.
     let Some(row) = m.volume_in(&c.volume_id, OP.busy).await? else {
@@ -138,7 +143,7 @@ async fn run<D: VolumeDriver>(
             }
             discard_half_made(m, &c.volume_id).await;
             if let Some(schedule) = reschedulable(&c, &source) {
-                if reschedule(m, &key, schedule, &e.to_string()).await? {
+                if reschedule(m, &key, schedule, &e.to_string(), &context).await? {
                     return Ok(Ran::Failed);
                 }
             }
@@ -168,6 +173,7 @@ async fn reschedule<D: VolumeDriver>(
     key: &ClaimKey,
     mut schedule: ScheduleCreateVolume,
     why: &str,
+    context: &RequestContext,
 ) -> Result<bool, ManagerError> {
     let Some((scheduler, queue)) = &m.scheduler else {
         return Ok(false);
@@ -186,9 +192,8 @@ async fn reschedule<D: VolumeDriver>(
         Err(e) => return Err(e.into()),
     }
     schedule.retry.exc = Some(format!("{}: {why}", m.host));
-    let ctx = cinder_rpc::messages::RequestContext::default();
     match scheduler
-        .cast_request::<SchedulerTopic>(queue, &ctx, schedule.into())
+        .cast_request::<SchedulerTopic>(queue, context, schedule.into())
         .await
     {
         Ok(_) => {
