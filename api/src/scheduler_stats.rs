@@ -22,13 +22,11 @@ use crate::AppState;
 
 /// oslo's strict `bool_from_string`.
 fn strict_bool(key: &str, v: &str) -> Result<bool, ApiError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" | "on" | "y" | "yes" => Ok(true),
-        "0" | "f" | "false" | "off" | "n" | "no" => Ok(false),
-        _ => Err(ApiError::bad_request(format!(
+    cinder_common::strutils::bool_from_string(v).ok_or_else(|| {
+        ApiError::bad_request(format!(
             "Invalid value '{v}' for {key}: it must be a boolean"
-        ))),
-    }
+        ))
+    })
 }
 
 /// Cinder's `_equal_after_convert`: a boolean capability against a boolean string,

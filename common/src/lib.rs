@@ -14,4 +14,5 @@ pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod status;
+pub mod strutils;
 pub mod telemetry;

@@ -3,12 +3,13 @@
 //! place one volume), a reschedule's release of a failed placement, and user messages.
 
 use chrono::Utc;
+use cinder_common::messages as catalogue;
 use cinder_common::ops::ClaimKey;
 use cinder_common::status::VolumeStatus;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use crate::db::retry_transient;
@@ -56,6 +57,48 @@ fn on_host(host: &str) -> Condition {
         .add(volumes::Column::Host.like(format!("{host}#%")))
 }
 
+/// Places volume `id` nowhere again if it is still `creating` on `host` (`host@backend`,
+/// any pool); returns the rows changed (0 or 1).
+async fn clear_placement<C: ConnectionTrait>(conn: &C, id: &str, host: &str) -> Result<u64> {
+    Ok(volumes::Entity::update_many()
+        .col_expr(volumes::Column::Host, Expr::value(Option::<String>::None))
+        .col_expr(
+            volumes::Column::ClusterName,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(volumes::Column::Id.eq(id))
+        .filter(volumes::Column::Deleted.eq(false))
+        .filter(volumes::Column::Status.eq(VolumeStatus::Creating))
+        .filter(on_host(host))
+        .exec(conn)
+        .await?
+        .rows_affected)
+}
+
+impl NewMessage {
+    /// An `ERROR` message about volume `volume_id` for `project`, kept for Cinder's
+    /// `message_ttl`.
+    pub fn volume_error(
+        project_id: String,
+        request_id: String,
+        volume_id: &str,
+        action: catalogue::Action,
+        detail: catalogue::Detail,
+    ) -> NewMessage {
+        NewMessage {
+            project_id,
+            request_id,
+            resource_type: "VOLUME".into(),
+            resource_uuid: Some(volume_id.to_string()),
+            event_id: catalogue::event_id("VOLUME", action, detail),
+            action_id: action.id.into(),
+            detail_id: detail.id.into(),
+            message_level: "ERROR".into(),
+            ttl: std::time::Duration::from_secs(catalogue::MESSAGE_TTL_SECS),
+        }
+    }
+}
+
 impl Db {
     /// Every registered volume service (not deleted), oldest first.
     pub async fn volume_services(&self) -> Result<Vec<services::Model>> {
@@ -97,20 +140,7 @@ impl Db {
     /// Takes back a placement on `host` (`host@backend`, any pool) whose cast failed,
     /// if the volume is still `creating` there; `false` when it moved on.
     pub async fn unplace_volume(&self, id: &str, host: &str) -> Result<bool> {
-        let res = retry_transient!(volumes::Entity::update_many()
-            .col_expr(volumes::Column::Host, Expr::value(Option::<String>::None))
-            .col_expr(
-                volumes::Column::ClusterName,
-                Expr::value(Option::<String>::None)
-            )
-            .filter(volumes::Column::Id.eq(id))
-            .filter(volumes::Column::Deleted.eq(false))
-            .filter(volumes::Column::Status.eq(VolumeStatus::Creating))
-            .filter(on_host(host))
-            .exec(&self.conn)
-            .await
-            .map_err(Error::from))?;
-        Ok(res.rows_affected == 1)
+        Ok(retry_transient!(clear_placement(&self.conn, id, host).await)? == 1)
     }
 
     /// A volume service gives a failed create back for rescheduling: the volume, still
@@ -129,19 +159,7 @@ impl Db {
 
     async fn reschedule_once(&self, claim: (&ClaimKey, i32), id: &str, host: &str) -> Result<()> {
         let txn = self.conn.begin().await?;
-        let res = volumes::Entity::update_many()
-            .col_expr(volumes::Column::Host, Expr::value(Option::<String>::None))
-            .col_expr(
-                volumes::Column::ClusterName,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(volumes::Column::Id.eq(id))
-            .filter(volumes::Column::Deleted.eq(false))
-            .filter(volumes::Column::Status.eq(VolumeStatus::Creating))
-            .filter(on_host(host))
-            .exec(&txn)
-            .await?;
-        if res.rows_affected != 1 {
+        if clear_placement(&txn, id, host).await? != 1 {
             return Err(Error::Conflict {
                 kind: "volume",
                 id: id.to_string(),

@@ -289,12 +289,12 @@ impl RpcClient {
     }
 }
 
-/// A client for long-lived services: connects on first use, and casts once more on a
-/// fresh connection when a cast fails (the broker restarted); a call that fails drops
-/// the connection so the next one starts afresh. No reconnect logic of their own.
+/// A client for long-lived services: connects on first use (a service may start before
+/// the broker answers), then is an [`RpcClient`], which replaces a broken connection on
+/// the next publish.
 pub struct Caster {
     url: String,
-    client: tokio::sync::Mutex<Option<Arc<RpcClient>>>,
+    client: tokio::sync::OnceCell<RpcClient>,
 }
 
 impl Caster {
@@ -302,18 +302,14 @@ impl Caster {
     pub fn new(url: &str) -> Self {
         Caster {
             url: url.to_string(),
-            client: tokio::sync::Mutex::new(None),
+            client: tokio::sync::OnceCell::new(),
         }
     }
 
-    async fn client(&self) -> Result<Arc<RpcClient>, RpcError> {
-        let mut c = self.client.lock().await;
-        if let Some(c) = c.as_ref() {
-            return Ok(c.clone());
-        }
-        let fresh = Arc::new(RpcClient::connect(&self.url).await?);
-        *c = Some(fresh.clone());
-        Ok(fresh)
+    async fn client(&self) -> Result<&RpcClient, RpcError> {
+        self.client
+            .get_or_try_init(|| RpcClient::connect(&self.url))
+            .await
     }
 
     /// Casts `body` of topic `T` to `queue`; returns once the broker confirmed it.
@@ -323,24 +319,10 @@ impl Caster {
         context: &RequestContext,
         body: T::Request,
     ) -> Result<String, RpcError> {
-        let mut last = None;
-        for _ in 0..2 {
-            let client = self.client().await?;
-            match client
-                .cast_request::<T>(queue, context.clone(), body.clone())
-                .await
-            {
-                Ok(id) => return Ok(id),
-                Err(e) => {
-                    let mut c = self.client.lock().await;
-                    if c.as_ref().is_some_and(|c| Arc::ptr_eq(c, &client)) {
-                        *c = None;
-                    }
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.expect("two attempts"))
+        self.client()
+            .await?
+            .cast_request::<T>(queue, context.clone(), body)
+            .await
     }
 
     /// Calls `queue` and waits up to `timeout` for the typed reply.
@@ -351,14 +333,9 @@ impl Caster {
         msg: M,
         timeout: Duration,
     ) -> Result<M::Reply, RpcError> {
-        let client = self.client().await?;
-        let r = client.call(queue, context.clone(), msg, timeout).await;
-        if matches!(r, Err(RpcError::Amqp(_) | RpcError::Closed)) {
-            let mut c = self.client.lock().await;
-            if c.as_ref().is_some_and(|c| Arc::ptr_eq(c, &client)) {
-                *c = None;
-            }
-        }
-        r
+        self.client()
+            .await?
+            .call(queue, context.clone(), msg, timeout)
+            .await
     }
 }

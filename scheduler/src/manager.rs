@@ -15,7 +15,7 @@ use cinder_common::ops::{volume, Outcome};
 use cinder_common::status::VolumeStatus;
 use cinder_db::{Db, Ending, NewMessage, Placement};
 use cinder_rpc::messages::{
-    CreateVolume, GetPools, Pool, Retry, ScheduleCreateVolume, SchedulerRequest, SchedulerTopic,
+    CreateVolume, GetPools, Pool, ScheduleCreateVolume, SchedulerRequest, SchedulerTopic,
     VolumeTopic,
 };
 use cinder_rpc::{Caster, Incoming, RemoteError, RpcError};
@@ -168,15 +168,9 @@ impl SchedulerManager {
             None => cinder_rpc::topology::backend_queue(&backend),
         };
         let mut schedule = c.clone();
-        schedule.retry = Retry {
-            num_attempts: c.retry.num_attempts + 1,
-            backends: {
-                let mut b = c.retry.backends.clone();
-                b.push(chosen.pool.clone());
-                b
-            },
-            exc: None,
-        };
+        schedule.retry.num_attempts += 1;
+        schedule.retry.backends.push(chosen.pool.clone());
+        schedule.retry.exc = None;
         let msg = CreateVolume {
             volume_id: c.volume_id.clone(),
             size_gib: c.size_gib,
@@ -286,19 +280,13 @@ impl SchedulerManager {
         tracing::warn!(reason = %no, filter = ?no.filter.map(Filter::name), "no valid backend: the volume goes to error");
         // The message first, then the status (as Cinder): whoever sees `error` finds
         // the reason.
-        let detail = detail_of(no);
-        let action = messages::SCHEDULE_ALLOCATE_VOLUME;
-        let m = NewMessage {
-            project_id: project,
-            request_id: req.envelope.request_id.clone(),
-            resource_type: "VOLUME".into(),
-            resource_uuid: Some(c.volume_id.clone()),
-            event_id: messages::event_id("VOLUME", action, detail),
-            action_id: action.id.into(),
-            detail_id: detail.id.into(),
-            message_level: "ERROR".into(),
-            ttl: Duration::from_secs(messages::MESSAGE_TTL_SECS),
-        };
+        let m = NewMessage::volume_error(
+            project,
+            req.envelope.request_id.clone(),
+            &c.volume_id,
+            messages::SCHEDULE_ALLOCATE_VOLUME,
+            detail_of(no),
+        );
         if let Err(e) = self.db.create_message(&m).await {
             tracing::error!(error = %e, "cannot record the user message");
         }
@@ -325,15 +313,15 @@ impl SchedulerManager {
     /// `get_pools`: the pools in view, with their reported capabilities on `detail`;
     /// by name, or those a volume type's extra specs match.
     pub fn get_pools(&self, g: &GetPools) -> Vec<Pool> {
+        let specs = g
+            .volume_type
+            .as_ref()
+            .map(|t| filters::Specs::compile(&t.extra_specs));
         let view = self.view();
-        let typed = g.volume_type.as_ref().map(|t| Request {
-            extra_specs: t.extra_specs.clone(),
-            ..Default::default()
-        });
         view.pools()
             .iter()
             .filter(|p| g.name.as_ref().is_none_or(|n| *n == p.name))
-            .filter(|p| typed.as_ref().is_none_or(|r| filters::capabilities(p, r)))
+            .filter(|p| specs.as_ref().is_none_or(|s| filters::matches_specs(p, s)))
             .map(|p| Pool {
                 name: p.name.clone(),
                 capabilities: g.detail.then(|| serde_json::Value::Object(p.raw.clone())),

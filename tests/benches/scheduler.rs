@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use cinder_common::shutdown::CancellationToken;
-use cinder_db::{Db, NewVolume, ServiceRegistration};
+use cinder_db::{Db, ServiceRegistration};
 use cinder_migrations::{Migrator, MigratorTrait};
 use cinder_rpc::messages::{GetPools, ScheduleCreateVolume, SchedulerTopic, VolumeTypeSpec};
 use cinder_rpc::{RequestContext, RpcClient};
@@ -234,19 +234,9 @@ async fn queue_path(url: &str, label: &str) -> String {
     let pinned = pinned_type();
     let mut ids = Vec::with_capacity(CREATES);
     for i in 0..CREATES {
-        let id = uuid::Uuid::new_v4().to_string();
-        db.create_volume(&NewVolume {
-            id: id.clone(),
-            project_id: "bench".into(),
-            user_id: "bench".into(),
-            name: None,
-            description: None,
-            size_gib: 1,
-            availability_zone: None,
-            volume_type_id: None,
-        })
-        .await
-        .unwrap();
+        let row = cinder_tests::volume_row("bench", "bench", 1);
+        db.create_volume(&row).await.unwrap();
+        let id = row.id;
         let msg = ScheduleCreateVolume {
             volume_id: id.clone(),
             size_gib: 1,

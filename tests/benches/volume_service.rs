@@ -29,7 +29,7 @@ use cinder_common::ops::{snapshot as snapshot_ops, volume as volume_ops};
 use cinder_common::shutdown::CancellationToken;
 use cinder_common::status::SnapshotStatus;
 use cinder_db::entity::volumes;
-use cinder_db::{Db, NewVolume};
+use cinder_db::Db;
 use cinder_migrations::{Migrator, MigratorTrait};
 use cinder_rpc::messages::{
     CreateSnapshot, DeleteSnapshot, DeleteVolume, GetCapabilities, InitializeConnection,
@@ -95,21 +95,9 @@ fn ms(d: Duration) -> f64 {
 
 impl Bench {
     async fn new_volume(&self) -> String {
-        let id = uuid::Uuid::new_v4().to_string();
-        self.db
-            .create_volume(&NewVolume {
-                id: id.clone(),
-                project_id: "bench".into(),
-                user_id: "bench".into(),
-                name: None,
-                description: None,
-                size_gib: 1,
-                availability_zone: None,
-                volume_type_id: None,
-            })
-            .await
-            .unwrap();
-        id
+        let row = cinder_tests::volume_row("bench", "bench", 1);
+        self.db.create_volume(&row).await.unwrap();
+        row.id
     }
 
     async fn cast(&self, body: VolumeRequest) {

@@ -21,6 +21,21 @@ pub fn create_request(id: &str, size_gib: u64, snapshot: Option<&str>) -> Volume
     .into()
 }
 
+/// A volume row of `size` GiB for `project` and `user`, with a fresh id (status
+/// `creating` once inserted).
+pub fn volume_row(project: &str, user: &str, size: i32) -> cinder_db::NewVolume {
+    cinder_db::NewVolume {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id: project.into(),
+        user_id: user.into(),
+        name: None,
+        description: None,
+        size_gib: size,
+        availability_zone: None,
+        volume_type_id: None,
+    }
+}
+
 /// The ceph.conf of the dev cluster, or a panic saying how to get one.
 pub fn ceph_conf() -> String {
     match std::env::var("CEPH_CONF") {

@@ -251,7 +251,6 @@ impl<D: VolumeDriver> VolumeManager<D> {
         outcome
     }
 
-    /// `host@backend#pool` for a `pool/image` location.
     /// `host@backend#pool`, the pool being the backend's `volume_backend_name` (Cinder's
     /// RBD driver reports one pool per backend).
     pub(crate) fn pool_host(&self) -> String {

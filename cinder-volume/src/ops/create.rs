@@ -20,9 +20,6 @@ use cinder_drivers::{CreateSource, VolumeDriver};
 /// The operation.
 pub const OP: &Operation<VolumeStatus> = &volume::CREATE;
 
-const FROM_BACKEND: messages::Action = messages::CREATE_VOLUME_FROM_BACKEND;
-const FAILED: messages::Detail = messages::DRIVER_FAILED_CREATE;
-
 /// Where the new volume's data comes from; a snapshot's with the clone depth its
 /// volume's row records (unknown: as deep as can be, so it counts as long work). The
 /// driver decides from it whether the create is long work (a clone that no flatten
@@ -127,17 +124,13 @@ async fn run<D: VolumeDriver>(
         Err(e) => {
             tracing::error!(volume_id = %c.volume_id, error = %e, "create failed");
             // Cinder's message for a driver's failed create, rescheduled or not.
-            let failed = cinder_db::NewMessage {
-                project_id: row.project_id.clone(),
+            let failed = cinder_db::NewMessage::volume_error(
+                row.project_id.clone(),
                 request_id,
-                resource_type: "VOLUME".into(),
-                resource_uuid: Some(c.volume_id.clone()),
-                event_id: messages::event_id("VOLUME", FROM_BACKEND, FAILED),
-                action_id: FROM_BACKEND.id.into(),
-                detail_id: FAILED.id.into(),
-                message_level: "ERROR".into(),
-                ttl: std::time::Duration::from_secs(messages::MESSAGE_TTL_SECS),
-            };
+                &c.volume_id,
+                messages::CREATE_VOLUME_FROM_BACKEND,
+                messages::DRIVER_FAILED_CREATE,
+            );
             if let Err(e) = m.db.create_message(&failed).await {
                 tracing::warn!(volume_id = %c.volume_id, error = %e, "cannot record the user message");
             }

@@ -47,10 +47,7 @@ fn boolean(value: &Value) -> bool {
 }
 
 fn parse_bool(s: &str) -> bool {
-    matches!(
-        s.trim().to_ascii_lowercase().as_str(),
-        "true" | "1" | "t" | "on" | "y" | "yes"
-    )
+    cinder_common::strutils::bool_from_string(s).unwrap_or(false)
 }
 
 /// Whether one capability value satisfies `req`.

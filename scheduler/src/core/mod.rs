@@ -111,26 +111,21 @@ impl PoolState {
     /// Deducts a new volume of `size_gib` (Cinder's `consume_from_volume`): allocated
     /// and provisioned grow, free shrinks unless it is not a figure.
     pub fn consume(&mut self, size_gib: u64) {
-        let size = size_gib as f64;
-        self.caps.allocated_capacity_gb += size;
-        if self.reports_provisioned {
-            self.caps.provisioned_capacity_gb += size;
-        }
-        if let Capacity::Gib(free) = self.caps.free_capacity_gb {
-            self.caps.free_capacity_gb = Capacity::Gib(free - size);
-        }
-        self.sync_raw();
+        self.shift(size_gib as f64);
     }
 
     /// Gives back a placement that did not happen (its cast failed).
     pub fn unconsume(&mut self, size_gib: u64) {
-        let size = size_gib as f64;
-        self.caps.allocated_capacity_gb -= size;
+        self.shift(-(size_gib as f64));
+    }
+
+    fn shift(&mut self, gib: f64) {
+        self.caps.allocated_capacity_gb += gib;
         if self.reports_provisioned {
-            self.caps.provisioned_capacity_gb -= size;
+            self.caps.provisioned_capacity_gb += gib;
         }
         if let Capacity::Gib(free) = self.caps.free_capacity_gb {
-            self.caps.free_capacity_gb = Capacity::Gib(free + size);
+            self.caps.free_capacity_gb = Capacity::Gib(free - gib);
         }
         self.sync_raw();
     }
