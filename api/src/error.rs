@@ -47,6 +47,43 @@ impl ApiError {
         }
     }
 
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            message: message.into(),
+        }
+    }
+
+    /// 413 (a body over the limit, a quota exceeded).
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: message.into(),
+        }
+    }
+
+    /// 501.
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: message.into(),
+        }
+    }
+
+    /// A database failure that is not the caller's: 500, logged with its cause.
+    pub fn from_db(e: cinder_db::Error) -> Self {
+        match e {
+            cinder_db::Error::NotFound { kind, id } => {
+                ApiError::not_found(format!("{kind} {id} could not be found."))
+            }
+            e => {
+                tracing::error!(error = %e, "database error");
+                ApiError::internal("The server has either erred or is incapable of performing the requested operation.")
+            }
+        }
+    }
+
     /// 406 (a microversion out of range).
     pub fn not_acceptable(message: impl Into<String>) -> Self {
         ApiError {
@@ -91,9 +128,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            self.kind(): { "code": self.status.as_u16(), "message": self.message }
-        });
+        let mut fault =
+            serde_json::json!({ "code": self.status.as_u16(), "message": self.message });
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // As Cinder's overLimit: retry at once (nothing frees by waiting).
+            fault["retryAfter"] = "0".into();
+            let body = serde_json::json!({ self.kind(): fault });
+            return (self.status, [("Retry-After", "0")], Json(body)).into_response();
+        }
+        let body = serde_json::json!({ self.kind(): fault });
         (self.status, Json(body)).into_response()
     }
 }

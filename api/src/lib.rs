@@ -1,29 +1,40 @@
 //! The OpenStack Block Storage v3 API (HTTP, keystone and noauth). Only crate that knows
-//! HTTP and OpenStack JSON. Today it serves the versions documents and the scheduler's
-//! pools view (`scheduler-stats/get_pools`); the rest of the v3 API arrives with its
-//! own issue.
+//! HTTP and OpenStack JSON.
 //!
 //! # Layout
 //! - [`error`]: OpenStack's error format.
 //! - [`microversion`]: the `OpenStack-API-Version` header.
 //! - [`context`]: the caller (noauth tokens).
 //! - [`request_id`]: `x-openstack-request-id` on every response.
-//! - `versions`: `GET /`, `GET /v3/`.
-//! - `scheduler_stats`: `GET .../scheduler-stats/get_pools`.
+//! - [`request`]: the project-less paths (3.67), the microversion layer, [`request::Req`].
+//! - [`body`], [`schema`]: request bodies and their JSON schemas.
+//! - [`listing`]: `limit`/`marker`/`sort`/`offset`/`with_count`, next links.
+//! - `views`: the JSON of volumes and snapshots.
+//! - `versions`, `volumes`, `snapshots`, `types`, `scheduler_stats`: the routes.
 #![warn(missing_docs)]
 
+pub mod body;
 pub mod context;
 pub mod error;
+pub mod listing;
 pub mod microversion;
+pub mod request;
 pub mod request_id;
 mod scheduler_stats;
+pub mod schema;
+mod snapshots;
+mod types;
 mod versions;
+mod views;
+mod volumes;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
+
+use crate::error::ApiError;
 use cinder_common::service::{CommonSettings, ServiceConfig};
 use cinder_common::shutdown::CancellationToken;
 use serde::Deserialize;
@@ -47,6 +58,97 @@ pub struct ApiSettings {
     /// `public_endpoint`); unset: the request's own host.
     #[serde(default)]
     pub public_endpoint: Option<String>,
+    /// Largest request body accepted, in bytes (Cinder's `osapi_max_request_body_size`;
+    /// 413 beyond). Default 114688.
+    #[serde(default = "default_max_body")]
+    pub osapi_max_request_body_size: usize,
+    /// Most items a list returns (Cinder's `osapi_max_limit`). Default 1000.
+    #[serde(default = "default_max_limit")]
+    pub osapi_max_limit: u64,
+    /// The type of volumes created without one (Cinder's `default_volume_type`).
+    /// Default `__DEFAULT__`, which the schema creates.
+    #[serde(default = "default_type")]
+    pub default_volume_type: String,
+}
+
+fn default_max_body() -> usize {
+    114_688
+}
+fn default_max_limit() -> u64 {
+    1000
+}
+fn default_type() -> String {
+    "__DEFAULT__".into()
+}
+
+/// `[quota]`: the default limits (Cinder's `quota_*` options) for projects with none of
+/// their own; -1 is unlimited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSettings {
+    /// Volumes per project. Default 10.
+    #[serde(default = "ten")]
+    pub volumes: i64,
+    /// Snapshots per project. Default 10.
+    #[serde(default = "ten")]
+    pub snapshots: i64,
+    /// GiB of volumes and snapshots per project. Default 1000.
+    #[serde(default = "thousand")]
+    pub gigabytes: i64,
+    /// Backups per project. Default 10.
+    #[serde(default = "ten")]
+    pub backups: i64,
+    /// GiB of backups per project. Default 1000.
+    #[serde(default = "thousand")]
+    pub backup_gigabytes: i64,
+    /// Largest single volume, GiB (Cinder's `per_volume_size_limit`). Default -1.
+    #[serde(default = "unlimited")]
+    pub per_volume_gigabytes: i64,
+    /// Seconds before an unfinished reservation is given back. Default 86400.
+    #[serde(default = "day")]
+    pub reservation_expire: u64,
+}
+
+fn ten() -> i64 {
+    10
+}
+fn thousand() -> i64 {
+    1000
+}
+fn unlimited() -> i64 {
+    -1
+}
+fn day() -> u64 {
+    86_400
+}
+
+impl QuotaSettings {
+    fn defaults_section() -> Self {
+        QuotaSettings {
+            volumes: ten(),
+            snapshots: ten(),
+            gigabytes: thousand(),
+            backups: ten(),
+            backup_gigabytes: thousand(),
+            per_volume_gigabytes: unlimited(),
+            reservation_expire: day(),
+        }
+    }
+
+    /// The limits a project without its own has.
+    pub fn defaults(&self) -> cinder_db::QuotaLimits {
+        [
+            ("volumes", self.volumes),
+            ("snapshots", self.snapshots),
+            ("gigabytes", self.gigabytes),
+            ("backups", self.backups),
+            ("backup_gigabytes", self.backup_gigabytes),
+            ("per_volume_gigabytes", self.per_volume_gigabytes),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
 }
 
 fn default_auth() -> String {
@@ -67,6 +169,9 @@ impl ApiSettings {
             rpc_response_timeout: default_rpc_timeout(),
             auth_strategy: default_auth(),
             public_endpoint: None,
+            osapi_max_request_body_size: default_max_body(),
+            osapi_max_limit: default_max_limit(),
+            default_volume_type: default_type(),
         }
     }
 }
@@ -80,6 +185,9 @@ pub struct Settings {
     /// `[api]`.
     #[serde(default = "ApiSettings::defaults")]
     pub api: ApiSettings,
+    /// `[quota]`.
+    #[serde(default = "QuotaSettings::defaults_section")]
+    pub quota: QuotaSettings,
 }
 
 impl ServiceConfig for Settings {
@@ -97,23 +205,110 @@ pub(crate) struct AppState {
     pub(crate) rpc_timeout_secs: u64,
     pub(crate) listen: String,
     pub(crate) public_endpoint: Option<String>,
+    pub(crate) max_body: usize,
+    pub(crate) max_limit: u64,
+    pub(crate) default_volume_type: String,
+    pub(crate) default_az: String,
+    pub(crate) quota: QuotaSettings,
 }
 
-fn router(state: AppState) -> Router {
+/// Answers that exist so clients get a clean error, not a 404 of the router.
+async fn backups_not_implemented() -> ApiError {
+    ApiError::not_implemented("Backups are not available in this release yet.")
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("The resource could not be found.")
+}
+
+fn v3_routes() -> Router<AppState> {
+    use axum::routing::{any, post};
     Router::new()
-        .route("/", get(versions::all))
-        .route("/v3", get(versions::v3))
-        .route("/v3/", get(versions::v3))
+        .route("/v3/volumes", get(volumes::index).post(volumes::create))
+        .route("/v3/volumes/detail", get(volumes::detail))
+        .route("/v3/volumes/summary", get(volumes::summary))
         .route(
-            "/v3/{project_id}/scheduler-stats/get_pools",
-            get(scheduler_stats::get_pools),
+            "/v3/volumes/{id}",
+            get(volumes::show)
+                .put(volumes::update)
+                .delete(volumes::delete),
+        )
+        .route(
+            "/v3/volumes/{id}/metadata",
+            get(volumes::metadata_show)
+                .post(volumes::metadata_update)
+                .put(volumes::metadata_replace),
+        )
+        .route(
+            "/v3/volumes/{id}/metadata/{key}",
+            get(volumes::metadata_item)
+                .put(volumes::metadata_item_set)
+                .delete(volumes::metadata_item_delete),
+        )
+        .route(
+            "/v3/snapshots",
+            get(snapshots::index).post(snapshots::create),
+        )
+        .route("/v3/snapshots/detail", get(snapshots::index))
+        .route(
+            "/v3/snapshots/{id}",
+            get(snapshots::show)
+                .put(snapshots::update)
+                .delete(snapshots::delete),
+        )
+        .route(
+            "/v3/snapshots/{id}/metadata",
+            get(snapshots::metadata_show)
+                .post(snapshots::metadata_update)
+                .put(snapshots::metadata_replace),
+        )
+        .route(
+            "/v3/snapshots/{id}/metadata/{key}",
+            axum::routing::delete(snapshots::metadata_item_delete),
+        )
+        .route("/v3/types", get(types::index).post(types::create))
+        .route(
+            "/v3/types/{id}",
+            get(types::show).put(types::update).delete(types::delete),
+        )
+        .route(
+            "/v3/types/{id}/extra_specs",
+            get(types::specs_index).post(types::specs_create),
+        )
+        .route(
+            "/v3/types/{id}/extra_specs/{key}",
+            get(types::spec_show)
+                .put(types::spec_set)
+                .delete(types::spec_delete),
+        )
+        .route("/v3/types/{id}/action", post(types::action))
+        .route(
+            "/v3/types/{id}/os-volume-type-access",
+            get(types::access_list),
         )
         .route(
             "/v3/scheduler-stats/get_pools",
             get(scheduler_stats::get_pools),
         )
+        .route("/v3/backups", any(backups_not_implemented))
+        .route("/v3/backups/{*rest}", any(backups_not_implemented))
+        .route_layer(axum::middleware::from_fn(request::microversion))
+}
+
+fn router(state: AppState) -> Router {
+    let inner = Router::new()
+        .route("/", get(versions::all))
+        .route("/v3", get(versions::v3))
+        .route("/v3/", get(versions::v3))
+        .merge(v3_routes())
+        .fallback(no_route)
         .with_state(state)
-        .layer(axum::middleware::from_fn(request_id::assign))
+        .layer(axum::middleware::from_fn(request_id::assign));
+    // Project-less paths (3.67): the project segment goes before routing, so the outer
+    // router only hands every request, rewritten, to the inner one.
+    Router::new()
+        .fallback_service(inner)
+        .layer(axum::middleware::from_fn(request::strip_project))
 }
 
 /// Runs until `shutdown` is cancelled.
@@ -133,11 +328,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         rpc_timeout_secs: settings.api.rpc_response_timeout,
         listen: settings.api.listen.clone(),
         public_endpoint: settings.api.public_endpoint.clone(),
+        max_body: settings.api.osapi_max_request_body_size,
+        max_limit: settings.api.osapi_max_limit.max(1),
+        default_volume_type: settings.api.default_volume_type.clone(),
+        default_az: settings.common.service.storage_availability_zone.clone(),
+        quota: settings.quota.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.api.listen))?;
-    tracing::info!(listen = %settings.api.listen, "cinder-api serving (versions and scheduler-stats only: the v3 API arrives with its own issue)");
+    tracing::info!(listen = %settings.api.listen, "cinder-api serving");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;

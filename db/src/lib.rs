@@ -20,6 +20,7 @@ mod db;
 pub mod entity;
 mod error;
 mod list;
+mod metadata;
 mod quota;
 mod schedule;
 mod service;
@@ -31,13 +32,15 @@ mod work;
 
 pub use db::{Db, DEFAULT_SQLITE_URL};
 pub use error::{Error, Result};
-pub use list::{SortDir, VolumeListQuery, VolumeSortKey};
-pub use quota::{QuotaLimits, ReservationId, Usage};
+pub use list::{SnapshotListQuery, SnapshotSortKey, SortDir, VolumeListQuery, VolumeSortKey};
+pub use metadata::Metadata;
+pub use quota::{snapshot_quota_deltas, volume_quota_deltas, QuotaLimits, ReservationId, Usage};
 pub use schedule::{NewMessage, Placement};
 pub use service::{service_is_up, ServiceRegistration};
+pub use snapshot::NewSnapshot;
 pub use state::{Ending, Tracked};
-pub use volume::{NewVolume, VolumeChanges};
-pub use volume_type::VolumeType;
+pub use volume::{NewVolume, Rename, VolumeChanges};
+pub use volume_type::{TypeRecord, TypeUpdate, VolumeType};
 
 /// The newest migration this code expects (see `cinder-migrations`).
-pub const SCHEMA_VERSION: &str = "m20261121_000001_create_schema";
+pub const SCHEMA_VERSION: &str = "m20261203_000001_seed_default_type";

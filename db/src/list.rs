@@ -6,10 +6,10 @@
 //! been deleted since (soft-deleted rows stay readable).
 
 use cinder_common::status::VolumeStatus;
-use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Value};
 
-use crate::entity::volumes;
+use crate::entity::{snapshot_metadata, snapshots, volume_metadata, volumes};
 use crate::error::{Error, Result};
 use crate::Db;
 
@@ -26,6 +26,10 @@ pub enum VolumeSortKey {
     Size,
     /// `status`
     Status,
+    /// `updated_at` (never updated sorts as created)
+    UpdatedAt,
+    /// `availability_zone`
+    AvailabilityZone,
 }
 
 /// Sort direction.
@@ -38,7 +42,7 @@ pub enum SortDir {
 }
 
 /// A volume listing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct VolumeListQuery {
     /// Only this project's volumes (`None`: all, for admins).
     pub project_id: Option<String>,
@@ -48,6 +52,20 @@ pub struct VolumeListQuery {
     pub name: Option<String>,
     /// Include soft-deleted rows (admins).
     pub include_deleted: bool,
+    /// Only volumes whose name contains this (`name~`, 3.34).
+    pub name_like: Option<String>,
+    /// Only volumes whose description contains this.
+    pub description_like: Option<String>,
+    /// Only volumes in this availability zone.
+    pub availability_zone: Option<String>,
+    /// Only bootable (or only non-bootable) volumes.
+    pub bootable: Option<bool>,
+    /// Only volumes with every one of these metadata items.
+    pub metadata: Vec<(String, String)>,
+    /// Only volumes of this size.
+    pub size: Option<i32>,
+    /// Skip this many rows (after the marker).
+    pub offset: u64,
     /// Sort keys, most significant first; `id` is added last when absent. Cinder's
     /// default is `created_at desc, id desc`.
     pub sort: Vec<(VolumeSortKey, SortDir)>,
@@ -66,6 +84,14 @@ fn key_expr(k: VolumeSortKey) -> Expr {
         }
         VolumeSortKey::Size => Expr::col(volumes::Column::Size),
         VolumeSortKey::Status => Expr::col(volumes::Column::Status),
+        VolumeSortKey::UpdatedAt => Func::coalesce([
+            Expr::col(volumes::Column::UpdatedAt),
+            Expr::col(volumes::Column::CreatedAt),
+        ])
+        .into(),
+        VolumeSortKey::AvailabilityZone => {
+            Func::coalesce([Expr::col(volumes::Column::AvailabilityZone), Expr::val("")]).into()
+        }
     }
 }
 
@@ -76,7 +102,80 @@ fn key_value(k: VolumeSortKey, v: &volumes::Model) -> Value {
         VolumeSortKey::Name => v.display_name.clone().unwrap_or_default().into(),
         VolumeSortKey::Size => v.size.into(),
         VolumeSortKey::Status => v.status.into(),
+        VolumeSortKey::UpdatedAt => v.updated_at.unwrap_or(v.created_at).into(),
+        VolumeSortKey::AvailabilityZone => v.availability_zone.clone().unwrap_or_default().into(),
     }
+}
+
+/// `%text%` with the LIKE wildcards in `text` escaped.
+fn contains(text: &str) -> LikeExpr {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    LikeExpr::new(format!("%{escaped}%")).escape('\\')
+}
+
+/// The filters of `q` (not the marker).
+fn filtered(q: &VolumeListQuery) -> sea_orm::Select<volumes::Entity> {
+    let mut select = volumes::Entity::find();
+    if !q.include_deleted {
+        select = select.filter(volumes::Column::Deleted.eq(false));
+    }
+    if let Some(p) = &q.project_id {
+        select = select.filter(volumes::Column::ProjectId.eq(p.as_str()));
+    }
+    if let Some(s) = q.status {
+        select = select.filter(volumes::Column::Status.eq(s.as_str()));
+    }
+    if let Some(n) = &q.name {
+        select = select.filter(volumes::Column::DisplayName.eq(n.as_str()));
+    }
+    if let Some(n) = &q.name_like {
+        select = select.filter(volumes::Column::DisplayName.like(contains(n)));
+    }
+    if let Some(n) = &q.description_like {
+        select = select.filter(volumes::Column::DisplayDescription.like(contains(n)));
+    }
+    if let Some(z) = &q.availability_zone {
+        select = select.filter(volumes::Column::AvailabilityZone.eq(z.as_str()));
+    }
+    if let Some(b) = q.bootable {
+        select = select.filter(volumes::Column::Bootable.eq(b));
+    }
+    if let Some(size) = q.size {
+        select = select.filter(volumes::Column::Size.eq(size));
+    }
+    for (k, v) in &q.metadata {
+        let items = sea_orm::sea_query::Query::select()
+            .column(volume_metadata::Column::VolumeId)
+            .from(volume_metadata::Entity)
+            .and_where(volume_metadata::Column::Key.eq(k.as_str()))
+            .and_where(volume_metadata::Column::Value.eq(v.as_str()))
+            .and_where(volume_metadata::Column::Deleted.eq(false))
+            .to_owned();
+        select = select.filter(volumes::Column::Id.in_subquery(items));
+    }
+    select
+}
+
+/// The rows after the marker row whose sort keys have `values`:
+/// (k1 > m1) OR (k1 = m1 AND k2 > m2) OR ..., with < for descending keys.
+pub(crate) fn after_marker(keys: &[(Expr, Value, SortDir)]) -> Condition {
+    let mut after = Condition::any();
+    for i in 0..keys.len() {
+        let mut term = Condition::all();
+        for (e, v, _) in &keys[..i] {
+            term = term.add(ExprTrait::eq(e.clone(), v.clone()));
+        }
+        let (e, v, dir) = &keys[i];
+        term = term.add(match dir {
+            SortDir::Asc => e.clone().gt(v.clone()),
+            SortDir::Desc => e.clone().lt(v.clone()),
+        });
+        after = after.add(term);
+    }
+    after
 }
 
 impl Db {
@@ -90,19 +189,7 @@ impl Db {
             let dir = sort.last().map(|(_, d)| *d).unwrap_or(SortDir::Desc);
             sort.push((VolumeSortKey::Id, dir));
         }
-        let mut select = volumes::Entity::find();
-        if !q.include_deleted {
-            select = select.filter(volumes::Column::Deleted.eq(false));
-        }
-        if let Some(p) = &q.project_id {
-            select = select.filter(volumes::Column::ProjectId.eq(p.as_str()));
-        }
-        if let Some(s) = q.status {
-            select = select.filter(volumes::Column::Status.eq(s.as_str()));
-        }
-        if let Some(n) = &q.name {
-            select = select.filter(volumes::Column::DisplayName.eq(n.as_str()));
-        }
+        let mut select = filtered(q);
         if let Some(marker) = &q.marker {
             let m = volumes::Entity::find_by_id(marker.clone())
                 .one(&self.conn)
@@ -111,21 +198,11 @@ impl Db {
                     kind: "marker",
                     id: marker.clone(),
                 })?;
-            // (k1 > m1) OR (k1 = m1 AND k2 > m2) OR ... , with < for descending keys.
-            let mut after = Condition::any();
-            for i in 0..sort.len() {
-                let mut term = Condition::all();
-                for (k, _) in &sort[..i] {
-                    term = term.add(ExprTrait::eq(key_expr(*k), key_value(*k, &m)));
-                }
-                let (k, dir) = sort[i];
-                let e = key_expr(k);
-                term = term.add(match dir {
-                    SortDir::Asc => e.gt(key_value(k, &m)),
-                    SortDir::Desc => e.lt(key_value(k, &m)),
-                });
-                after = after.add(term);
-            }
+            let keys: Vec<(Expr, Value, SortDir)> = sort
+                .iter()
+                .map(|(k, d)| (key_expr(*k), key_value(*k, &m), *d))
+                .collect();
+            let after = after_marker(&keys);
             select = select.filter(after);
         }
         for (k, dir) in &sort {
@@ -135,6 +212,159 @@ impl Db {
             };
             select = select.order_by(key_expr(*k), order);
         }
-        Ok(select.limit(q.limit).all(&self.conn).await?)
+        Ok(select
+            .offset(q.offset)
+            .limit(q.limit)
+            .all(&self.conn)
+            .await?)
+    }
+
+    /// How many volumes match the filters of `q` (marker, offset and limit aside).
+    pub async fn count_volumes(&self, q: &VolumeListQuery) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(filtered(q).count(&self.conn).await?)
+    }
+}
+
+/// A snapshot listing (sorted by creation, newest first, or by `sort`).
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotListQuery {
+    /// Only this project's snapshots (`None`: all, for admins).
+    pub project_id: Option<String>,
+    /// Only snapshots of this volume.
+    pub volume_id: Option<String>,
+    /// Only snapshots in this status.
+    pub status: Option<cinder_common::status::SnapshotStatus>,
+    /// Only snapshots with this exact name.
+    pub name: Option<String>,
+    /// Only snapshots with every one of these metadata items.
+    pub metadata: Vec<(String, String)>,
+    /// Sort keys, most significant first (`id` added last).
+    pub sort: Vec<(SnapshotSortKey, SortDir)>,
+    /// Id of the last row of the previous page.
+    pub marker: Option<String>,
+    /// Skip this many rows (after the marker).
+    pub offset: u64,
+    /// Page size.
+    pub limit: u64,
+}
+
+/// Keys snapshots can be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotSortKey {
+    /// `created_at`
+    CreatedAt,
+    /// `id`
+    Id,
+    /// `name`
+    Name,
+    /// `status`
+    Status,
+    /// `size` (the volume's)
+    Size,
+}
+
+fn snapshot_key(k: SnapshotSortKey, s: &snapshots::Model) -> (Expr, Value) {
+    match k {
+        SnapshotSortKey::CreatedAt => {
+            (Expr::col(snapshots::Column::CreatedAt), s.created_at.into())
+        }
+        SnapshotSortKey::Id => (Expr::col(snapshots::Column::Id), s.id.clone().into()),
+        SnapshotSortKey::Name => (
+            Func::coalesce([Expr::col(snapshots::Column::DisplayName), Expr::val("")]).into(),
+            s.display_name.clone().unwrap_or_default().into(),
+        ),
+        SnapshotSortKey::Status => (Expr::col(snapshots::Column::Status), s.status.into()),
+        SnapshotSortKey::Size => (
+            Expr::col(snapshots::Column::VolumeSize),
+            s.volume_size.into(),
+        ),
+    }
+}
+
+fn filtered_snapshots(q: &SnapshotListQuery) -> sea_orm::Select<snapshots::Entity> {
+    let mut select = snapshots::Entity::find().filter(snapshots::Column::Deleted.eq(false));
+    if let Some(p) = &q.project_id {
+        select = select.filter(snapshots::Column::ProjectId.eq(p.as_str()));
+    }
+    if let Some(v) = &q.volume_id {
+        select = select.filter(snapshots::Column::VolumeId.eq(v.as_str()));
+    }
+    if let Some(s) = q.status {
+        select = select.filter(snapshots::Column::Status.eq(s.as_str()));
+    }
+    if let Some(n) = &q.name {
+        select = select.filter(snapshots::Column::DisplayName.eq(n.as_str()));
+    }
+    for (k, v) in &q.metadata {
+        let items = sea_orm::sea_query::Query::select()
+            .column(snapshot_metadata::Column::SnapshotId)
+            .from(snapshot_metadata::Entity)
+            .and_where(snapshot_metadata::Column::Key.eq(k.as_str()))
+            .and_where(snapshot_metadata::Column::Value.eq(v.as_str()))
+            .and_where(snapshot_metadata::Column::Deleted.eq(false))
+            .to_owned();
+        select = select.filter(snapshots::Column::Id.in_subquery(items));
+    }
+    select
+}
+
+impl Db {
+    /// One page of snapshots.
+    pub async fn list_snapshots(&self, q: &SnapshotListQuery) -> Result<Vec<snapshots::Model>> {
+        let mut sort = q.sort.clone();
+        if sort.is_empty() {
+            sort = vec![(SnapshotSortKey::CreatedAt, SortDir::Desc)];
+        }
+        if !sort.iter().any(|(k, _)| *k == SnapshotSortKey::Id) {
+            let dir = sort.last().map(|(_, d)| *d).unwrap_or(SortDir::Desc);
+            sort.push((SnapshotSortKey::Id, dir));
+        }
+        let mut select = filtered_snapshots(q);
+        if let Some(marker) = &q.marker {
+            let m = snapshots::Entity::find_by_id(marker.clone())
+                .one(&self.conn)
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    kind: "marker",
+                    id: marker.clone(),
+                })?;
+            let keys: Vec<(Expr, Value, SortDir)> = sort
+                .iter()
+                .map(|(k, d)| {
+                    let (e, v) = snapshot_key(*k, &m);
+                    (e, v, *d)
+                })
+                .collect();
+            select = select.filter(after_marker(&keys));
+        }
+        for (k, dir) in &sort {
+            let order = match dir {
+                SortDir::Asc => Order::Asc,
+                SortDir::Desc => Order::Desc,
+            };
+            let e = match k {
+                SnapshotSortKey::CreatedAt => Expr::col(snapshots::Column::CreatedAt),
+                SnapshotSortKey::Id => Expr::col(snapshots::Column::Id),
+                SnapshotSortKey::Name => {
+                    Func::coalesce([Expr::col(snapshots::Column::DisplayName), Expr::val("")])
+                        .into()
+                }
+                SnapshotSortKey::Status => Expr::col(snapshots::Column::Status),
+                SnapshotSortKey::Size => Expr::col(snapshots::Column::VolumeSize),
+            };
+            select = select.order_by(e, order);
+        }
+        Ok(select
+            .offset(q.offset)
+            .limit(q.limit)
+            .all(&self.conn)
+            .await?)
+    }
+
+    /// How many snapshots match the filters of `q`.
+    pub async fn count_snapshots(&self, q: &SnapshotListQuery) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(filtered_snapshots(q).count(&self.conn).await?)
     }
 }

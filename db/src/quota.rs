@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr, TransactionTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, SqlErr,
+    TransactionTrait,
+};
 
 use crate::db::retry_transient;
 use crate::entity::{quota_classes, quota_usages, quotas, reservations};
@@ -254,42 +257,114 @@ impl Db {
     }
 
     async fn finish_reservations(&self, ids: &[ReservationId], commit: bool) -> Result<()> {
-        let now = Utc::now().naive_utc();
         let txn = self.conn.begin().await?;
-        for ReservationId(id) in ids {
-            let claimed = reservations::Entity::update_many()
-                .col_expr(reservations::Column::Deleted, Expr::value(true))
-                .col_expr(reservations::Column::DeletedAt, Expr::value(now))
-                .filter(reservations::Column::Uuid.eq(id.as_str()))
-                .filter(reservations::Column::Deleted.eq(false))
-                .exec(&txn)
-                .await?;
-            if claimed.rows_affected == 0 {
-                continue;
-            }
-            let r = reservations::Entity::find()
-                .filter(reservations::Column::Uuid.eq(id.as_str()))
-                .one(&txn)
-                .await?
-                .ok_or_else(|| Error::Corrupt(format!("reservation {id} vanished")))?;
-            let mut update = quota_usages::Entity::update_many()
-                .col_expr(
-                    quota_usages::Column::Reserved,
-                    Expr::col(quota_usages::Column::Reserved).sub(r.delta),
-                )
-                .col_expr(quota_usages::Column::UpdatedAt, Expr::value(now));
-            if commit {
-                update = update.col_expr(
-                    quota_usages::Column::InUse,
-                    Expr::col(quota_usages::Column::InUse).add(r.delta),
-                );
-            }
-            update
-                .filter(quota_usages::Column::Id.eq(r.usage_id))
-                .exec(&txn)
-                .await?;
-        }
+        finish_reservations_in(&txn, ids, commit).await?;
         txn.commit().await?;
         Ok(())
     }
+}
+
+/// Commits (or rolls back) reservations inside the caller's transaction.
+pub(crate) async fn finish_reservations_in<C: ConnectionTrait>(
+    txn: &C,
+    ids: &[ReservationId],
+    commit: bool,
+) -> Result<()> {
+    let now = Utc::now().naive_utc();
+    for ReservationId(id) in ids {
+        let claimed = reservations::Entity::update_many()
+            .col_expr(reservations::Column::Deleted, Expr::value(true))
+            .col_expr(reservations::Column::DeletedAt, Expr::value(now))
+            .filter(reservations::Column::Uuid.eq(id.as_str()))
+            .filter(reservations::Column::Deleted.eq(false))
+            .exec(txn)
+            .await?;
+        if claimed.rows_affected == 0 {
+            continue;
+        }
+        let r = reservations::Entity::find()
+            .filter(reservations::Column::Uuid.eq(id.as_str()))
+            .one(txn)
+            .await?
+            .ok_or_else(|| Error::Corrupt(format!("reservation {id} vanished")))?;
+        let mut update = quota_usages::Entity::update_many()
+            .col_expr(
+                quota_usages::Column::Reserved,
+                Expr::col(quota_usages::Column::Reserved).sub(r.delta),
+            )
+            .col_expr(quota_usages::Column::UpdatedAt, Expr::value(now));
+        if commit {
+            update = update.col_expr(
+                quota_usages::Column::InUse,
+                Expr::col(quota_usages::Column::InUse).add(r.delta),
+            );
+        }
+        update
+            .filter(quota_usages::Column::Id.eq(r.usage_id))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What a volume of `size` GiB and type `type_name` counts against: `volumes`,
+/// `gigabytes` and, with a type, `volumes_<type>` and `gigabytes_<type>`.
+pub fn volume_quota_deltas(type_name: Option<&str>, size: i64) -> Vec<(String, i64)> {
+    let mut d = vec![("volumes".to_string(), 1), ("gigabytes".to_string(), size)];
+    if let Some(t) = type_name {
+        d.push((format!("volumes_{t}"), 1));
+        d.push((format!("gigabytes_{t}"), size));
+    }
+    d
+}
+
+/// What a snapshot of a `size` GiB volume of type `type_name` counts against:
+/// `snapshots`, `gigabytes` and, with a type, `snapshots_<type>` and `gigabytes_<type>`.
+pub fn snapshot_quota_deltas(type_name: Option<&str>, size: i64) -> Vec<(String, i64)> {
+    let mut d = vec![
+        ("snapshots".to_string(), 1),
+        ("gigabytes".to_string(), size),
+    ];
+    if let Some(t) = type_name {
+        d.push((format!("snapshots_{t}"), 1));
+        d.push((format!("gigabytes_{t}"), size));
+    }
+    d
+}
+
+/// Gives back the usage of something that went (a deleted volume or snapshot), in
+/// the transaction that deletes it.
+pub(crate) async fn release_usage_in<C: ConnectionTrait>(
+    conn: &C,
+    project: &str,
+    deltas: &[(String, i64)],
+) -> Result<()> {
+    let now = Utc::now().naive_utc();
+    for (resource, delta) in deltas {
+        quota_usages::Entity::update_many()
+            .col_expr(
+                quota_usages::Column::InUse,
+                Expr::col(quota_usages::Column::InUse).sub(*delta),
+            )
+            .col_expr(quota_usages::Column::UpdatedAt, Expr::value(now))
+            .filter(quota_usages::Column::ProjectId.eq(project))
+            .filter(quota_usages::Column::Resource.eq(resource.as_str()))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The name of volume type `id`, deleted or not (quota resources are named by it).
+pub(crate) async fn type_name_in<C: ConnectionTrait>(
+    conn: &C,
+    id: Option<&str>,
+) -> Result<Option<String>> {
+    let Some(id) = id else { return Ok(None) };
+    Ok(
+        crate::entity::volume_types::Entity::find_by_id(id.to_string())
+            .one(conn)
+            .await?
+            .map(|t| t.name),
+    )
 }

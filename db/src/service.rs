@@ -131,3 +131,15 @@ pub fn service_is_up(
             .map(|age| age <= service_down_time)
             .unwrap_or(true)
 }
+
+impl Db {
+    /// Every registered service (not deleted), by binary then host.
+    pub async fn services(&self) -> Result<Vec<services::Model>> {
+        Ok(services::Entity::find()
+            .filter(services::Column::Deleted.eq(false))
+            .order_by_asc(services::Column::Binary)
+            .order_by_asc(services::Column::Host)
+            .all(&self.conn)
+            .await?)
+    }
+}

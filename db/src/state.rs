@@ -228,10 +228,20 @@ impl Ending {
         for (step, if_busy) in &self.steps {
             let r = match step {
                 Step::Volume(op, id, o, changes) => {
-                    conditional(conn, id, &[op.busy], op.end(*o), changes, Previous::Keep).await
+                    let r = conditional(conn, id, &[op.busy], op.end(*o), changes, Previous::Keep)
+                        .await;
+                    if r.is_ok() && op.end(*o) == Final::Deleted {
+                        release_volume_usage(conn, id).await?;
+                    }
+                    r
                 }
                 Step::Snapshot(op, id, o) => {
-                    conditional(conn, id, &[op.busy], op.end(*o), &(), Previous::Keep).await
+                    let r =
+                        conditional(conn, id, &[op.busy], op.end(*o), &(), Previous::Keep).await;
+                    if r.is_ok() && op.end(*o) == Final::Deleted {
+                        release_snapshot_usage(conn, id).await?;
+                    }
+                    r
                 }
                 Step::Backup(op, id, o) => {
                     conditional(conn, id, &[op.busy], op.end(*o), &(), Previous::Keep).await
@@ -244,6 +254,38 @@ impl Ending {
         }
         Ok(())
     }
+}
+
+/// A deleted volume gives its quota back (in the transaction that deletes it).
+async fn release_volume_usage<C: ConnectionTrait>(conn: &C, id: &str) -> Result<()> {
+    let Some(v) = volumes::Entity::find_by_id(id.to_string())
+        .one(conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    if !v.use_quota {
+        return Ok(());
+    }
+    let t = crate::quota::type_name_in(conn, v.volume_type_id.as_deref()).await?;
+    let deltas = crate::quota::volume_quota_deltas(t.as_deref(), v.size.into());
+    crate::quota::release_usage_in(conn, &v.project_id, &deltas).await
+}
+
+/// A deleted snapshot gives its quota back.
+async fn release_snapshot_usage<C: ConnectionTrait>(conn: &C, id: &str) -> Result<()> {
+    let Some(s) = snapshots::Entity::find_by_id(id.to_string())
+        .one(conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    if !s.use_quota {
+        return Ok(());
+    }
+    let t = crate::quota::type_name_in(conn, s.volume_type_id.as_deref()).await?;
+    let deltas = crate::quota::snapshot_quota_deltas(t.as_deref(), s.volume_size.into());
+    crate::quota::release_usage_in(conn, &s.project_id, &deltas).await
 }
 
 impl Db {

@@ -3,14 +3,17 @@
 use chrono::Utc;
 use cinder_common::status::{AttachStatus, VolumeStatus};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, UpdateMany};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    UpdateMany,
+};
 
 use crate::entity::volumes;
 use crate::error::{Error, Result};
 use crate::Db;
 
 /// What the API knows when it creates a volume row (status `creating`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewVolume {
     /// Volume id (a UUID).
     pub id: String,
@@ -28,6 +31,16 @@ pub struct NewVolume {
     pub availability_zone: Option<String>,
     /// Volume type id.
     pub volume_type_id: Option<String>,
+    /// Created from this snapshot (recorded so an interrupted create can be redone).
+    pub snapshot_id: Option<String>,
+    /// Created from this volume.
+    pub source_volid: Option<String>,
+    /// Created from this image.
+    pub image_id: Option<String>,
+    /// May attach to several servers at once.
+    pub multiattach: bool,
+    /// Bootable (a volume of a bootable source).
+    pub bootable: bool,
 }
 
 /// Columns a volume service sets together with a status change.
@@ -120,58 +133,95 @@ impl Db {
     }
 
     /// Inserts a volume in the busy status of `op`, an operation that begins with the
-    /// row (create, manage), detached.
+    /// row (create, manage), detached, holding no quota.
     pub async fn create_volume_for(
         &self,
         v: &NewVolume,
         op: &cinder_common::ops::Operation<VolumeStatus>,
     ) -> Result<volumes::Model> {
-        let now = Utc::now().naive_utc();
-        let row = volumes::ActiveModel {
-            id: Set(v.id.clone()),
-            project_id: Set(v.project_id.clone()),
-            user_id: Set(v.user_id.clone()),
-            display_name: Set(v.name.clone()),
-            display_description: Set(v.description.clone()),
-            size: Set(v.size_gib),
-            status: Set(op.busy),
-            attach_status: Set(AttachStatus::Detached),
-            availability_zone: Set(v.availability_zone.clone()),
-            volume_type_id: Set(v.volume_type_id.clone()),
-            snapshot_id: Set(None),
-            source_volid: Set(None),
-            image_id: Set(None),
-            backup_id: Set(None),
-            host: Set(None),
-            cluster_name: Set(None),
-            provider_location: Set(None),
-            provider_id: Set(None),
-            bootable: Set(false),
-            multiattach: Set(false),
-            encryption_key_id: Set(None),
-            migration_status: Set(None),
-            replication_status: Set(None),
-            previous_status: Set(None),
-            use_quota: Set(true),
-            group_id: Set(None),
-            service_uuid: Set(None),
-            shared_targets: Set(true),
-            scheduled_at: Set(None),
-            launched_at: Set(None),
-            terminated_at: Set(None),
-            rbd_parent: Set(None),
-            clone_depth: Set(0),
-            created_at: Set(now),
-            updated_at: Set(None),
-            deleted_at: Set(None),
-            deleted: Set(false),
-        };
-        volumes::Entity::insert(row)
+        volumes::Entity::insert(new_row(v, op, false))
             .exec_without_returning(&self.conn)
             .await?;
         self.volume(&v.id).await
     }
 
+    /// The API's create: inserts the volume (`creating`) with its metadata and commits
+    /// the quota `reservations` taken for it, in one transaction: the row exists if and
+    /// only if its quota is in use.
+    pub async fn create_volume_counted(
+        &self,
+        v: &NewVolume,
+        metadata: &crate::Metadata,
+        reservations: &[crate::ReservationId],
+    ) -> Result<volumes::Model> {
+        crate::db::retry_transient!(
+            async {
+                let txn = self.conn.begin().await?;
+                volumes::Entity::insert(new_row(v, &cinder_common::ops::volume::CREATE, true))
+                    .exec_without_returning(&txn)
+                    .await?;
+                crate::metadata::write_volume_metadata(&txn, &v.id, metadata, false).await?;
+                crate::quota::finish_reservations_in(&txn, reservations, true).await?;
+                txn.commit().await?;
+                Ok::<(), Error>(())
+            }
+            .await
+        )?;
+        self.volume(&v.id).await
+    }
+}
+
+/// The row of a new volume in the busy status of `op`, detached.
+///
+/// `counted`: it holds quota (committed with it), so its delete gives quota back.
+fn new_row(
+    v: &NewVolume,
+    op: &cinder_common::ops::Operation<VolumeStatus>,
+    counted: bool,
+) -> volumes::ActiveModel {
+    let now = Utc::now().naive_utc();
+    volumes::ActiveModel {
+        id: Set(v.id.clone()),
+        project_id: Set(v.project_id.clone()),
+        user_id: Set(v.user_id.clone()),
+        display_name: Set(v.name.clone()),
+        display_description: Set(v.description.clone()),
+        size: Set(v.size_gib),
+        status: Set(op.busy),
+        attach_status: Set(AttachStatus::Detached),
+        availability_zone: Set(v.availability_zone.clone()),
+        volume_type_id: Set(v.volume_type_id.clone()),
+        snapshot_id: Set(v.snapshot_id.clone()),
+        source_volid: Set(v.source_volid.clone()),
+        image_id: Set(v.image_id.clone()),
+        backup_id: Set(None),
+        host: Set(None),
+        cluster_name: Set(None),
+        provider_location: Set(None),
+        provider_id: Set(None),
+        bootable: Set(v.bootable),
+        multiattach: Set(v.multiattach),
+        encryption_key_id: Set(None),
+        migration_status: Set(None),
+        replication_status: Set(None),
+        previous_status: Set(None),
+        use_quota: Set(counted),
+        group_id: Set(None),
+        service_uuid: Set(None),
+        shared_targets: Set(true),
+        scheduled_at: Set(None),
+        launched_at: Set(None),
+        terminated_at: Set(None),
+        rbd_parent: Set(None),
+        clone_depth: Set(0),
+        created_at: Set(now),
+        updated_at: Set(None),
+        deleted_at: Set(None),
+        deleted: Set(false),
+    }
+}
+
+impl Db {
     /// A non-deleted volume.
     pub async fn volume(&self, id: &str) -> Result<volumes::Model> {
         volumes::Entity::find_by_id(id.to_string())
@@ -182,5 +232,105 @@ impl Db {
                 kind: "volume",
                 id: id.to_string(),
             })
+    }
+}
+
+/// The user-editable fields of a volume or snapshot (`PUT`): `Some` sets.
+#[derive(Debug, Clone, Default)]
+pub struct Rename {
+    /// New name (`Some(None)` clears it).
+    pub name: Option<Option<String>>,
+    /// New description.
+    pub description: Option<Option<String>>,
+}
+
+impl Db {
+    /// Sets the name and description of volume `id`.
+    pub async fn rename_volume(&self, id: &str, r: &Rename) -> Result<volumes::Model> {
+        let mut u = volumes::Entity::update_many()
+            .col_expr(
+                volumes::Column::UpdatedAt,
+                Expr::value(Utc::now().naive_utc()),
+            )
+            .filter(volumes::Column::Id.eq(id))
+            .filter(volumes::Column::Deleted.eq(false));
+        if let Some(n) = &r.name {
+            u = u.col_expr(volumes::Column::DisplayName, Expr::value(n.clone()));
+        }
+        if let Some(d) = &r.description {
+            u = u.col_expr(volumes::Column::DisplayDescription, Expr::value(d.clone()));
+        }
+        if u.exec(&self.conn).await?.rows_affected == 0 {
+            return Err(Error::NotFound {
+                kind: "volume",
+                id: id.to_string(),
+            });
+        }
+        self.volume(id).await
+    }
+
+    /// Sets the name and description of snapshot `id`.
+    pub async fn rename_snapshot(
+        &self,
+        id: &str,
+        r: &Rename,
+    ) -> Result<crate::entity::snapshots::Model> {
+        use crate::entity::snapshots;
+        let mut u = snapshots::Entity::update_many()
+            .col_expr(
+                snapshots::Column::UpdatedAt,
+                Expr::value(Utc::now().naive_utc()),
+            )
+            .filter(snapshots::Column::Id.eq(id))
+            .filter(snapshots::Column::Deleted.eq(false));
+        if let Some(n) = &r.name {
+            u = u.col_expr(snapshots::Column::DisplayName, Expr::value(n.clone()));
+        }
+        if let Some(d) = &r.description {
+            u = u.col_expr(
+                snapshots::Column::DisplayDescription,
+                Expr::value(d.clone()),
+            );
+        }
+        if u.exec(&self.conn).await?.rows_affected == 0 {
+            return Err(Error::NotFound {
+                kind: "snapshot",
+                id: id.to_string(),
+            });
+        }
+        self.snapshot(id).await
+    }
+
+    /// The live attachments (not detached) of many volumes, in one query.
+    pub async fn attachments_of_volumes(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<crate::entity::volume_attachment::Model>>>
+    {
+        use crate::entity::volume_attachment as va;
+        let mut out: std::collections::HashMap<String, Vec<va::Model>> = Default::default();
+        for chunk in ids.chunks(500) {
+            for a in va::Entity::find()
+                .filter(va::Column::VolumeId.is_in(chunk.iter().cloned()))
+                .filter(va::Column::Deleted.eq(false))
+                .all(&self.conn)
+                .await?
+            {
+                out.entry(a.volume_id.clone()).or_default().push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names of the volume types by id, deleted ones too (a volume keeps showing the
+    /// name of its type).
+    pub async fn volume_type_names(&self) -> Result<std::collections::HashMap<String, String>> {
+        use crate::entity::volume_types;
+        Ok(volume_types::Entity::find()
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t.name))
+            .collect())
     }
 }

@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::entity::{volume_type_extra_specs, volume_types};
+use crate::entity::{volume_type_extra_specs, volume_type_projects, volume_types};
 use crate::error::{Error, Result};
 use crate::Db;
 
@@ -96,5 +97,322 @@ impl Db {
                 .map(|s| (s.key, s.value.unwrap_or_default()))
                 .collect(),
         })
+    }
+}
+
+/// A volume type row with its extra specs, as the types API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeRecord {
+    /// The row.
+    pub row: volume_types::Model,
+    /// Extra specs.
+    pub extra_specs: BTreeMap<String, String>,
+}
+
+/// Fields of a type update: `Some` sets.
+#[derive(Debug, Clone, Default)]
+pub struct TypeUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New description (`Some(None)` clears).
+    pub description: Option<Option<String>>,
+    /// Public or private.
+    pub is_public: Option<bool>,
+}
+
+impl Db {
+    /// Creates a volume type (the API's create): name unique among live types
+    /// ([`Error::Conflict`] otherwise).
+    pub async fn create_type(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        is_public: bool,
+        extra_specs: &BTreeMap<String, String>,
+    ) -> Result<TypeRecord> {
+        if self.type_by_name(name).await?.is_some() {
+            return Err(Error::Conflict {
+                kind: "volume type",
+                id: name.to_string(),
+                expected: vec![],
+                found: "exists".into(),
+            });
+        }
+        let t = self.create_volume_type(name, extra_specs).await?;
+        let now = Utc::now().naive_utc();
+        volume_types::Entity::update_many()
+            .col_expr(
+                volume_types::Column::Description,
+                Expr::value(description.map(str::to_string)),
+            )
+            .col_expr(volume_types::Column::IsPublic, Expr::value(is_public))
+            .col_expr(volume_types::Column::UpdatedAt, Expr::value(now))
+            .filter(volume_types::Column::Id.eq(t.id.as_str()))
+            .exec(&self.conn)
+            .await?;
+        self.type_record(&t.id).await
+    }
+
+    async fn type_by_name(&self, name: &str) -> Result<Option<volume_types::Model>> {
+        Ok(volume_types::Entity::find()
+            .filter(volume_types::Column::Deleted.eq(false))
+            .filter(volume_types::Column::Name.eq(name))
+            .one(&self.conn)
+            .await?)
+    }
+
+    /// A live type by id, with its extra specs.
+    pub async fn type_record(&self, id: &str) -> Result<TypeRecord> {
+        let row = volume_types::Entity::find_by_id(id.to_string())
+            .filter(volume_types::Column::Deleted.eq(false))
+            .one(&self.conn)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                kind: "volume type",
+                id: id.to_string(),
+            })?;
+        let extra_specs = self.extra_specs(id).await?;
+        Ok(TypeRecord { row, extra_specs })
+    }
+
+    /// The extra specs of type `id`.
+    pub async fn extra_specs(&self, id: &str) -> Result<BTreeMap<String, String>> {
+        Ok(volume_type_extra_specs::Entity::find()
+            .filter(volume_type_extra_specs::Column::VolumeTypeId.eq(id))
+            .filter(volume_type_extra_specs::Column::Deleted.eq(false))
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(|s| (s.key, s.value.unwrap_or_default()))
+            .collect())
+    }
+
+    /// Every live type (`project`: only the public ones and those it was given
+    /// access to), by name.
+    pub async fn list_types(&self, project: Option<&str>) -> Result<Vec<TypeRecord>> {
+        let mut select =
+            volume_types::Entity::find().filter(volume_types::Column::Deleted.eq(false));
+        if let Some(p) = project {
+            let granted = sea_orm::sea_query::Query::select()
+                .column(volume_type_projects::Column::VolumeTypeId)
+                .from(volume_type_projects::Entity)
+                .and_where(volume_type_projects::Column::ProjectId.eq(p))
+                .and_where(volume_type_projects::Column::Deleted.eq(false))
+                .to_owned();
+            select = select.filter(
+                Condition::any()
+                    .add(volume_types::Column::IsPublic.eq(true))
+                    .add(volume_types::Column::Id.in_subquery(granted)),
+            );
+        }
+        let rows = select
+            .order_by_asc(volume_types::Column::Name)
+            .all(&self.conn)
+            .await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut specs: std::collections::HashMap<String, BTreeMap<String, String>> =
+            Default::default();
+        for chunk in ids.chunks(500) {
+            for s in volume_type_extra_specs::Entity::find()
+                .filter(volume_type_extra_specs::Column::VolumeTypeId.is_in(chunk.iter().cloned()))
+                .filter(volume_type_extra_specs::Column::Deleted.eq(false))
+                .all(&self.conn)
+                .await?
+            {
+                specs
+                    .entry(s.volume_type_id)
+                    .or_default()
+                    .insert(s.key, s.value.unwrap_or_default());
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| TypeRecord {
+                extra_specs: specs.remove(&row.id).unwrap_or_default(),
+                row,
+            })
+            .collect())
+    }
+
+    /// Whether `project` may use type `id` (public, or granted).
+    pub async fn type_accessible(&self, id: &str, project: &str) -> Result<bool> {
+        let t = self.type_record(id).await?;
+        if t.row.is_public {
+            return Ok(true);
+        }
+        Ok(self.type_projects(id).await?.iter().any(|p| p == project))
+    }
+
+    /// The projects granted access to private type `id`.
+    pub async fn type_projects(&self, id: &str) -> Result<Vec<String>> {
+        Ok(volume_type_projects::Entity::find()
+            .filter(volume_type_projects::Column::VolumeTypeId.eq(id))
+            .filter(volume_type_projects::Column::Deleted.eq(false))
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(|p| p.project_id)
+            .collect())
+    }
+
+    /// Grants (or, `grant = false`, revokes) `project` access to type `id`;
+    /// [`Error::Conflict`] when it already has (or has not) access.
+    pub async fn set_type_access(&self, id: &str, project: &str, grant: bool) -> Result<()> {
+        let has = self.type_projects(id).await?.iter().any(|p| p == project);
+        let now = Utc::now().naive_utc();
+        match (grant, has) {
+            (true, false) => {
+                volume_type_projects::Entity::insert(volume_type_projects::ActiveModel {
+                    volume_type_id: Set(id.to_string()),
+                    project_id: Set(project.to_string()),
+                    created_at: Set(now),
+                    updated_at: Set(None),
+                    deleted_at: Set(None),
+                    deleted: Set(false),
+                    ..Default::default()
+                })
+                .exec_without_returning(&self.conn)
+                .await?;
+                Ok(())
+            }
+            (false, true) => {
+                volume_type_projects::Entity::update_many()
+                    .col_expr(volume_type_projects::Column::Deleted, Expr::value(true))
+                    .col_expr(volume_type_projects::Column::DeletedAt, Expr::value(now))
+                    .filter(volume_type_projects::Column::VolumeTypeId.eq(id))
+                    .filter(volume_type_projects::Column::ProjectId.eq(project))
+                    .filter(volume_type_projects::Column::Deleted.eq(false))
+                    .exec(&self.conn)
+                    .await?;
+                Ok(())
+            }
+            _ => Err(Error::Conflict {
+                kind: "volume type access",
+                id: format!("{id}/{project}"),
+                expected: vec![],
+                found: if has { "granted" } else { "not granted" }.into(),
+            }),
+        }
+    }
+
+    /// Updates type `id`.
+    pub async fn update_type(&self, id: &str, u: &TypeUpdate) -> Result<TypeRecord> {
+        if let Some(n) = &u.name {
+            if let Some(other) = self.type_by_name(n).await? {
+                if other.id != id {
+                    return Err(Error::Conflict {
+                        kind: "volume type",
+                        id: n.clone(),
+                        expected: vec![],
+                        found: "exists".into(),
+                    });
+                }
+            }
+        }
+        let mut q = volume_types::Entity::update_many()
+            .col_expr(
+                volume_types::Column::UpdatedAt,
+                Expr::value(Utc::now().naive_utc()),
+            )
+            .filter(volume_types::Column::Id.eq(id))
+            .filter(volume_types::Column::Deleted.eq(false));
+        if let Some(n) = &u.name {
+            q = q.col_expr(volume_types::Column::Name, Expr::value(n.clone()));
+        }
+        if let Some(d) = &u.description {
+            q = q.col_expr(volume_types::Column::Description, Expr::value(d.clone()));
+        }
+        if let Some(p) = u.is_public {
+            q = q.col_expr(volume_types::Column::IsPublic, Expr::value(p));
+        }
+        if q.exec(&self.conn).await?.rows_affected == 0 {
+            return Err(Error::NotFound {
+                kind: "volume type",
+                id: id.to_string(),
+            });
+        }
+        self.type_record(id).await
+    }
+
+    /// Deletes type `id` unless a live volume uses it ([`Error::Conflict`]).
+    pub async fn delete_type(&self, id: &str) -> Result<()> {
+        use crate::entity::volumes;
+        use sea_orm::PaginatorTrait;
+        let used = volumes::Entity::find()
+            .filter(volumes::Column::VolumeTypeId.eq(id))
+            .filter(volumes::Column::Deleted.eq(false))
+            .count(&self.conn)
+            .await?;
+        if used > 0 {
+            return Err(Error::Conflict {
+                kind: "volume type",
+                id: id.to_string(),
+                expected: vec![],
+                found: "in use".into(),
+            });
+        }
+        let now = Utc::now().naive_utc();
+        let res = volume_types::Entity::update_many()
+            .col_expr(volume_types::Column::Deleted, Expr::value(true))
+            .col_expr(volume_types::Column::DeletedAt, Expr::value(now))
+            .filter(volume_types::Column::Id.eq(id))
+            .filter(volume_types::Column::Deleted.eq(false))
+            .exec(&self.conn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(Error::NotFound {
+                kind: "volume type",
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets extra specs of type `id` (adds or replaces the given keys).
+    pub async fn set_extra_specs(&self, id: &str, specs: &BTreeMap<String, String>) -> Result<()> {
+        let now = Utc::now().naive_utc();
+        for (k, v) in specs {
+            volume_type_extra_specs::Entity::update_many()
+                .col_expr(volume_type_extra_specs::Column::Deleted, Expr::value(true))
+                .col_expr(volume_type_extra_specs::Column::DeletedAt, Expr::value(now))
+                .filter(volume_type_extra_specs::Column::VolumeTypeId.eq(id))
+                .filter(volume_type_extra_specs::Column::Key.eq(k.as_str()))
+                .filter(volume_type_extra_specs::Column::Deleted.eq(false))
+                .exec(&self.conn)
+                .await?;
+            volume_type_extra_specs::Entity::insert(volume_type_extra_specs::ActiveModel {
+                volume_type_id: Set(id.to_string()),
+                key: Set(k.clone()),
+                value: Set(Some(v.clone())),
+                created_at: Set(now),
+                updated_at: Set(None),
+                deleted_at: Set(None),
+                deleted: Set(false),
+                ..Default::default()
+            })
+            .exec_without_returning(&self.conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes extra spec `key` of type `id` ([`Error::NotFound`] when absent).
+    pub async fn delete_extra_spec(&self, id: &str, key: &str) -> Result<()> {
+        let now = Utc::now().naive_utc();
+        let res = volume_type_extra_specs::Entity::update_many()
+            .col_expr(volume_type_extra_specs::Column::Deleted, Expr::value(true))
+            .col_expr(volume_type_extra_specs::Column::DeletedAt, Expr::value(now))
+            .filter(volume_type_extra_specs::Column::VolumeTypeId.eq(id))
+            .filter(volume_type_extra_specs::Column::Key.eq(key))
+            .filter(volume_type_extra_specs::Column::Deleted.eq(false))
+            .exec(&self.conn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(Error::NotFound {
+                kind: "extra spec",
+                id: key.to_string(),
+            });
+        }
+        Ok(())
     }
 }

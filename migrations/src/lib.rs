@@ -10,6 +10,9 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_schema;
+mod m20261203_000001_seed_default_type;
+
+pub use m20261203_000001_seed_default_type::DEFAULT_TYPE_ID;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -17,7 +20,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_create_schema::Migration)]
+        vec![
+            Box::new(m20261121_000001_create_schema::Migration),
+            Box::new(m20261203_000001_seed_default_type::Migration),
+        ]
     }
 }
 

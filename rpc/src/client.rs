@@ -325,6 +325,38 @@ impl Caster {
             .await
     }
 
+    /// Casts `body` under the caller's request id (`req-<uuid>`, the API's), so the
+    /// receiving service's spans carry it.
+    pub async fn cast_as<T: Topic>(
+        &self,
+        queue: &str,
+        request_id: &str,
+        context: &RequestContext,
+        body: T::Request,
+    ) -> Result<(), RpcError> {
+        let mut env = crate::messages::Envelope::new(T::VERSION, context.clone(), body);
+        env.request_id = request_id.to_string();
+        self.client().await?.cast_envelope(queue, &env).await
+    }
+
+    /// Calls `queue` under the caller's request id and waits up to `timeout`.
+    pub async fn call_as<M: Call>(
+        &self,
+        queue: &str,
+        request_id: &str,
+        context: &RequestContext,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<M::Reply, RpcError> {
+        let mut env: crate::messages::Envelope<<M::Topic as Topic>::Request> =
+            crate::messages::Envelope::new(M::Topic::VERSION, context.clone(), msg.into());
+        env.request_id = request_id.to_string();
+        self.client()
+            .await?
+            .call_envelope(queue, &env, timeout)
+            .await
+    }
+
     /// Calls `queue` and waits up to `timeout` for the typed reply.
     pub async fn call<M: Call>(
         &self,

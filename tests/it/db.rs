@@ -22,6 +22,7 @@ fn new_volume(project: &str, name: Option<&str>, size: i32) -> NewVolume {
         size_gib: size,
         availability_zone: Some("nova".into()),
         volume_type_id: None,
+        ..Default::default()
     }
 }
 
@@ -324,6 +325,7 @@ async fn pages_return_every_row_exactly_once_in_order() {
             sort,
             marker: None,
             limit: 7,
+            ..Default::default()
         };
         let project: HashSet<String> = ids
             .iter()

@@ -2,6 +2,7 @@
 //! protocol module against the broker and a database only, with the fake driver).
 
 mod active_active;
+mod api;
 mod architecture;
 mod crash;
 mod db;

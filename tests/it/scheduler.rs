@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use cinder_common::shutdown::CancellationToken;
 use cinder_common::status::VolumeStatus;
 use cinder_db::Db;
 use cinder_rpc::messages::{
@@ -18,42 +17,11 @@ use cinder_tests::{amqp_url, ceph as ceph_cli, create_pool, unique};
 use rbd_driver::ImageSpec;
 
 use crate::fixtures::{
-    ceph, ctx, free_local_addr, launch_on, load_settings, prepare, prepare_peer,
-    register_volume_service, volume_row, wait_for, Ceph, Prepared, Service,
+    ceph, ctx, http_get, launch_on, prepare, prepare_peer, register_volume_service, start_api,
+    volume_row, wait_for, Ceph, InProcess, Prepared, Service,
 };
 
 const GIB: u64 = 1 << 30;
-
-/// A service running in-process (a scheduler on its own host name and queue, the API).
-struct InProcess {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl InProcess {
-    async fn scheduler(db_url: &str, topic: &str, extra: &str) -> InProcess {
-        let toml = format!(
-            "[service]\nhost = \"{host}\"\nreport_interval = 1\nservice_down_time = 3\n\
-             [database]\nconnection = \"{db_url}\"\n\
-             [amqp]\ntransport_url = \"{amqp}\"\nscheduler_topic = \"{topic}\"\n\
-             [scheduler]\nrefresh_interval_ms = 200\n{extra}\n",
-            host = unique("sched"),
-            amqp = amqp_url(),
-        );
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(cinder_scheduler::run(load_settings(&toml), stop.clone()));
-        InProcess { stop, task }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("the service stops")
-            .unwrap()
-            .unwrap();
-    }
-}
 
 /// A first-attempt create of volume `id`: untyped, no source, no hints.
 fn request(id: &str, size: u64) -> ScheduleCreateVolume {
@@ -194,70 +162,6 @@ impl Bed {
                 )
             })
             .collect()
-    }
-}
-
-/// The API, in-process on a free port of loopback; returns its address.
-async fn start_api(db_url: &str, topic: &str) -> (String, InProcess) {
-    let addr = free_local_addr();
-    let toml = format!(
-        "[database]\nconnection = \"{db_url}\"\n\
-         [amqp]\ntransport_url = \"{amqp}\"\nscheduler_topic = \"{topic}\"\n\
-         [api]\nlisten = \"{addr}\"\nrpc_response_timeout = 10\n",
-        amqp = amqp_url(),
-    );
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(cinder_api::run(load_settings(&toml), stop.clone()));
-    wait_for("the API to listen", 30, || async {
-        tokio::net::TcpStream::connect(&addr)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await;
-    (addr, InProcess { stop, task })
-}
-
-/// An API answer: status, headers (lower-cased names) and JSON body.
-struct Answer {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: serde_json::Value,
-}
-
-/// `GET path` as `token` (noauth `user:project`) at microversion `version`.
-async fn http_get(addr: &str, path: &str, token: Option<&str>, version: Option<&str>) -> Answer {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut extra = String::new();
-    if let Some(v) = version {
-        extra += &format!("OpenStack-API-Version: volume {v}\r\n");
-    }
-    if let Some(t) = token {
-        extra += &format!("X-Auth-Token: {t}\r\n");
-    }
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     }
 }
 

@@ -33,6 +33,7 @@ pub fn volume_row(project: &str, user: &str, size: i32) -> cinder_db::NewVolume 
         size_gib: size,
         availability_zone: None,
         volume_type_id: None,
+        ..Default::default()
     }
 }
 

@@ -25,6 +25,7 @@ pub const KNOWN_SECTIONS: &[&str] = &[
     "volume",
     "backup",
     "backends",
+    "quota",
 ];
 
 /// Loads `T` from the layers above. `path` is `--config`; a given path must exist.

@@ -1,0 +1,1100 @@
+//! The v3 API against the real services: the API, a scheduler and a volume service on a
+//! pool of its own of the dev cluster, RabbitMQ, SQLite; driven over HTTP as clients
+//! drive it, checked in the answers, the database and the pool.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cinder_db::{Db, VolumeListQuery};
+use cinder_tests::{create_pool, delete_pool, rbd, unique};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::fixtures::{
+    ceph, launch_on, prepare, start_api_with, wait_for, Ceph, InProcess, Service,
+};
+
+/// An answer: status, headers, JSON body (`Null` when empty).
+struct Resp {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Resp {
+    fn header(&self, k: &str) -> &str {
+        self.headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// An HTTP client of the API.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        version: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Auth-Token", token);
+        if let Some(v) = version {
+            rb = rb.header("OpenStack-API-Version", format!("volume {v}"));
+        }
+        if let Some(b) = body {
+            rb = rb
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        self.send(rb).await
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+        let r = rb.send().await.expect("the API answers");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, token, None, None).await
+    }
+
+    async fn get_v(&self, path: &str, token: &str, v: &str) -> Resp {
+        self.call(Method::GET, path, token, Some(v), None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, token, None, Some(body)).await
+    }
+
+    async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, token, None, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, token, None, None).await
+    }
+
+    /// Polls volume `id` until its status is `want`; panics on `error` (unless wanted)
+    /// or after 60 s.
+    async fn wait_volume(&self, token: &str, id: &str, want: &str) -> Value {
+        wait_for(&format!("volume {id} to be {want}"), 60, || async {
+            let r = self.get(&format!("/v3/volumes/{id}"), token).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let s = r.body["volume"]["status"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if s == "error" && want != "error" {
+                panic!("volume {id} went to error: {}", r.body);
+            }
+            if s == want {
+                Ok(r.body["volume"].clone())
+            } else {
+                Err(s)
+            }
+        })
+        .await
+    }
+
+    async fn wait_snapshot(&self, token: &str, id: &str, want: &str) -> Value {
+        wait_for(&format!("snapshot {id} to be {want}"), 60, || async {
+            let r = self.get(&format!("/v3/snapshots/{id}"), token).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let s = r.body["snapshot"]["status"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if s == want {
+                Ok(r.body["snapshot"].clone())
+            } else {
+                Err(s)
+            }
+        })
+        .await
+    }
+
+    /// Polls until `path` answers 404.
+    async fn wait_gone(&self, token: &str, path: &str) {
+        wait_for(&format!("{path} to go"), 60, || async {
+            let r = self.get(path, token).await;
+            if r.status == 404 {
+                Ok(())
+            } else {
+                Err(format!("{} {}", r.status, r.body))
+            }
+        })
+        .await
+    }
+}
+
+/// The API, a scheduler and a volume service on a pool of its own.
+struct Stack {
+    api: Api,
+    db: Db,
+    pool: String,
+    conf: String,
+    svc: Service,
+    sched: InProcess,
+    api_task: InProcess,
+}
+
+const ADMIN: &str = "admin:adminproject";
+const ALICE: &str = "alice:p1";
+const BOB: &str = "bob:p2";
+
+impl Stack {
+    async fn up(c: &Ceph, api_extra: &str) -> Stack {
+        let pool = unique("api");
+        let (conf, p) = (c.conf.clone(), pool.clone());
+        tokio::task::spawn_blocking(move || create_pool(&conf, &p))
+            .await
+            .unwrap();
+        let mut p = prepare().await;
+        let topic = unique("cinder-scheduler-api");
+        p.amqp_extra = format!("scheduler_topic = \"{topic}\"");
+        let (db, url) = (p.db.clone(), p.url.clone());
+        let svc = launch_on(c, p, &pool).await;
+        let sched = InProcess::scheduler(&url, &topic, "").await;
+        let (addr, api_task) = start_api_with(&url, &topic, api_extra).await;
+        let api = Api {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        };
+        // The scheduler places nothing before the backend's first report.
+        wait_for("the scheduler to see the backend", 30, || async {
+            let r = api.get("/v3/scheduler-stats/get_pools", ADMIN).await;
+            match r.body["pools"].as_array() {
+                Some(p) if !p.is_empty() => Ok(()),
+                _ => Err(r.body.to_string()),
+            }
+        })
+        .await;
+        Stack {
+            api,
+            db,
+            pool,
+            conf: c.conf.clone(),
+            svc,
+            sched,
+            api_task,
+        }
+    }
+
+    async fn down(self) {
+        self.api_task.stop().await;
+        self.sched.stop().await;
+        self.svc.stop().await;
+        let (conf, pool) = (self.conf, self.pool);
+        tokio::task::spawn_blocking(move || delete_pool(&conf, &pool))
+            .await
+            .unwrap();
+    }
+
+    /// The images in the pool, sorted.
+    async fn images(&self) -> Vec<String> {
+        let (conf, pool) = (self.conf.clone(), self.pool.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = rbd(&conf, &["ls", "-p", &pool]);
+            let mut v: Vec<String> = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            v.sort();
+            v
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The snapshots of image `image`.
+    async fn snaps(&self, image: &str) -> Vec<String> {
+        let (conf, spec) = (self.conf.clone(), format!("{}/{image}", self.pool));
+        tokio::task::spawn_blocking(move || {
+            let out = rbd(&conf, &["snap", "ls", "--format", "json", &spec]);
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The clone parent of image `image` (`pool/image@snap`), if any.
+    async fn parent(&self, image: &str) -> Option<String> {
+        let (conf, spec) = (self.conf.clone(), format!("{}/{image}", self.pool));
+        tokio::task::spawn_blocking(move || {
+            let out = rbd(&conf, &["info", "--format", "json", &spec]);
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            v.get("parent").map(|p| {
+                format!(
+                    "{}/{}@{}",
+                    p["pool"].as_str().unwrap_or(""),
+                    p["image"].as_str().unwrap_or(""),
+                    p["snapshot"].as_str().unwrap_or("")
+                )
+            })
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Every volume row of `project` (deleted ones too) and its quota usage: what a
+    /// refused request must leave as it was.
+    async fn state_of(&self, project: &str) -> (usize, BTreeMap<String, (i64, i64)>) {
+        let rows = self
+            .db
+            .list_volumes(&VolumeListQuery {
+                project_id: Some(project.into()),
+                include_deleted: true,
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut usage = BTreeMap::new();
+        for r in [
+            "volumes",
+            "gigabytes",
+            "snapshots",
+            "volumes___DEFAULT__",
+            "gigabytes___DEFAULT__",
+        ] {
+            let u = self.db.usage(project, r).await.unwrap();
+            usage.insert(r.to_string(), (u.in_use, u.reserved));
+        }
+        (rows.len(), usage)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn volumes_and_snapshots_live_their_whole_life_through_the_api_as_real_rbd_images() {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+
+    // Create: 202, Cinder's shape, the request id and the version echoed.
+    let r = api
+        .post(
+            "/v3/p1/volumes",
+            ALICE,
+            json!({"volume": {"size": 1, "name": "v1", "description": "first",
+                              "metadata": {"a": "1"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(r.header("x-openstack-request-id").starts_with("req-"));
+    assert_eq!(r.header("openstack-api-version"), "volume 3.0");
+    let v = &r.body["volume"];
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(v["status"], "creating");
+    assert_eq!(v["size"], 1);
+    assert_eq!(v["name"], "v1");
+    assert_eq!(v["description"], "first");
+    assert_eq!(v["metadata"], json!({"a": "1"}));
+    assert_eq!(v["volume_type"], "__DEFAULT__");
+    assert_eq!(v["bootable"], "false");
+    assert_eq!(v["availability_zone"], "nova");
+    assert_eq!(v["attachments"], json!([]));
+    assert_eq!(v["user_id"], "alice");
+    assert!(
+        v.get("os-vol-host-attr:host").is_none(),
+        "admin-only field shown: {v}"
+    );
+    assert!(v.get("volume_type_id").is_none(), "3.63 field at 3.0: {v}");
+    assert!(
+        v["links"][0]["href"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/v3/p1/volumes/{id}")),
+        "{v}"
+    );
+    let v = api.wait_volume(ALICE, &id, "available").await;
+    assert_eq!(v["size"], 1);
+    let image = format!("volume-{id}");
+    assert_eq!(s.images().await, vec![image.clone()]);
+
+    // Show at 3.63+ carries the type id; admins see the host.
+    let r = api.get_v(&format!("/v3/volumes/{id}"), ALICE, "3.65").await;
+    assert_eq!(r.header("openstack-api-version"), "volume 3.65");
+    assert!(r.body["volume"]["volume_type_id"].is_string(), "{}", r.body);
+    assert_eq!(r.body["volume"]["consumes_quota"], true);
+    let r = api.get(&format!("/v3/volumes/{id}"), ADMIN).await;
+    assert!(
+        r.body["volume"]["os-vol-host-attr:host"]
+            .as_str()
+            .unwrap()
+            .contains('@'),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["volume"]["os-vol-tenant-attr:tenant_id"], "p1");
+
+    // Update and metadata.
+    let r = api
+        .put(
+            &format!("/v3/volumes/{id}"),
+            ALICE,
+            json!({"volume": {"name": "renamed"}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["volume"]["name"]),
+        (200, &json!("renamed"))
+    );
+    let r = api
+        .post(
+            &format!("/v3/volumes/{id}/metadata"),
+            ALICE,
+            json!({"metadata": {"b": "2"}}),
+        )
+        .await;
+    assert_eq!(r.body, json!({"metadata": {"a": "1", "b": "2"}}));
+    let r = api
+        .put(
+            &format!("/v3/volumes/{id}/metadata/b"),
+            ALICE,
+            json!({"meta": {"b": "3"}}),
+        )
+        .await;
+    assert_eq!((r.status, r.body), (200, json!({"meta": {"b": "3"}})));
+    let r = api
+        .delete(&format!("/v3/volumes/{id}/metadata/a"), ALICE)
+        .await;
+    assert_eq!(r.status, 200);
+    let r = api
+        .get(&format!("/v3/volumes/{id}/metadata/a"), ALICE)
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api
+        .put(
+            &format!("/v3/volumes/{id}/metadata"),
+            ALICE,
+            json!({"metadata": {"c": "4"}}),
+        )
+        .await;
+    assert_eq!(r.body, json!({"metadata": {"c": "4"}}));
+
+    // A snapshot, a volume from it (a clone of that snapshot), a volume from the volume.
+    let r = api
+        .post(
+            "/v3/snapshots",
+            ALICE,
+            json!({"snapshot": {"volume_id": id, "name": "s1", "metadata": {"k": "v"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["snapshot"]["status"], "creating");
+    let sv = api.wait_snapshot(ALICE, &snap, "available").await;
+    assert_eq!(
+        (sv["size"].clone(), sv["metadata"].clone()),
+        (json!(1), json!({"k": "v"}))
+    );
+    assert_eq!(s.snaps(&image).await, vec![format!("snapshot-{snap}")]);
+    let r = api
+        .post(
+            "/v3/volumes",
+            ALICE,
+            json!({"volume": {"snapshot_id": snap, "size": 2}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let from_snap = r.body["volume"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["volume"]["snapshot_id"], snap.as_str());
+    let v = api.wait_volume(ALICE, &from_snap, "available").await;
+    assert_eq!(v["size"], 2);
+    assert_eq!(
+        s.parent(&format!("volume-{from_snap}")).await,
+        Some(format!("{}/{image}@snapshot-{snap}", s.pool))
+    );
+    let r = api
+        .post(
+            "/v3/volumes",
+            ALICE,
+            json!({"volume": {"source_volid": id}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let from_vol = r.body["volume"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["volume"]["size"], 1, "size taken from the source");
+    api.wait_volume(ALICE, &from_vol, "available").await;
+
+    // Lists see all three; quota counts them and the snapshot.
+    let r = api.get("/v3/volumes/detail", ALICE).await;
+    assert_eq!(r.body["volumes"].as_array().unwrap().len(), 3, "{}", r.body);
+    let (_, usage) = s.state_of("p1").await;
+    assert_eq!(usage["volumes"], (3, 0));
+    assert_eq!(
+        usage["gigabytes"],
+        (1 + 2 + 1 + 1, 0),
+        "volumes and the snapshot"
+    );
+    assert_eq!(usage["snapshots"], (1, 0));
+
+    // A volume with a snapshot is not deleted without cascade; the clone goes first.
+    let r = api.delete(&format!("/v3/volumes/{id}"), ALICE).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body["badRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("snapshots"));
+    for v in [&from_snap, &from_vol] {
+        let r = api.delete(&format!("/v3/volumes/{v}"), ALICE).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
+    }
+    let r = api
+        .delete(&format!("/v3/volumes/{id}?cascade=true"), ALICE)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
+    api.wait_gone(ALICE, &format!("/v3/snapshots/{snap}")).await;
+    wait_for("the pool to be empty", 30, || async {
+        let left = s.images().await;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
+    let (_, usage) = s.state_of("p1").await;
+    for (r, u) in &usage {
+        assert_eq!(*u, (0, 0), "{r} after every delete: {usage:?}");
+    }
+    s.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_project_never_sees_another_projects_volumes_and_admins_see_all_with_all_tenants() {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+    let r = api
+        .post(
+            "/v3/volumes",
+            ALICE,
+            json!({"volume": {"size": 1, "name": "mine"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+    api.wait_volume(ALICE, &id, "available").await;
+
+    let path = format!("/v3/volumes/{id}");
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PUT, Some(json!({"volume": {"name": "x"}}))),
+        (Method::DELETE, None),
+    ] {
+        let r = api.call(method.clone(), &path, BOB, None, body).await;
+        assert_eq!(r.status, 404, "{method} as another project: {}", r.body);
+        assert!(r.body["itemNotFound"]["message"].is_string(), "{}", r.body);
+    }
+    let r = api
+        .post("/v3/snapshots", BOB, json!({"snapshot": {"volume_id": id}}))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api
+        .post("/v3/volumes", BOB, json!({"volume": {"source_volid": id}}))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api.get("/v3/volumes/detail", BOB).await;
+    assert_eq!(r.body["volumes"], json!([]));
+    // all_tenants is for admins only.
+    let r = api.get("/v3/volumes/detail?all_tenants=1", BOB).await;
+    assert_eq!(r.body["volumes"], json!([]));
+    let r = api.get("/v3/volumes?all_tenants=1", ADMIN).await;
+    let ids: Vec<&str> = r.body["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![id.as_str()]);
+    let r = api.get("/v3/volumes", ADMIN).await;
+    assert_eq!(
+        r.body["volumes"],
+        json!([]),
+        "without all_tenants, its own project"
+    );
+    // Admin-only: force delete at 3.23.
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("{path}?force=true"),
+            ALICE,
+            Some("3.23"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // No token: 401.
+    let r = api
+        .send(api.http.get(format!("{}/v3/volumes", api.base)))
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = api.delete(&path, ALICE).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.wait_gone(ALICE, &path).await;
+    s.down().await;
+}
+
+/// What is sent, and what must come back: (case, method, path, body, microversion,
+/// status, a word the message must contain).
+type BadRequest = (
+    &'static str,
+    Method,
+    String,
+    String,
+    Option<&'static str>,
+    u16,
+    &'static str,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_are_refused_with_a_4xx_in_openstacks_format_and_change_nothing() {
+    let c = ceph().await;
+    let s = Stack::up(
+        c,
+        "osapi_max_request_body_size = 4096\n[quota]\nvolumes = 2\ngigabytes = 5\n",
+    )
+    .await;
+    let api = &s.api;
+    // One real volume, so that per-volume requests have a target.
+    let r = api
+        .post("/v3/volumes", ALICE, json!({"volume": {"size": 1}}))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+    api.wait_volume(ALICE, &id, "available").await;
+    let before = (s.state_of("p1").await, s.images().await);
+
+    let big = "x".repeat(5000);
+    let cases: Vec<BadRequest> = vec![
+        (
+            "malformed JSON",
+            Method::POST,
+            "/v3/volumes".into(),
+            "{\"volume\": ".into(),
+            None,
+            400,
+            "malformed",
+        ),
+        (
+            "empty body",
+            Method::POST,
+            "/v3/volumes".into(),
+            "".into(),
+            None,
+            400,
+            "malformed",
+        ),
+        (
+            "not an object",
+            Method::POST,
+            "/v3/volumes".into(),
+            "[1]".into(),
+            None,
+            400,
+            "malformed",
+        ),
+        (
+            "size zero",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 0}}).to_string(),
+            None,
+            400,
+            "size",
+        ),
+        (
+            "size negative",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": -1}}).to_string(),
+            None,
+            400,
+            "size",
+        ),
+        (
+            "size fractional",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 1.5}}).to_string(),
+            None,
+            400,
+            "size",
+        ),
+        (
+            "size text",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": "one"}}).to_string(),
+            None,
+            400,
+            "size",
+        ),
+        (
+            "no size",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {}}).to_string(),
+            None,
+            400,
+            "size",
+        ),
+        (
+            "name too long",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 1, "name": "n".repeat(256)}}).to_string(),
+            None,
+            400,
+            "name",
+        ),
+        (
+            "metadata not text",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 1, "metadata": {"k": 1}}}).to_string(),
+            None,
+            400,
+            "k",
+        ),
+        (
+            "unknown top-level key",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 1}, "extra": 1}).to_string(),
+            None,
+            400,
+            "extra",
+        ),
+        (
+            "no volume",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"size": 1}).to_string(),
+            None,
+            400,
+            "volume",
+        ),
+        (
+            "unknown type",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 1, "volume_type": "nope"}}).to_string(),
+            None,
+            404,
+            "nope",
+        ),
+        (
+            "unknown zone",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 1, "availability_zone": "mars"}}).to_string(),
+            None,
+            400,
+            "mars",
+        ),
+        (
+            "unknown snapshot",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"snapshot_id": "00000000-0000-0000-0000-000000000000"}}).to_string(),
+            None,
+            404,
+            "Snapshot",
+        ),
+        (
+            "over the gigabytes quota",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 5}}).to_string(),
+            None,
+            413,
+            "gigabytes",
+        ),
+        (
+            "body over the limit",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 1, "description": big}}).to_string(),
+            None,
+            413,
+            "too large",
+        ),
+        (
+            "bad microversion",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 1}}).to_string(),
+            Some("3.x"),
+            400,
+            "invalid format",
+        ),
+        (
+            "microversion too new",
+            Method::POST,
+            "/v3/volumes".into(),
+            json!({"volume": {"size": 1}}).to_string(),
+            Some("3.99"),
+            406,
+            "not supported",
+        ),
+        (
+            "update with an unknown key",
+            Method::PUT,
+            format!("/v3/volumes/{id}"),
+            json!({"volume": {"size": 3}}).to_string(),
+            None,
+            400,
+            "size",
+        ),
+        (
+            "metadata key mismatch",
+            Method::PUT,
+            format!("/v3/volumes/{id}/metadata/a"),
+            json!({"meta": {"b": "1"}}).to_string(),
+            None,
+            400,
+            "mismatch",
+        ),
+        (
+            "snapshot of an unknown volume",
+            Method::POST,
+            "/v3/snapshots".into(),
+            json!({"snapshot": {"volume_id": "nope"}}).to_string(),
+            None,
+            404,
+            "nope",
+        ),
+        (
+            "snapshot with a bad force",
+            Method::POST,
+            "/v3/snapshots".into(),
+            json!({"snapshot": {"volume_id": id, "force": "maybe"}}).to_string(),
+            None,
+            400,
+            "force",
+        ),
+    ];
+    for (what, method, path, body, version, want, mentions) in cases {
+        let mut rb = api
+            .http
+            .request(method, format!("{}{path}", api.base))
+            .header("X-Auth-Token", ALICE)
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(v) = version {
+            rb = rb.header("OpenStack-API-Version", format!("volume {v}"));
+        }
+        let r = api.send(rb).await;
+        assert_eq!(r.status, want, "{what}: {}", r.body);
+        let fault = r.body.as_object().and_then(|o| o.values().next()).cloned();
+        let fault = fault.unwrap_or_else(|| panic!("{what}: no fault body: {}", r.body));
+        assert_eq!(fault["code"], want, "{what}: {}", r.body);
+        let msg = fault["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.to_lowercase().contains(&mentions.to_lowercase()),
+            "{what}: the message does not name {mentions:?}: {msg}"
+        );
+        assert!(
+            r.header("x-openstack-request-id").starts_with("req-"),
+            "{what}"
+        );
+        let now = (s.state_of("p1").await, s.images().await);
+        assert_eq!(now, before, "{what} changed something");
+    }
+    // Lists: bad limits, sort keys, filters.
+    for q in [
+        "limit=-1",
+        "limit=x",
+        "offset=-1",
+        "sort=bogus:asc",
+        "sort=size:sideways",
+        "sort=size&sort_key=name",
+        "colour=red",
+        "marker=00000000-0000-0000-0000-000000000000",
+    ] {
+        let r = api.get(&format!("/v3/volumes/detail?{q}"), ALICE).await;
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+        assert!(
+            r.body["badRequest"]["message"].is_string(),
+            "{q}: {}",
+            r.body
+        );
+    }
+    // The count quota: two volumes allowed, one exists, the second fits, a third not.
+    let r = api
+        .post("/v3/volumes", ALICE, json!({"volume": {"size": 1}}))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let second = r.body["volume"]["id"].as_str().unwrap().to_string();
+    let r = api
+        .post("/v3/volumes", ALICE, json!({"volume": {"size": 1}}))
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.header("retry-after"), "0");
+    assert!(r.body["overLimit"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("'volumes'"));
+    api.wait_volume(ALICE, &second, "available").await;
+    for v in [&id, &second] {
+        assert_eq!(
+            api.delete(&format!("/v3/volumes/{v}"), ALICE).await.status,
+            202
+        );
+        api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
+    }
+    s.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lists_page_by_marker_with_next_links_counts_sorts_and_filters() {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+    // Rows straight into the database (the listing never touches a backend).
+    let mut ids = vec![];
+    for i in 0..7 {
+        let mut row = cinder_tests::volume_row("p1", "alice", 1 + i % 3);
+        row.name = Some(format!("vol-{i}"));
+        row.bootable = i % 2 == 0;
+        let v = s.db.create_volume(&row).await.unwrap();
+        if i < 2 {
+            s.db.set_volume_metadata(
+                &v.id,
+                &[("tier".to_string(), "gold".to_string())].into(),
+                false,
+            )
+            .await
+            .unwrap();
+        }
+        ids.push(v.id);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Pages of 3 newest first, following the links to the end.
+    let mut seen = vec![];
+    let mut next = Some(format!("{}/v3/p1/volumes?limit=3", api.base));
+    while let Some(url) = next {
+        let r = api
+            .send(api.http.get(&url).header("X-Auth-Token", ALICE))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        for v in r.body["volumes"].as_array().unwrap() {
+            assert_eq!(
+                v.as_object().unwrap().len(),
+                3,
+                "summary: id, name, links: {v}"
+            );
+            seen.push(v["id"].as_str().unwrap().to_string());
+        }
+        next = r.body["volumes_links"][0]["href"]
+            .as_str()
+            .map(str::to_string);
+        if let Some(n) = &next {
+            assert!(n.contains("/v3/p1/volumes?limit=3&marker="), "{n}");
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    // with_count (3.45), sort, offset.
+    let r = api
+        .get_v(
+            "/v3/volumes/detail?limit=2&with_count=true&sort=name:asc",
+            ALICE,
+            "3.45",
+        )
+        .await;
+    assert_eq!(r.body["count"], 7, "{}", r.body);
+    let names: Vec<&str> = r.body["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["vol-0", "vol-1"]);
+    let r = api
+        .get("/v3/volumes?sort_key=name&sort_dir=asc&offset=5", ALICE)
+        .await;
+    let names: Vec<&str> = r.body["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["vol-5", "vol-6"]);
+    // Filters.
+    let count = |body: &Value| body["volumes"].as_array().unwrap().len();
+    let r = api.get("/v3/volumes?name=vol-3", ALICE).await;
+    assert_eq!(count(&r.body), 1);
+    let r = api.get_v("/v3/volumes?name~=vol-", ALICE, "3.34").await;
+    assert_eq!(count(&r.body), 7);
+    let r = api.get("/v3/volumes?bootable=true", ALICE).await;
+    assert_eq!(count(&r.body), 4);
+    let r = api
+        .get("/v3/volumes?metadata=%7B%27tier%27%3A+%27gold%27%7D", ALICE)
+        .await;
+    assert_eq!(count(&r.body), 2, "{}", r.body);
+    let r = api.get("/v3/volumes?status=creating", ALICE).await;
+    assert_eq!(count(&r.body), 7);
+    let r = api.get("/v3/volumes?status=nonsense", ALICE).await;
+    assert_eq!(count(&r.body), 0);
+    // The summary (3.12), with metadata from 3.36.
+    let r = api.get_v("/v3/volumes/summary", ALICE, "3.36").await;
+    assert_eq!(
+        r.body["volume-summary"],
+        json!({"total_size": 1 + 2 + 3 + 1 + 2 + 3 + 1, "total_count": 7,
+               "metadata": {"tier": ["gold"]}})
+    );
+    let r = api.get("/v3/volumes/summary", ALICE).await;
+    assert_eq!(r.status, 404, "summary arrives with 3.12: {}", r.body);
+    s.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn volume_types_are_managed_by_admins_and_private_types_only_reach_granted_projects() {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+    let r = api
+        .post("/v3/types", ALICE, json!({"volume_type": {"name": "gold"}}))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = api
+        .post(
+            "/v3/types",
+            ADMIN,
+            json!({"volume_type": {"name": "gold", "description": "fast",
+                   "os-volume-type-access:is_public": false,
+                   "extra_specs": {"volume_backend_name": "RBD", "multiattach": "<is> True"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = r.body["volume_type"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["volume_type"]["is_public"], false);
+    let r = api
+        .post("/v3/types", ADMIN, json!({"volume_type": {"name": "gold"}}))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    // Private: alice neither sees nor uses it until granted.
+    let r = api.get(&format!("/v3/types/{t}"), ALICE).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api
+        .post(
+            "/v3/volumes",
+            ALICE,
+            json!({"volume": {"size": 1, "volume_type": "gold"}}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api
+        .post(
+            &format!("/v3/types/{t}/action"),
+            ADMIN,
+            json!({"addProjectAccess": {"project": "p1"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = api
+        .get(&format!("/v3/types/{t}/os-volume-type-access"), ADMIN)
+        .await;
+    assert_eq!(r.body["volume_type_access"][0]["project_id"], "p1");
+    let r = api.get(&format!("/v3/types/{t}"), ALICE).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["volume_type"]["extra_specs"],
+        json!({"multiattach": "<is> True"}),
+        "members see only the user-visible specs"
+    );
+    // A volume of the type: multiattach from the type, per-type quota counted.
+    let r = api
+        .post(
+            "/v3/volumes",
+            ALICE,
+            json!({"volume": {"size": 1, "volume_type": "gold"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let v = r.body["volume"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["volume"]["multiattach"], true);
+    assert_eq!(r.body["volume"]["volume_type"], "gold");
+    assert_eq!(s.db.usage("p1", "gigabytes_gold").await.unwrap().in_use, 1);
+    api.wait_volume(ALICE, &v, "available").await;
+    // Extra specs and updates.
+    let r = api
+        .put(
+            &format!("/v3/types/{t}/extra_specs/tier"),
+            ADMIN,
+            json!({"tier": "1"}),
+        )
+        .await;
+    assert_eq!((r.status, r.body.clone()), (200, json!({"tier": "1"})));
+    let r = api.get(&format!("/v3/types/{t}/extra_specs"), ADMIN).await;
+    assert_eq!(r.body["extra_specs"]["tier"], "1");
+    let r = api
+        .delete(&format!("/v3/types/{t}/extra_specs/tier"), ADMIN)
+        .await;
+    assert_eq!(r.status, 202);
+    let r = api
+        .put(
+            &format!("/v3/types/{t}"),
+            ADMIN,
+            json!({"volume_type": {"description": "faster"}}),
+        )
+        .await;
+    assert_eq!(r.body["volume_type"]["description"], "faster");
+    // In use: not deleted; then deleted.
+    let r = api.delete(&format!("/v3/types/{t}"), ADMIN).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        api.delete(&format!("/v3/volumes/{v}"), ALICE).await.status,
+        202
+    );
+    api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
+    assert_eq!(s.db.usage("p1", "gigabytes_gold").await.unwrap().in_use, 0);
+    let r = api.delete(&format!("/v3/types/{t}"), ADMIN).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = api.get("/v3/types/default", ALICE).await;
+    assert_eq!(r.body["volume_type"]["name"], "__DEFAULT__");
+    let r = api.get("/v3/types", ALICE).await;
+    let names: Vec<&str> = r.body["volume_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["__DEFAULT__"]);
+    s.down().await;
+}
