@@ -10,18 +10,25 @@
 //! - [`body`], [`schema`]: request bodies and their JSON schemas.
 //! - [`listing`]: `limit`/`marker`/`sort`/`offset`/`with_count`, next links.
 //! - `views`: the JSON of volumes and snapshots.
-//! - `versions`, `volumes`, `snapshots`, `types`, `scheduler_stats`: the routes.
+//! - `versions`, `volumes`, `actions`, `attachments`, `snapshots`, `types`, `manage`,
+//!   `quotas` (quota sets, limits), `services` (services, zones, capabilities, user
+//!   messages), `scheduler_stats`: the routes.
 #![warn(missing_docs)]
 
+mod actions;
+mod attachments;
 pub mod body;
 pub mod context;
 pub mod error;
 pub mod listing;
+mod manage;
 pub mod microversion;
+mod quotas;
 pub mod request;
 pub mod request_id;
 mod scheduler_stats;
 pub mod schema;
+mod services;
 mod snapshots;
 mod types;
 mod versions;
@@ -210,6 +217,7 @@ pub(crate) struct AppState {
     pub(crate) default_volume_type: String,
     pub(crate) default_az: String,
     pub(crate) quota: QuotaSettings,
+    pub(crate) service_down_time: u64,
 }
 
 /// Answers that exist so clients get a clean error, not a 404 of the router.
@@ -245,6 +253,43 @@ fn v3_routes() -> Router<AppState> {
                 .put(volumes::metadata_item_set)
                 .delete(volumes::metadata_item_delete),
         )
+        .route("/v3/volumes/{id}/action", post(actions::volume_action))
+        .route("/v3/snapshots/{id}/action", post(actions::snapshot_action))
+        .route(
+            "/v3/attachments",
+            get(attachments::index).post(attachments::create),
+        )
+        .route("/v3/attachments/detail", get(attachments::index_detail))
+        .route(
+            "/v3/attachments/{id}",
+            get(attachments::show)
+                .put(attachments::update)
+                .delete(attachments::delete),
+        )
+        .route("/v3/attachments/{id}/action", post(attachments::action))
+        .route("/v3/os-volume-manage", post(manage::manage))
+        .route(
+            "/v3/os-quota-sets/{project}",
+            get(quotas::show).put(quotas::update).delete(quotas::delete),
+        )
+        .route(
+            "/v3/os-quota-sets/{project}/defaults",
+            get(quotas::defaults),
+        )
+        .route("/v3/limits", get(quotas::limits))
+        .route("/v3/os-services", get(services::index))
+        .route(
+            "/v3/os-services/{action}",
+            axum::routing::put(services::update),
+        )
+        .route("/v3/os-availability-zone", get(services::zones))
+        .route("/v3/capabilities/{host}", get(services::capabilities))
+        .route("/v3/messages", get(services::messages))
+        .route(
+            "/v3/messages/{id}",
+            get(services::message).delete(services::delete_message),
+        )
+        .route("/v3/manageable_volumes", post(manage::manage))
         .route(
             "/v3/snapshots",
             get(snapshots::index).post(snapshots::create),
@@ -333,6 +378,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         default_volume_type: settings.api.default_volume_type.clone(),
         default_az: settings.common.service.storage_availability_zone.clone(),
         quota: settings.quota.clone(),
+        service_down_time: settings.common.service.service_down_time,
     };
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await

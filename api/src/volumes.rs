@@ -483,10 +483,16 @@ pub(crate) async fn create(
         image_id: None,
         multiattach,
         bootable,
+        host: None,
     };
     let row = match state
         .db
-        .create_volume_counted(&new, &metadata, &reservations)
+        .create_volume_counted(
+            &new,
+            &cinder_common::ops::volume::CREATE,
+            &metadata,
+            &reservations,
+        )
         .await
     {
         Ok(row) => row,
@@ -742,7 +748,7 @@ pub(crate) async fn delete_volume(
             "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots or be disassociated from snapshots after volume transfer.",
         )
     };
-    if v.attach_status == AttachStatus::Attached && !force {
+    if v.attach_status == AttachStatus::Attached {
         return Err(invalid());
     }
     let snaps = state

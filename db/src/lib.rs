@@ -16,6 +16,7 @@
 //! - Entities never go on the wire.
 #![warn(missing_docs)]
 
+mod attachment;
 mod db;
 pub mod entity;
 mod error;
@@ -30,6 +31,7 @@ mod volume;
 mod volume_type;
 mod work;
 
+pub use attachment::{Connected, NewAttachment};
 pub use db::{Db, DEFAULT_SQLITE_URL};
 pub use error::{Error, Result};
 pub use list::{SnapshotListQuery, SnapshotSortKey, SortDir, VolumeListQuery, VolumeSortKey};

@@ -241,6 +241,24 @@ impl Db {
         retry_transient!(self.finish_reservations(ids, false).await)
     }
 
+    /// Removes every limit of `project`'s own: it has the defaults again.
+    pub async fn delete_project_quotas(&self, project: &str) -> Result<()> {
+        let now = Utc::now().naive_utc();
+        quotas::Entity::update_many()
+            .col_expr(quotas::Column::Deleted, Expr::value(true))
+            .col_expr(quotas::Column::DeletedAt, Expr::value(now))
+            .filter(quotas::Column::ProjectId.eq(project))
+            .filter(quotas::Column::Deleted.eq(false))
+            .exec(&self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives back usage of `project` (a volume that left a type, say).
+    pub async fn release_usage(&self, project: &str, deltas: &[(String, i64)]) -> Result<()> {
+        retry_transient!(release_usage_in(&self.conn, project, deltas).await)
+    }
+
     /// Rolls back every reservation past its expiry; returns how many.
     pub async fn expire_reservations(&self) -> Result<usize> {
         let now = Utc::now().naive_utc();
@@ -351,6 +369,45 @@ pub(crate) async fn release_usage_in<C: ConnectionTrait>(
             .filter(quota_usages::Column::Resource.eq(resource.as_str()))
             .exec(conn)
             .await?;
+    }
+    Ok(())
+}
+
+/// Adds usage `project` never reserved (a managed volume's size, known only once the
+/// backend found the image), creating the usage rows it lacks, in `conn`.
+pub(crate) async fn add_usage_in<C: ConnectionTrait>(
+    conn: &C,
+    project: &str,
+    deltas: &[(String, i64)],
+) -> Result<()> {
+    let now = Utc::now().naive_utc();
+    for (resource, delta) in deltas {
+        let res = quota_usages::Entity::update_many()
+            .col_expr(
+                quota_usages::Column::InUse,
+                Expr::col(quota_usages::Column::InUse).add(*delta),
+            )
+            .col_expr(quota_usages::Column::UpdatedAt, Expr::value(now))
+            .filter(quota_usages::Column::ProjectId.eq(project))
+            .filter(quota_usages::Column::Resource.eq(resource.as_str()))
+            .exec(conn)
+            .await?;
+        if res.rows_affected == 0 {
+            quota_usages::Entity::insert(quota_usages::ActiveModel {
+                project_id: Set(project.into()),
+                resource: Set(resource.clone()),
+                in_use: Set(*delta as i32),
+                reserved: Set(0),
+                until_refresh: Set(None),
+                created_at: Set(now),
+                updated_at: Set(None),
+                deleted_at: Set(None),
+                deleted: Set(false),
+                ..Default::default()
+            })
+            .exec_without_returning(conn)
+            .await?;
+        }
     }
     Ok(())
 }

@@ -238,4 +238,41 @@ impl Db {
             .all(&self.conn)
             .await?)
     }
+
+    /// The live messages of `project` (all with `None`), newest first.
+    pub async fn list_messages(&self, project: Option<&str>) -> Result<Vec<messages::Model>> {
+        let mut q = messages::Entity::find()
+            .filter(messages::Column::Deleted.eq(false))
+            .filter(messages::Column::ExpiresAt.gt(Utc::now().naive_utc()));
+        if let Some(p) = project {
+            q = q.filter(messages::Column::ProjectId.eq(p));
+        }
+        Ok(q.order_by_desc(messages::Column::CreatedAt)
+            .all(&self.conn)
+            .await?)
+    }
+
+    /// A live message.
+    pub async fn message(&self, id: &str) -> Result<messages::Model> {
+        messages::Entity::find_by_id(id.to_string())
+            .filter(messages::Column::Deleted.eq(false))
+            .one(&self.conn)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                kind: "message",
+                id: id.to_string(),
+            })
+    }
+
+    /// Deletes message `id`.
+    pub async fn delete_message(&self, id: &str) -> Result<()> {
+        let now = Utc::now().naive_utc();
+        messages::Entity::update_many()
+            .col_expr(messages::Column::Deleted, Expr::value(true))
+            .col_expr(messages::Column::DeletedAt, Expr::value(now))
+            .filter(messages::Column::Id.eq(id))
+            .exec(&self.conn)
+            .await?;
+        Ok(())
+    }
 }

@@ -142,4 +142,26 @@ impl Db {
             .all(&self.conn)
             .await?)
     }
+
+    /// Enables or disables service `binary` on `host`; `false` when there is none.
+    pub async fn set_service_disabled(
+        &self,
+        host: &str,
+        binary: &str,
+        disabled: bool,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        let res = services::Entity::update_many()
+            .col_expr(services::Column::Disabled, Expr::value(disabled))
+            .col_expr(
+                services::Column::DisabledReason,
+                Expr::value(reason.map(str::to_string)),
+            )
+            .filter(services::Column::Host.eq(host))
+            .filter(services::Column::Binary.eq(binary))
+            .filter(services::Column::Deleted.eq(false))
+            .exec(&self.conn)
+            .await?;
+        Ok(res.rows_affected > 0)
+    }
 }

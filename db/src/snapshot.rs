@@ -131,6 +131,37 @@ impl Db {
         self.snapshot(&s.id).await
     }
 
+    /// Moves snapshot `id` from one of `from` to `to` (`os-update_snapshot_status`);
+    /// [`Error::Conflict`] when it is in none of them.
+    pub async fn move_snapshot_status(
+        &self,
+        id: &str,
+        from: &[SnapshotStatus],
+        to: SnapshotStatus,
+    ) -> Result<()> {
+        let res = snapshots::Entity::update_many()
+            .col_expr(snapshots::Column::Status, Expr::value(to.as_str()))
+            .col_expr(
+                snapshots::Column::UpdatedAt,
+                Expr::value(Utc::now().naive_utc()),
+            )
+            .filter(snapshots::Column::Id.eq(id))
+            .filter(snapshots::Column::Deleted.eq(false))
+            .filter(snapshots::Column::Status.is_in(from.iter().map(|s| s.as_str())))
+            .exec(&self.conn)
+            .await?;
+        if res.rows_affected == 1 {
+            Ok(())
+        } else {
+            Err(Error::Conflict {
+                kind: "snapshot",
+                id: id.to_string(),
+                expected: from.iter().map(|s| s.as_str().to_string()).collect(),
+                found: "another status".into(),
+            })
+        }
+    }
+
     /// The non-deleted snapshots of `volume_id`, any status.
     pub async fn snapshots_of_volume(&self, volume_id: &str) -> Result<Vec<snapshots::Model>> {
         Ok(snapshots::Entity::find()

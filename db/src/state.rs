@@ -233,6 +233,12 @@ impl Ending {
                     if r.is_ok() && op.end(*o) == Final::Deleted {
                         release_volume_usage(conn, id).await?;
                     }
+                    if r.is_ok()
+                        && op.name == cinder_common::ops::volume::MANAGE.name
+                        && *o == Outcome::Done
+                    {
+                        count_managed_size(conn, id).await?;
+                    }
                     r
                 }
                 Step::Snapshot(op, id, o) => {
@@ -270,6 +276,26 @@ async fn release_volume_usage<C: ConnectionTrait>(conn: &C, id: &str) -> Result<
     let t = crate::quota::type_name_in(conn, v.volume_type_id.as_deref()).await?;
     let deltas = crate::quota::volume_quota_deltas(t.as_deref(), v.size.into());
     crate::quota::release_usage_in(conn, &v.project_id, &deltas).await
+}
+
+/// A managed volume's size is known once the backend found its image: its gigabytes
+/// count from then on (the API reserved the volume itself).
+async fn count_managed_size<C: ConnectionTrait>(conn: &C, id: &str) -> Result<()> {
+    let Some(v) = volumes::Entity::find_by_id(id.to_string())
+        .one(conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    if !v.use_quota {
+        return Ok(());
+    }
+    let t = crate::quota::type_name_in(conn, v.volume_type_id.as_deref()).await?;
+    let mut add = vec![("gigabytes".to_string(), i64::from(v.size))];
+    if let Some(t) = t {
+        add.push((format!("gigabytes_{t}"), i64::from(v.size)));
+    }
+    crate::quota::add_usage_in(conn, &v.project_id, &add).await
 }
 
 /// A deleted snapshot gives its quota back.

@@ -41,6 +41,8 @@ pub struct NewVolume {
     pub multiattach: bool,
     /// Bootable (a volume of a bootable source).
     pub bootable: bool,
+    /// `host@backend#pool`, when the row is made on its backend already (manage).
+    pub host: Option<String>,
 }
 
 /// Columns a volume service sets together with a status change.
@@ -145,19 +147,21 @@ impl Db {
         self.volume(&v.id).await
     }
 
-    /// The API's create: inserts the volume (`creating`) with its metadata and commits
+    /// The API's create (or manage): inserts the volume in the busy status of `op` with
+    /// its metadata and commits
     /// the quota `reservations` taken for it, in one transaction: the row exists if and
     /// only if its quota is in use.
     pub async fn create_volume_counted(
         &self,
         v: &NewVolume,
+        op: &cinder_common::ops::Operation<VolumeStatus>,
         metadata: &crate::Metadata,
         reservations: &[crate::ReservationId],
     ) -> Result<volumes::Model> {
         crate::db::retry_transient!(
             async {
                 let txn = self.conn.begin().await?;
-                volumes::Entity::insert(new_row(v, &cinder_common::ops::volume::CREATE, true))
+                volumes::Entity::insert(new_row(v, op, true))
                     .exec_without_returning(&txn)
                     .await?;
                 crate::metadata::write_volume_metadata(&txn, &v.id, metadata, false).await?;
@@ -195,7 +199,7 @@ fn new_row(
         source_volid: Set(v.source_volid.clone()),
         image_id: Set(v.image_id.clone()),
         backup_id: Set(None),
-        host: Set(None),
+        host: Set(v.host.clone()),
         cluster_name: Set(None),
         provider_location: Set(None),
         provider_id: Set(None),

@@ -153,6 +153,8 @@ impl Api {
 /// The API, a scheduler and a volume service on a pool of its own.
 struct Stack {
     api: Api,
+    /// The volume service's `host@backend`.
+    backend: String,
     db: Db,
     pool: String,
     conf: String,
@@ -169,13 +171,29 @@ impl Stack {
     async fn up(c: &Ceph, api_extra: &str) -> Stack {
         let pool = unique("api");
         let (conf, p) = (c.conf.clone(), pool.clone());
-        tokio::task::spawn_blocking(move || create_pool(&conf, &p))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            create_pool(&conf, &p);
+            // A new pool has no stats until the mgr's next report; the volume service's
+            // first capacity report needs them.
+            for _ in 0..100 {
+                let ok = std::process::Command::new("ceph")
+                    .args(["-c", &conf, "osd", "pool", "get-quota", &p])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                if ok {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            panic!("pool {p} has no stats after 10 s");
+        })
+        .await
+        .unwrap();
         let mut p = prepare().await;
         let topic = unique("cinder-scheduler-api");
         p.amqp_extra = format!("scheduler_topic = \"{topic}\"");
         let (db, url) = (p.db.clone(), p.url.clone());
+        let backend = format!("{}@ceph", p.host);
         let svc = launch_on(c, p, &pool).await;
         let sched = InProcess::scheduler(&url, &topic, "").await;
         let (addr, api_task) = start_api_with(&url, &topic, api_extra).await;
@@ -194,6 +212,7 @@ impl Stack {
         .await;
         Stack {
             api,
+            backend,
             db,
             pool,
             conf: c.conf.clone(),
@@ -1096,5 +1115,761 @@ async fn volume_types_are_managed_by_admins_and_private_types_only_reach_granted
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["__DEFAULT__"]);
+    s.down().await;
+}
+
+/// A volume's status and attach status, read through the API as an admin.
+async fn statuses(api: &Api, id: &str) -> (String, String) {
+    let r = api.get(&format!("/v3/volumes/{id}"), ADMIN).await;
+    let v = &r.body["volume"];
+    let attach = if v["attachments"].as_array().is_some_and(|a| !a.is_empty()) {
+        "attached"
+    } else {
+        "detached"
+    };
+    (
+        v["status"].as_str().unwrap_or("").to_string(),
+        attach.to_string(),
+    )
+}
+
+async fn new_volume(api: &Api, token: &str, body: Value) -> String {
+    let r = api
+        .post("/v3/volumes", token, json!({ "volume": body }))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+    api.wait_volume(token, &id, "available").await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nova_attaches_and_detaches_through_attachments_and_the_legacy_actions() {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+    let id = new_volume(api, ALICE, json!({"size": 1})).await;
+    let server = "6f8a6c5e-6a1c-4b5e-9d56-2d3c1f0a9b11";
+    let v = "3.44";
+
+    // Before 3.27 the resource does not exist.
+    let r = api
+        .call(Method::GET, "/v3/attachments", ALICE, Some("3.26"), None)
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // Nova: create (reserve), update with the connector, complete.
+    let r = api
+        .call(
+            Method::POST,
+            "/v3/attachments",
+            ALICE,
+            Some(v),
+            Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let att = r.body["attachment"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["attachment"]["status"], "reserved");
+    assert_eq!(r.body["attachment"]["connection_info"], json!({}));
+    assert_eq!(statuses(api, &id).await.0, "reserved");
+    // A second attachment of a volume that is not multiattach: refused.
+    let r = api
+        .call(
+            Method::POST,
+            "/v3/attachments",
+            ALICE,
+            Some(v),
+            Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let connector = json!({"host": "compute-1", "ip": "127.0.0.1", "initiator": "iqn.x",
+                           "platform": "x86_64", "os_type": "linux", "multipath": false,
+                           "mountpoint": "/dev/vdb"});
+    let r = api
+        .call(
+            Method::PUT,
+            &format!("/v3/attachments/{att}"),
+            ALICE,
+            Some(v),
+            Some(json!({"attachment": {"connector": connector}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ci = &r.body["attachment"]["connection_info"];
+    assert_eq!(ci["driver_volume_type"], "rbd", "{ci}");
+    assert_eq!(ci["name"], format!("{}/volume-{id}", s.pool));
+    assert!(!ci["hosts"].as_array().unwrap().is_empty(), "{ci}");
+    assert_eq!(ci["attachment_id"], att.as_str());
+    assert_eq!(ci["access_mode"], "rw");
+    assert_eq!(statuses(api, &id).await.0, "attaching");
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/v3/attachments/{att}/action"),
+            ALICE,
+            Some(v),
+            Some(json!({"os-complete": null})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        statuses(api, &id).await,
+        ("in-use".into(), "attached".into())
+    );
+    let r = api.get(&format!("/v3/volumes/{id}"), ALICE).await;
+    let a = &r.body["volume"]["attachments"][0];
+    assert_eq!(
+        (a["server_id"].as_str(), a["attachment_id"].as_str()),
+        (Some(server), Some(att.as_str()))
+    );
+    // Attached: no delete; another project sees no attachment.
+    assert_eq!(
+        api.delete(&format!("/v3/volumes/{id}"), ALICE).await.status,
+        400
+    );
+    let r = api
+        .call(
+            Method::GET,
+            &format!("/v3/attachments/{att}"),
+            BOB,
+            Some(v),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api
+        .call(Method::GET, "/v3/attachments/detail", ALICE, Some(v), None)
+        .await;
+    assert_eq!(r.body["attachments"][0]["status"], "attached", "{}", r.body);
+    // Detach: delete the attachment; the volume is available again.
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v3/attachments/{att}"),
+            ALICE,
+            Some(v),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (200, json!({"attachments": []}))
+    );
+    assert_eq!(
+        statuses(api, &id).await,
+        ("available".into(), "detached".into())
+    );
+
+    // Legacy: reserve, initialize_connection, attach, begin/roll detaching, detach.
+    let act = |body: Value| {
+        let path = format!("/v3/volumes/{id}/action");
+        async move { api.post(&path, ALICE, body).await }
+    };
+    assert_eq!(act(json!({"os-reserve": null})).await.status, 202);
+    assert_eq!(statuses(api, &id).await.0, "attaching");
+    let r = act(json!({"os-initialize_connection": {"connector": connector}})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["connection_info"]["driver_volume_type"], "rbd");
+    assert_eq!(
+        r.body["connection_info"]["data"]["name"],
+        format!("{}/volume-{id}", s.pool)
+    );
+    assert_eq!(r.body["connection_info"]["data"]["access_mode"], "rw");
+    let r = act(json!({"os-attach": {"instance_uuid": server, "mountpoint": "/dev/vdb"}})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(
+        statuses(api, &id).await,
+        ("in-use".into(), "attached".into())
+    );
+    assert_eq!(act(json!({"os-begin_detaching": null})).await.status, 202);
+    assert_eq!(statuses(api, &id).await.0, "detaching");
+    assert_eq!(act(json!({"os-roll_detaching": null})).await.status, 202);
+    assert_eq!(statuses(api, &id).await.0, "in-use");
+    assert_eq!(act(json!({"os-begin_detaching": null})).await.status, 202);
+    let r = act(json!({"os-terminate_connection": {"connector": connector}})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(act(json!({"os-detach": {}})).await.status, 202);
+    assert_eq!(
+        statuses(api, &id).await,
+        ("available".into(), "detached".into())
+    );
+
+    // Multiattach: two servers; one leaves, the volume stays in use.
+    let r = api
+        .post(
+            "/v3/types",
+            ADMIN,
+            json!({"volume_type": {"name": "shared", "extra_specs": {"multiattach": "<is> True"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = new_volume(api, ALICE, json!({"size": 1, "volume_type": "shared"})).await;
+    let mut atts = vec![];
+    for (i, server) in [
+        "11111111-1111-4111-8111-111111111111",
+        "22222222-2222-4222-8222-222222222222",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut c = connector.clone();
+        c["host"] = json!(format!("compute-{i}"));
+        let r = api
+            .call(
+                Method::POST,
+                "/v3/attachments",
+                ALICE,
+                Some(v),
+                Some(json!({"attachment": {"volume_uuid": m, "instance_uuid": server, "connector": c}})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "attachment {i}: {}", r.body);
+        let a = r.body["attachment"]["id"].as_str().unwrap().to_string();
+        let r = api
+            .call(
+                Method::POST,
+                &format!("/v3/attachments/{a}/action"),
+                ALICE,
+                Some(v),
+                Some(json!({"os-complete": null})),
+            )
+            .await;
+        assert_eq!(r.status, 204);
+        atts.push(a);
+    }
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v3/attachments/{}", atts[0]),
+            ALICE,
+            Some(v),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.body["attachments"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        statuses(api, &m).await,
+        ("in-use".into(), "attached".into())
+    );
+    api.call(
+        Method::DELETE,
+        &format!("/v3/attachments/{}", atts[1]),
+        ALICE,
+        Some(v),
+        None,
+    )
+    .await;
+    assert_eq!(
+        statuses(api, &m).await,
+        ("available".into(), "detached".into())
+    );
+    for v in [&id, &m] {
+        assert_eq!(
+            api.delete(&format!("/v3/volumes/{v}"), ALICE).await.status,
+            202
+        );
+        api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
+    }
+    s.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn volume_actions_extend_revert_retype_flag_reset_and_force_delete_as_cinder_does() {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+    let id = new_volume(api, ALICE, json!({"size": 1})).await;
+    let path = format!("/v3/volumes/{id}/action");
+    let act = |token: &'static str, version: Option<&'static str>, body: Value| {
+        let path = path.clone();
+        async move {
+            api.call(Method::POST, &path, token, version, Some(body))
+                .await
+        }
+    };
+    // One action per body, and only known ones.
+    let r = act(ALICE, None, json!({"os-frobnicate": {}})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["badRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("There is no such action"));
+    let r = act(
+        ALICE,
+        None,
+        json!({"os-reserve": null, "os-unreserve": null}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["badRequest"]["message"].as_str()),
+        (400, Some("Malformed request body"))
+    );
+
+    // Extend: not to the same size; then to 2 GiB, the image too.
+    let r = act(ALICE, None, json!({"os-extend": {"new_size": 1}})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body["badRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("greater than current size"));
+    let r = act(ALICE, None, json!({"os-extend": {"new_size": 2}})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_for("the extend", 60, || async {
+        let r = api.get(&format!("/v3/volumes/{id}"), ALICE).await;
+        let v = &r.body["volume"];
+        if v["status"] == "available" && v["size"] == 2 {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    })
+    .await;
+    let (conf, spec) = (s.conf.clone(), format!("{}/volume-{id}", s.pool));
+    let info =
+        tokio::task::spawn_blocking(move || rbd(&conf, &["info", "--format", "json", &spec]))
+            .await
+            .unwrap();
+    let info: Value = serde_json::from_slice(&info).unwrap();
+    assert_eq!(info["size"], 2u64 << 30);
+    assert_eq!(s.db.usage("p1", "gigabytes").await.unwrap().in_use, 2);
+
+    // Revert (3.40): only to the latest snapshot.
+    let mut snaps = vec![];
+    for _ in 0..2 {
+        let r = api
+            .post(
+                "/v3/snapshots",
+                ALICE,
+                json!({"snapshot": {"volume_id": id}}),
+            )
+            .await;
+        let sid = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+        api.wait_snapshot(ALICE, &sid, "available").await;
+        snaps.push(sid);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = act(
+        ALICE,
+        Some("3.39"),
+        json!({"revert": {"snapshot_id": snaps[1]}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "revert arrives with 3.40: {}", r.body);
+    let r = act(
+        ALICE,
+        Some("3.40"),
+        json!({"revert": {"snapshot_id": snaps[0]}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body["badRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not the latest"));
+    let r = act(
+        ALICE,
+        Some("3.40"),
+        json!({"revert": {"snapshot_id": snaps[1]}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.wait_volume(ALICE, &id, "available").await;
+    api.wait_snapshot(ALICE, &snaps[1], "available").await;
+
+    // Flags.
+    assert_eq!(
+        act(
+            ALICE,
+            None,
+            json!({"os-set_bootable": {"bootable": "true"}})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        api.get(&format!("/v3/volumes/{id}"), ALICE).await.body["volume"]["bootable"],
+        "true"
+    );
+    assert_eq!(
+        act(
+            ALICE,
+            None,
+            json!({"os-update_readonly_flag": {"readonly": true}})
+        )
+        .await
+        .status,
+        202
+    );
+    let r = act(
+        ALICE,
+        None,
+        json!({"os-initialize_connection": {"connector": {"host": "h"}}}),
+    )
+    .await;
+    assert_eq!(
+        r.body["connection_info"]["data"]["access_mode"], "ro",
+        "{}",
+        r.body
+    );
+
+    // Retype on the same backend: the type changes, its quota moves.
+    for (name, specs) in [
+        ("silver", json!({})),
+        ("elsewhere", json!({"volume_backend_name": "other"})),
+    ] {
+        let r = api
+            .post(
+                "/v3/types",
+                ADMIN,
+                json!({"volume_type": {"name": name, "extra_specs": specs}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = act(ALICE, None, json!({"os-retype": {"new_type": "elsewhere"}})).await;
+    assert_eq!(r.status, 400, "a retype that would move data: {}", r.body);
+    let r = act(
+        ALICE,
+        None,
+        json!({"os-retype": {"new_type": "silver", "migration_policy": "never"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_for("the retype", 60, || async {
+        let r = api.get(&format!("/v3/volumes/{id}"), ALICE).await;
+        let v = &r.body["volume"];
+        if v["status"] == "available" && v["volume_type"] == "silver" {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    })
+    .await;
+    assert_eq!(
+        s.db.usage("p1", "gigabytes_silver").await.unwrap().in_use,
+        2
+    );
+    assert_eq!(
+        s.db.usage("p1", "gigabytes___DEFAULT__")
+            .await
+            .unwrap()
+            .in_use,
+        2 * 2,
+        "the volume's share left the old type; its two snapshots keep theirs"
+    );
+    let r = act(ADMIN, None, json!({"os-migrate_volume": {"host": "x@y#z"}})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // Admin actions.
+    let r = act(ALICE, None, json!({"os-reset_status": {"status": "error"}})).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = act(
+        ADMIN,
+        None,
+        json!({"os-reset_status": {"status": "sideways"}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = act(ADMIN, None, json!({"os-reset_status": {"status": "error"}})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(statuses(api, &id).await.0, "error");
+    let snap_action = |sid: String, body: Value| async move {
+        api.post(&format!("/v3/snapshots/{sid}/action"), ADMIN, body)
+            .await
+    };
+    let r = snap_action(
+        snaps[0].clone(),
+        json!({"os-reset_status": {"status": "error"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    for sid in &snaps {
+        let r = snap_action(sid.clone(), json!({"os-force_delete": {}})).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        api.wait_gone(ALICE, &format!("/v3/snapshots/{sid}")).await;
+    }
+    let r = act(ADMIN, None, json!({"os-force_delete": {}})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
+    assert!(s.images().await.is_empty());
+    let (_, usage) = s.state_of("p1").await;
+    assert_eq!(usage["gigabytes"], (0, 0), "{usage:?}");
+    s.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_existing_image_is_managed_into_a_volume_and_unmanaged_out_of_it() {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+    let (conf, spec) = (s.conf.clone(), format!("{}/legacy-disk", s.pool));
+    tokio::task::spawn_blocking(move || rbd(&conf, &["create", "--size", "1G", &spec]))
+        .await
+        .unwrap();
+    let body = json!({"volume": {"host": s.backend, "ref": {"source-name": "legacy-disk"},
+                                 "name": "adopted"}});
+    let r = api.post("/v3/os-volume-manage", ALICE, body.clone()).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = api
+        .post(
+            "/v3/os-volume-manage",
+            ADMIN,
+            json!({"volume": {"ref": {"source-name": "x"}}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "no host: {}", r.body);
+    let r = api.post("/v3/os-volume-manage", ADMIN, body).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["volume"]["status"], "creating");
+    let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+    let v = api.wait_volume(ADMIN, &id, "available").await;
+    assert_eq!(
+        (v["size"].clone(), v["name"].clone()),
+        (json!(1), json!("adopted"))
+    );
+    let (_, usage) = s.state_of("adminproject").await;
+    assert_eq!((usage["volumes"], usage["gigabytes"]), ((1, 0), (1, 0)));
+    let r = api
+        .post(
+            &format!("/v3/volumes/{id}/action"),
+            ADMIN,
+            json!({"os-unmanage": {}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.wait_gone(ADMIN, &format!("/v3/volumes/{id}")).await;
+    assert_eq!(s.images().await.len(), 1, "the image stays");
+    let (_, usage) = s.state_of("adminproject").await;
+    assert_eq!((usage["volumes"], usage["gigabytes"]), ((0, 0), (0, 0)));
+    s.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotas_limits_services_zones_capabilities_and_user_messages_answer_as_cinder() {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+
+    // Quota sets: own project or admin; admins write.
+    let r = api.get("/v3/os-quota-sets/p1", ALICE).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let q = &r.body["quota_set"];
+    assert_eq!(
+        (
+            q["id"].clone(),
+            q["volumes"].clone(),
+            q["gigabytes"].clone(),
+            q["volumes___DEFAULT__"].clone()
+        ),
+        (json!("p1"), json!(10), json!(1000), json!(-1))
+    );
+    assert_eq!(api.get("/v3/os-quota-sets/p1", BOB).await.status, 403);
+    let r = api
+        .put(
+            "/v3/os-quota-sets/p1",
+            ALICE,
+            json!({"quota_set": {"volumes": 1}}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    for bad in [
+        json!({"quota_set": {"bogus": 1}}),
+        json!({"quota_set": {"volumes": -2}}),
+        json!({"quota_set": {"volumes": "x"}}),
+    ] {
+        let r = api.put("/v3/os-quota-sets/p1", ADMIN, bad.clone()).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    let r = api
+        .put(
+            "/v3/os-quota-sets/p1",
+            ADMIN,
+            json!({"quota_set": {"volumes": 1}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["quota_set"]["volumes"].clone()),
+        (200, json!(1))
+    );
+    let id = new_volume(api, ALICE, json!({"size": 1})).await;
+    let r = api
+        .post("/v3/volumes", ALICE, json!({"volume": {"size": 1}}))
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    let r = api.get("/v3/os-quota-sets/p1?usage=true", ALICE).await;
+    assert_eq!(
+        r.body["quota_set"]["volumes"],
+        json!({"limit": 1, "in_use": 1, "reserved": 0, "allocated": 0})
+    );
+    let r = api.get("/v3/limits", ALICE).await;
+    let a = &r.body["limits"]["absolute"];
+    assert_eq!(
+        (
+            a["maxTotalVolumes"].clone(),
+            a["totalVolumesUsed"].clone(),
+            a["totalGigabytesUsed"].clone()
+        ),
+        (json!(1), json!(1), json!(1)),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["limits"]["rate"], json!([]));
+    assert_eq!(api.delete("/v3/os-quota-sets/p1", ADMIN).await.status, 200);
+    assert_eq!(
+        api.get("/v3/os-quota-sets/p1", ALICE).await.body["quota_set"]["volumes"],
+        10
+    );
+    assert_eq!(
+        api.get("/v3/os-quota-sets/p1/defaults", ALICE).await.body["quota_set"]["snapshots"],
+        10
+    );
+
+    // Services: admins only; up from the heartbeat.
+    assert_eq!(api.get("/v3/os-services", ALICE).await.status, 403);
+    let r = api.get_v("/v3/os-services", ADMIN, "3.49").await;
+    let svc = r.body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["host"] == s.backend.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{} not listed: {}", s.backend, r.body));
+    assert_eq!(
+        (
+            svc["binary"].clone(),
+            svc["status"].clone(),
+            svc["state"].clone(),
+            svc["backend_state"].clone()
+        ),
+        (
+            json!("cinder-volume"),
+            json!("enabled"),
+            json!("up"),
+            json!("up")
+        )
+    );
+    let r = api
+        .put(
+            "/v3/os-services/disable-log-reason",
+            ADMIN,
+            json!({"host": s.backend, "binary": "cinder-volume", "disabled_reason": "maintenance"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["status"].clone()),
+        (200, json!("disabled")),
+        "{}",
+        r.body
+    );
+    let r = api
+        .get(&format!("/v3/os-services?host={}", s.backend), ADMIN)
+        .await;
+    assert_eq!(r.body["services"][0]["disabled_reason"], "maintenance");
+    // A create with the only backend disabled ends in error with a user message.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = api
+        .post("/v3/volumes", ALICE, json!({"volume": {"size": 1}}))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let failed = r.body["volume"]["id"].as_str().unwrap().to_string();
+    api.wait_volume(ALICE, &failed, "error").await;
+    let r = api
+        .get_v(
+            &format!("/v3/messages?resource_uuid={failed}"),
+            ALICE,
+            "3.3",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let msgs = r.body["messages"].as_array().unwrap().clone();
+    assert_eq!(msgs.len(), 1, "{}", r.body);
+    assert_eq!(msgs[0]["resource_type"], "VOLUME");
+    assert!(
+        msgs[0]["user_message"]
+            .as_str()
+            .unwrap()
+            .contains("schedule"),
+        "{}",
+        msgs[0]
+    );
+    let mid = msgs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        api.get_v(&format!("/v3/messages/{mid}"), BOB, "3.3")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        api.get(&format!("/v3/messages/{mid}"), ALICE).await.status,
+        404,
+        "messages arrive with 3.3"
+    );
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v3/messages/{mid}"),
+            ALICE,
+            Some("3.3"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        api.get_v(&format!("/v3/messages/{mid}"), ALICE, "3.3")
+            .await
+            .status,
+        404
+    );
+    let r = api
+        .put(
+            "/v3/os-services/enable",
+            ADMIN,
+            json!({"host": s.backend, "binary": "cinder-volume"}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "enabled");
+    let r = api
+        .put(
+            "/v3/os-services/enable",
+            ADMIN,
+            json!({"host": "nowhere", "binary": "cinder-volume"}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // Zones and capabilities.
+    let r = api.get("/v3/os-availability-zone", ALICE).await;
+    assert_eq!(
+        r.body,
+        json!({"availabilityZoneInfo": [{"zoneName": "nova", "zoneState": {"available": true}}]})
+    );
+    let r = api
+        .get(&format!("/v3/capabilities/{}", s.backend), ADMIN)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["volume_backend_name"], "RBD");
+    assert_eq!(r.body["storage_protocol"], "ceph");
+    assert_eq!(
+        api.get(&format!("/v3/capabilities/{}", s.backend), ALICE)
+            .await
+            .status,
+        403
+    );
+
+    for v in [&id, &failed] {
+        assert_eq!(
+            api.delete(&format!("/v3/volumes/{v}"), ALICE).await.status,
+            202
+        );
+        api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
+    }
     s.down().await;
 }

@@ -1,0 +1,188 @@
+//! `POST /os-volume-manage` (and `POST /manageable_volumes`, 3.8): an image already in a
+//! backend's pool becomes a volume (admin). The API reserves the volume in quota and
+//! writes the row `managing` on the named backend; the backend finds the image, renames
+//! it to the volume's name and sets the size, whose gigabytes count from then on.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cinder_common::ops;
+use cinder_db::NewVolume;
+use cinder_rpc::messages::{ManageExisting, VolumeRequest};
+use serde_json::{json, Value};
+
+use crate::body::JsonBody;
+use crate::error::ApiError;
+use crate::request::Req;
+use crate::schema::{self, schema};
+use crate::volumes::{cast_to_volume, detail_of, reserve};
+use crate::AppState;
+
+schema!(
+    MANAGE,
+    json!({
+        "type": "object",
+        "properties": {"volume": {
+            "type": "object",
+            "properties": {
+                "ref": {"type": ["object", "string"]},
+                "host": {"type": ["string", "null"], "minLength": 1, "maxLength": 255,
+                         "pattern": "^[a-zA-Z0-9-._#@:/+\\[\\]]*$"},
+                "cluster": {"type": ["string", "null"], "maxLength": 255},
+                "name": schema::name(),
+                "description": schema::description(),
+                "availability_zone": {"type": ["string", "null"], "maxLength": 255},
+                "volume_type": {"type": ["string", "null"], "maxLength": 255},
+                "bootable": schema::boolean(),
+                "metadata": schema::metadata(),
+            },
+            "required": ["ref"],
+            "additionalProperties": false,
+        }},
+        "required": ["volume"],
+        "additionalProperties": false,
+    })
+);
+
+/// `POST /os-volume-manage`, `POST /manageable_volumes`.
+pub(crate) async fn manage(
+    State(state): State<AppState>,
+    r: Req,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    if r.path.ends_with("/manageable_volumes") && !r.v.at_least(8) {
+        return Err(ApiError::not_found("The resource could not be found."));
+    }
+    r.ctx.require_admin("volume:manage_existing")?;
+    MANAGE.check(&body)?;
+    let v = &body["volume"];
+    let host = v["host"].as_str().map(str::to_string);
+    let cluster = v["cluster"].as_str();
+    let host = match (host, cluster) {
+        (Some(h), None) => h,
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "Invalid input received: Host field is missing.",
+            ))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "Invalid input received: One and only one of cluster and host must be set; clusters are named by their hosts here.",
+            ))
+        }
+    };
+    let source = match &v["ref"] {
+        Value::Object(o) => o.get("source-name").and_then(|s| s.as_str()),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        ApiError::bad_request(
+            "Invalid input received: Manage existing volume failed: the reference must name the image as {\"source-name\": \"<image>\"}.",
+        )
+    })?
+    .to_string();
+    let backend = host.split('#').next().unwrap_or(&host).to_string();
+    let services = state.db.services().await.map_err(ApiError::from_db)?;
+    let Some(svc) = services
+        .iter()
+        .find(|s| s.binary == "cinder-volume" && s.host == backend)
+    else {
+        return Err(ApiError::bad_request(format!("Host '{backend}' not found")));
+    };
+    let now = chrono::Utc::now().naive_utc();
+    if svc.disabled
+        || !cinder_db::service_is_up(
+            svc,
+            std::time::Duration::from_secs(state.service_down_time),
+            now,
+        )
+    {
+        return Err(ApiError::bad_request(
+            "Service is unavailable at this time.",
+        ));
+    }
+    // The volume's host names its pool as created volumes' do.
+    let full_host = if host.contains('#') {
+        host.clone()
+    } else {
+        let pool = svc
+            .capabilities
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Value>(c).ok())
+            .and_then(|c| c["volume_backend_name"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "RBD".into());
+        format!("{backend}#{pool}")
+    };
+    let asked = v["volume_type"].as_str();
+    let name = asked
+        .map(str::to_string)
+        .unwrap_or_else(|| state.default_volume_type.clone());
+    let ty = state
+        .db
+        .volume_type_by_name_or_id(&name)
+        .await
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid volume type: Cannot find requested '{name}' volume type"
+            ))
+        })?;
+    let mut deltas = vec![("volumes".to_string(), 1)];
+    deltas.push((format!("volumes_{}", ty.name), 1));
+    let reservations = reserve(&state, &r.ctx.project_id, &deltas).await?;
+    let metadata = v["metadata"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let new = NewVolume {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id: r.ctx.project_id.clone(),
+        user_id: r.ctx.user_id.clone(),
+        name: v["name"].as_str().map(str::to_string),
+        description: v["description"].as_str().map(str::to_string),
+        size_gib: 0,
+        availability_zone: Some(
+            v["availability_zone"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| svc.availability_zone.clone()),
+        ),
+        volume_type_id: Some(ty.id.clone()),
+        bootable: v.get("bootable").and_then(schema::as_bool).unwrap_or(false),
+        multiattach: ty
+            .extra_specs
+            .get("multiattach")
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("<is> true")),
+        host: Some(full_host),
+        ..Default::default()
+    };
+    let row = match state
+        .db
+        .create_volume_counted(&new, &ops::volume::MANAGE, &metadata, &reservations)
+        .await
+    {
+        Ok(row) => row,
+        Err(e) => {
+            let _ = state.db.rollback_reservations(&reservations).await;
+            return Err(ApiError::from_db(e));
+        }
+    };
+    cast_to_volume(
+        &state,
+        &r,
+        &row,
+        VolumeRequest::ManageExisting(ManageExisting {
+            volume_id: row.id.clone(),
+            source_name: source,
+        }),
+    )
+    .await?;
+    let mut doc = detail_of(&state, &r, &row).await?;
+    // Cinder's legacy view: managing reads as creating.
+    doc["status"] = json!("creating");
+    Ok((StatusCode::ACCEPTED, Json(json!({ "volume": doc }))).into_response())
+}
