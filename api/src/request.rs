@@ -56,13 +56,21 @@ pub struct Requested {
     pub url_project: Option<String>,
 }
 
-/// Rewrites `/v3/{project_id}/rest` to `/v3/rest` before routing, so each route is
-/// declared once; the client's path is kept in [`Requested`].
+/// Rewrites `/v3/{project_id}/rest` to `/v3/rest` (and `/v3/{project_id}` to `/v3/`)
+/// before routing, so each route is declared once; the client's path is kept in
+/// [`Requested`].
 pub async fn strip_project(mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let mut url_project = None;
     if let Some(rest) = path.strip_prefix("/v3/") {
-        if let Some((first, tail)) = rest.split_once('/') {
+        // `/v3/{project_id}` alone: the v3 document (keystoneauth discovers there when a
+        // catalog names the project-scoped endpoint).
+        if !rest.is_empty() && !rest.contains('/') && !COLLECTIONS.contains(&rest) {
+            url_project = Some(rest.to_string());
+            if let Ok(uri) = "/v3/".parse::<Uri>() {
+                *req.uri_mut() = uri;
+            }
+        } else if let Some((first, tail)) = rest.split_once('/') {
             if !first.is_empty() && !COLLECTIONS.contains(&first) {
                 url_project = Some(first.to_string());
                 let new = match req.uri().query() {

@@ -241,6 +241,15 @@ impl Db {
         retry_transient!(self.finish_reservations(ids, false).await)
     }
 
+    /// How many reservations are neither committed nor rolled back (nor expired).
+    pub async fn live_reservations(&self) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(reservations::Entity::find()
+            .filter(reservations::Column::Deleted.eq(false))
+            .count(&self.conn)
+            .await?)
+    }
+
     /// Removes every limit of `project`'s own: it has the defaults again.
     pub async fn delete_project_quotas(&self, project: &str) -> Result<()> {
         let now = Utc::now().naive_utc();

@@ -999,6 +999,10 @@ async fn lists_page_by_marker_with_next_links_counts_sorts_and_filters() {
     );
     let r = api.get("/v3/volumes/summary", ALICE).await;
     assert_eq!(r.status, 404, "summary arrives with 3.12: {}", r.body);
+    // The project-scoped endpoint itself answers with the v3 document (discovery).
+    let r = api.get("/v3/p1", ALICE).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["versions"][0]["id"], "v3.0", "{}", r.body);
     s.down().await;
 }
 
@@ -1871,5 +1875,85 @@ async fn quotas_limits_services_zones_capabilities_and_user_messages_answer_as_c
         );
         api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
     }
+    s.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_clients_on_sqlite_see_no_server_error_and_leak_no_reservation() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = Arc::new(Api {
+        base: s.api.base.clone(),
+        http: reqwest::Client::new(),
+    });
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let mut tasks = vec![];
+    for client in 0..10 {
+        let (api, in_flight, peak) = (api.clone(), in_flight.clone(), peak.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = vec![];
+            for round in 0..3 {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let r = api
+                    .post(
+                        "/v3/volumes",
+                        ALICE,
+                        json!({"volume": {"size": 1, "name": format!("c{client}-r{round}")}}),
+                    )
+                    .await;
+                statuses.push(r.status);
+                if r.status == 202 {
+                    let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+                    api.wait_volume(ALICE, &id, "available").await;
+                    let d = api.delete(&format!("/v3/volumes/{id}"), ALICE).await;
+                    statuses.push(d.status);
+                    api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
+                }
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                // Lists run beside the writes.
+                statuses.push(api.get("/v3/volumes/detail", ALICE).await.status);
+            }
+            statuses
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.expect("a client task"));
+    }
+    let elapsed = started.elapsed();
+    let server_errors = all.iter().filter(|s| **s >= 500).count();
+    let creates = all.iter().filter(|s| **s == 202).count();
+    println!(
+        "10 clients: {} requests, {creates} accepted (creates and deletes), {server_errors} 5xx, peak {} creates in flight, {:.1} s",
+        all.len(),
+        peak.load(Ordering::SeqCst),
+        elapsed.as_secs_f64()
+    );
+    assert_eq!(server_errors, 0, "statuses: {all:?}");
+    assert!(
+        all.iter().all(|s| [200, 202].contains(s)),
+        "statuses: {all:?}"
+    );
+    assert_eq!(creates, 60, "every create and delete accepted: {all:?}");
+    assert!(
+        peak.load(Ordering::SeqCst) >= 5,
+        "the clients did not overlap: peak {}",
+        peak.load(Ordering::SeqCst)
+    );
+    let (_, usage) = s.state_of("p1").await;
+    for (r, u) in &usage {
+        assert_eq!(*u, (0, 0), "{r} after all deletes: {usage:?}");
+    }
+    assert_eq!(
+        s.db.live_reservations().await.unwrap(),
+        0,
+        "leaked reservations"
+    );
+    assert!(s.images().await.is_empty());
     s.down().await;
 }
