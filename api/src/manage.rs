@@ -130,14 +130,7 @@ pub(crate) async fn manage(
     let mut deltas = vec![("volumes".to_string(), 1)];
     deltas.push((format!("volumes_{}", ty.name), 1));
     let reservations = reserve(&state, &r.ctx.project_id, &deltas).await?;
-    let metadata = v["metadata"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let metadata = crate::schema::string_map(v.get("metadata"));
     let new = NewVolume {
         id: uuid::Uuid::new_v4().to_string(),
         project_id: r.ctx.project_id.clone(),

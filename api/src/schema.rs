@@ -109,6 +109,18 @@ pub fn metadata_required() -> Value {
            "additionalProperties": false})
 }
 
+/// An object of strings (metadata, extra specs; after its schema accepted it) as a map;
+/// `None` or a non-object is empty.
+pub fn string_map(v: Option<&Value>) -> std::collections::BTreeMap<String, String> {
+    v.and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A whole size or a digit string, as a number (after [`size`] accepted it).
 pub fn as_size(v: &Value) -> Option<i64> {
     match v {

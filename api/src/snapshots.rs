@@ -168,15 +168,7 @@ pub(crate) async fn create(
         volume_size_gib: v.size,
         volume_type_id: v.volume_type_id.clone(),
     };
-    let metadata = s
-        .get("metadata")
-        .and_then(|m| m.as_object())
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let metadata = crate::schema::string_map(s.get("metadata"));
     let row = match state
         .db
         .create_snapshot_counted(&new, allowed, &metadata, &reservations)
@@ -432,14 +424,7 @@ async fn write_metadata(
 ) -> Result<Response, ApiError> {
     METADATA.check(body)?;
     let s = visible_snapshot(state, r, id).await?;
-    let items = body["metadata"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let items = crate::schema::string_map(body.get("metadata"));
     let m = state
         .db
         .set_snapshot_metadata(&s.id, &items, replace)

@@ -215,15 +215,7 @@ pub(crate) async fn create(
         .get("os-volume-type-access:is_public")
         .and_then(schema::as_bool)
         .unwrap_or(true);
-    let specs: BTreeMap<String, String> = t
-        .get("extra_specs")
-        .and_then(|s| s.as_object())
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let specs: BTreeMap<String, String> = schema::string_map(t.get("extra_specs"));
     let rec = state
         .db
         .create_type(&name, t["description"].as_str(), is_public, &specs)
@@ -320,14 +312,7 @@ pub(crate) async fn specs_create(
     r.ctx.require_admin("volume_extension:types_manage")?;
     EXTRA_SPECS.check(&body)?;
     let t = visible(&state, &r, &id).await?;
-    let specs: BTreeMap<String, String> = body["extra_specs"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let specs: BTreeMap<String, String> = schema::string_map(body.get("extra_specs"));
     state
         .db
         .set_extra_specs(&t.row.id, &specs)

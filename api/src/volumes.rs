@@ -213,13 +213,7 @@ fn text(v: Option<&Value>) -> Option<String> {
 }
 
 fn metadata_of(v: Option<&Value>) -> Metadata {
-    v.and_then(|m| m.as_object())
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
+    schema::string_map(v)
 }
 
 fn hint_list(v: Option<&Value>) -> Option<Vec<String>> {

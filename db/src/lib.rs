@@ -7,7 +7,10 @@
 //!   [`Db::reset_status`]; each is one conditional update (`UPDATE ... WHERE id = ? AND
 //!   status IN (...)`): two racing requests never both win; the loser gets
 //!   [`Error::Conflict`]. A final status and the release of its claim are one
-//!   transaction.
+//!   transaction. Attachments move volumes through `reserved`, `attaching`, `in-use`
+//!   and back as Cinder does (`attachment.rs`): each move is one transaction with the
+//!   attachment rows it follows from, and a volume's state after a detach is
+//!   recomputed from the attachments that remain.
 //! - Quota reservations are conditional updates of `quota_usages` rows, taken in a fixed
 //!   order inside one transaction: safe under concurrency on SQLite, PostgreSQL and
 //!   MariaDB alike, without `SELECT ... FOR UPDATE`.
