@@ -44,6 +44,12 @@ ensure_build_deps() {
     apt_install gcc libc6-dev
 }
 
+# The real OpenStack clients the API tests drive (Debian's packages: `openstack`,
+# `cinder` with its `noauth` keystoneauth plugin, and openstacksdk).
+ensure_openstack_clients() {
+    apt_install python3-openstackclient python3-cinderclient python3-openstacksdk
+}
+
 # PostgreSQL on 127.0.0.1:5432 with a `cinder_test` login (password cinder_test,
 # CREATEDB) for the database tests: installed and started when missing.
 ensure_postgres() {

@@ -19,6 +19,7 @@ export CEPH_CONF CEPH_CONF_B
 ensure_postgres
 ensure_mariadb
 ensure_rabbitmq
+ensure_openstack_clients
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export CINDER_TEST_POSTGRES_URL=${CINDER_TEST_POSTGRES_URL:-postgres://cinder_test:cinder_test@127.0.0.1:5432/postgres}
 export CINDER_TEST_MYSQL_URL=${CINDER_TEST_MYSQL_URL:-mysql://cinder_test:cinder_test@127.0.0.1:3306/mysql}

@@ -23,7 +23,9 @@ schema!(
             "type": "object",
             "additionalProperties": {"type": ["integer", "string"], "pattern": "^-?[0-9]+$",
                                      "minimum": -1, "maximum": 2147483647},
-            "properties": {"skip_validation": {"type": ["boolean", "string"]}},
+            // cinderclient names the project in the body too.
+            "properties": {"skip_validation": {"type": ["boolean", "string"]},
+                           "tenant_id": {"type": "string"}, "id": {"type": "string"}},
         }},
         "required": ["quota_set"],
         "additionalProperties": false,
@@ -154,7 +156,7 @@ pub(crate) async fn update(
     let mut items: Vec<(String, i64)> = vec![];
     let mut bad = vec![];
     for (k, v) in body["quota_set"].as_object().into_iter().flatten() {
-        if k == "skip_validation" {
+        if matches!(k.as_str(), "skip_validation" | "tenant_id" | "id") {
             continue;
         }
         if !known.contains(k) {

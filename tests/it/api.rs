@@ -169,7 +169,7 @@ const BOB: &str = "bob:p2";
 
 impl Stack {
     async fn up(c: &Ceph, api_extra: &str) -> Stack {
-        let pool = unique("api");
+        let pool = unique("it-api");
         let (conf, p) = (c.conf.clone(), pool.clone());
         tokio::task::spawn_blocking(move || {
             create_pool(&conf, &p);
@@ -1955,5 +1955,239 @@ async fn ten_concurrent_clients_on_sqlite_see_no_server_error_and_leak_no_reserv
         "leaked reservations"
     );
     assert!(s.images().await.is_empty());
+    s.down().await;
+}
+
+/// A real OpenStack client (`/usr/bin/openstack` or `/usr/bin/cinder`) under the
+/// `noauth` plugin as `user:project`, at microversion 3.60; its stdout, or a panic with
+/// its stderr.
+async fn client(bin: &str, api: &Api, user: &str, project: &str, args: &[&str]) -> String {
+    let path = format!("/usr/bin/{bin}");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing: scripts/test.sh installs Debian's python3-openstackclient and python3-cinderclient"
+    );
+    let mut cmd = tokio::process::Command::new(&path);
+    cmd.args([
+        "--os-auth-type",
+        "noauth",
+        "--os-user-id",
+        user,
+        "--os-project-id",
+        project,
+        "--os-endpoint",
+        &format!("{}/v3", api.base),
+        "--os-volume-api-version",
+        "3.60",
+    ])
+    .args(args)
+    // The clients' own Python, not a virtualenv's.
+    .env("PATH", "/usr/bin:/bin")
+    .env_remove("PYTHONPATH");
+    let out = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_real_openstack_and_cinder_clients_drive_volumes_snapshots_attachments_types_and_quotas(
+) {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+    let osc = |user: &'static str, project: &'static str, args: Vec<String>| async move {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        client("openstack", api, user, project, &a).await
+    };
+    let cinder = |args: Vec<String>| async move {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        client("cinder", api, "alice", "p1", &a).await
+    };
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // Create with cinderclient (OpenStackClient's create also builds an image client,
+    // which needs an image service); wait, show, list, extend with OpenStackClient.
+    let out = cinder(v(&["create", "--name", "cli-vol", "1"])).await;
+    let id = out
+        .lines()
+        .find(|l| l.starts_with("| id "))
+        .and_then(|l| l.split('|').nth(2))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| panic!("no id in {out}"));
+    api.wait_volume(ALICE, &id, "available").await;
+    let show: Value = serde_json::from_str(
+        &osc(
+            "alice",
+            "p1",
+            v(&["volume", "show", "cli-vol", "-f", "json"]),
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        (show["id"].as_str(), show["size"].as_u64()),
+        (Some(id.as_str()), Some(1))
+    );
+    let list: Value =
+        serde_json::from_str(&osc("alice", "p1", v(&["volume", "list", "-f", "json"])).await)
+            .unwrap();
+    assert_eq!(list.as_array().map(|a| a.len()), Some(1), "{list}");
+    osc(
+        "alice",
+        "p1",
+        v(&["volume", "set", "--size", "2", "cli-vol"]),
+    )
+    .await;
+    wait_for("the extend", 60, || async {
+        let r = api.get(&format!("/v3/volumes/{id}"), ALICE).await;
+        let vol = &r.body["volume"];
+        if vol["size"] == 2 && vol["status"] == "available" {
+            Ok(())
+        } else {
+            Err(vol.to_string())
+        }
+    })
+    .await;
+
+    // Snapshot with OpenStackClient, a clone of it with cinderclient.
+    osc(
+        "alice",
+        "p1",
+        v(&[
+            "volume", "snapshot", "create", "--volume", "cli-vol", "cli-snap",
+        ]),
+    )
+    .await;
+    let snaps: Value = serde_json::from_str(
+        &osc(
+            "alice",
+            "p1",
+            v(&["volume", "snapshot", "list", "-f", "json"]),
+        )
+        .await,
+    )
+    .unwrap();
+    let snap = snaps[0]["ID"].as_str().unwrap().to_string();
+    api.wait_snapshot(ALICE, &snap, "available").await;
+    cinder(v(&[
+        "create",
+        "--snapshot-id",
+        &snap,
+        "--name",
+        "cli-clone",
+        "2",
+    ]))
+    .await;
+    let r = api.get("/v3/volumes?name=cli-clone", ALICE).await;
+    let clone = r.body["volumes"][0]["id"].as_str().unwrap().to_string();
+    api.wait_volume(ALICE, &clone, "available").await;
+    assert_eq!(
+        s.parent(&format!("volume-{clone}")).await,
+        Some(format!("{}/volume-{id}@snapshot-{snap}", s.pool))
+    );
+
+    // Attach as Nova's flow does, through cinderclient's attachment commands.
+    let out = cinder(v(&[
+        "attachment-create",
+        "--connect",
+        "True",
+        "--initiator",
+        "iqn.x",
+        "--ip",
+        "127.0.0.1",
+        "--host",
+        "compute-1",
+        "--platform",
+        "x86_64",
+        "--ostype",
+        "linux",
+        "--mountpoint",
+        "/dev/vdb",
+        &id,
+        "6f8a6c5e-6a1c-4b5e-9d56-2d3c1f0a9b11",
+    ]))
+    .await;
+    assert!(out.contains("| driver_volume_type | rbd"), "{out}");
+    let r = api
+        .call(
+            Method::GET,
+            &format!("/v3/attachments?volume_id={id}"),
+            ALICE,
+            Some("3.44"),
+            None,
+        )
+        .await;
+    let att = r.body["attachments"][0]["id"].as_str().unwrap().to_string();
+    cinder(v(&["attachment-complete", &att])).await;
+    assert_eq!(
+        statuses(api, &id).await,
+        ("in-use".into(), "attached".into())
+    );
+    cinder(v(&["attachment-delete", &att])).await;
+    assert_eq!(
+        statuses(api, &id).await,
+        ("available".into(), "detached".into())
+    );
+
+    // Types and quotas (admin).
+    osc(
+        "admin",
+        "admin",
+        v(&[
+            "volume",
+            "type",
+            "create",
+            "gold",
+            "--property",
+            "volume_backend_name=RBD",
+        ]),
+    )
+    .await;
+    let types = osc(
+        "alice",
+        "p1",
+        v(&["volume", "type", "list", "-f", "value", "-c", "Name"]),
+    )
+    .await;
+    assert!(types.lines().any(|l| l.trim() == "gold"), "{types}");
+    client(
+        "cinder",
+        api,
+        "admin",
+        "admin",
+        &["quota-update", "--volumes", "7", "p1"],
+    )
+    .await;
+    let q = cinder(v(&["quota-show", "p1"])).await;
+    assert!(
+        q.lines()
+            .any(|l| l.contains("| volumes ") && l.contains("| 7 ")),
+        "{q}"
+    );
+
+    // Delete: the clone, then the volume with its snapshot (--purge is cascade).
+    osc("alice", "p1", v(&["volume", "delete", "cli-clone"])).await;
+    api.wait_gone(ALICE, &format!("/v3/volumes/{clone}")).await;
+    osc(
+        "alice",
+        "p1",
+        v(&["volume", "delete", "--purge", "cli-vol"]),
+    )
+    .await;
+    api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
+    wait_for("the pool to be empty", 30, || async {
+        let left = s.images().await;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
     s.down().await;
 }
