@@ -98,13 +98,14 @@ async fn quota_set(
     let limits = limits_of(state, project, defaults_only).await?;
     let mut set = Map::new();
     set.insert("id".into(), json!(project));
+    let usages = if usage {
+        state.db.usages(project).await.map_err(ApiError::from_db)?
+    } else {
+        Default::default()
+    };
     for (k, limit) in limits {
         if usage {
-            let u = state
-                .db
-                .usage(project, &k)
-                .await
-                .map_err(ApiError::from_db)?;
+            let u = usages.get(&k).copied().unwrap_or_default();
             set.insert(
                 k,
                 json!({"limit": limit, "in_use": u.in_use, "reserved": u.reserved, "allocated": 0}),
@@ -213,29 +214,19 @@ pub(crate) async fn delete(
 pub(crate) async fn limits(State(state): State<AppState>, r: Req) -> Result<Response, ApiError> {
     let project = r.ctx.project_id.clone();
     let l = limits_of(&state, &project, false).await?;
-    let used = |k: &'static str| {
-        let state = state.clone();
-        let project = project.clone();
-        async move {
-            state
-                .db
-                .usage(&project, k)
-                .await
-                .map(|u| u.in_use)
-                .map_err(ApiError::from_db)
-        }
-    };
+    let usages = state.db.usages(&project).await.map_err(ApiError::from_db)?;
+    let used = |k: &str| usages.get(k).map(|u| u.in_use).unwrap_or(0);
     let absolute = json!({
         "maxTotalVolumes": l["volumes"],
         "maxTotalSnapshots": l["snapshots"],
         "maxTotalVolumeGigabytes": l["gigabytes"],
         "maxTotalBackups": l["backups"],
         "maxTotalBackupGigabytes": l["backup_gigabytes"],
-        "totalVolumesUsed": used("volumes").await?,
-        "totalGigabytesUsed": used("gigabytes").await?,
-        "totalSnapshotsUsed": used("snapshots").await?,
-        "totalBackupsUsed": used("backups").await?,
-        "totalBackupGigabytesUsed": used("backup_gigabytes").await?,
+        "totalVolumesUsed": used("volumes"),
+        "totalGigabytesUsed": used("gigabytes"),
+        "totalSnapshotsUsed": used("snapshots"),
+        "totalBackupsUsed": used("backups"),
+        "totalBackupGigabytesUsed": used("backup_gigabytes"),
     });
     Ok(Json(json!({"limits": {"rate": [], "absolute": absolute}})).into_response())
 }

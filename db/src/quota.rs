@@ -93,6 +93,23 @@ impl Db {
         Ok(())
     }
 
+    /// Usage of every resource `project` ever used, in one query.
+    pub async fn usages(&self, project: &str) -> Result<BTreeMap<String, Usage>> {
+        Ok(quota_usages::Entity::find()
+            .filter(quota_usages::Column::ProjectId.eq(project))
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(|u| {
+                let usage = Usage {
+                    in_use: u.in_use as i64,
+                    reserved: u.reserved as i64,
+                };
+                (u.resource, usage)
+            })
+            .collect())
+    }
+
     /// Usage of `resource` by `project` (zero when never used).
     pub async fn usage(&self, project: &str, resource: &str) -> Result<Usage> {
         Ok(quota_usages::Entity::find()
