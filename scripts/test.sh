@@ -7,7 +7,9 @@
 #   scripts/test.sh [extra cargo test arguments]
 #
 # Environment: CEPH_DEV_DIR / CEPH_DEV_DIR_B (cluster directories), CEPH_DEV_PORT /
-# CEPH_DEV_PORT_B (mon ports, default 6789 / 6790).
+# CEPH_DEV_PORT_B (mon ports, default 6789 / 6790); KEYSTONE_TEST_DIR / KEYSTONE_TEST_PORT
+# (the test Keystone, default /tmp/cinder-rs-keystone-test on 35358: tokens of 30 s, so
+# that the API test sees one expire).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -20,6 +22,13 @@ ensure_postgres
 ensure_mariadb
 ensure_rabbitmq
 ensure_openstack_clients
+# The test Keystone starts in the background while cargo builds (it takes ~20 s of
+# Python start-up); the tests wait for it below.
+ks_out=$(mktemp)
+(KEYSTONE_DEV_TOKEN_EXPIRATION=30 scripts/keystone-dev.sh up \
+    "${KEYSTONE_TEST_DIR:-/tmp/cinder-rs-keystone-test}" "${KEYSTONE_TEST_PORT:-35358}" \
+    >"$ks_out" 2>"$ks_out.log") &
+ks_pid=$!
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export CINDER_TEST_POSTGRES_URL=${CINDER_TEST_POSTGRES_URL:-postgres://cinder_test:cinder_test@127.0.0.1:5432/postgres}
 export CINDER_TEST_MYSQL_URL=${CINDER_TEST_MYSQL_URL:-mysql://cinder_test:cinder_test@127.0.0.1:3306/mysql}
@@ -39,5 +48,11 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-log "cargo test (CEPH_CONF=$CEPH_CONF, CEPH_CONF_B=$CEPH_CONF_B)"
+if ! wait "$ks_pid"; then
+    cat "$ks_out.log" >&2
+    die "the test Keystone did not start (scripts/keystone-dev.sh up)"
+fi
+KEYSTONE_URL=$(cat "$ks_out")
+export KEYSTONE_URL
+log "cargo test (CEPH_CONF=$CEPH_CONF, CEPH_CONF_B=$CEPH_CONF_B, KEYSTONE_URL=$KEYSTONE_URL)"
 cargo test --workspace --locked "$@"

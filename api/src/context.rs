@@ -1,10 +1,14 @@
-//! Who calls: the request context every handler gets. `[api] auth_strategy = noauth`
-//! reads `X-Auth-Token: user:project` (no colon: the project is the user); the user
-//! `admin` is an admin, any other user a member of its project (Cinder makes every
-//! noauth caller an admin). Keystone arrives with the rest of the API.
+//! Who calls: the request context every handler gets, from the [`Identity`] that
+//! [`crate::auth::authenticate`] found, and the policy of Cinder's defaults: a reader
+//! (`reader` role) reads its project, a member (`member`) also writes, an admin (`admin`)
+//! reads and writes everything. Admin-only rules are checked by the handlers
+//! ([`Context::require_admin`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::Method;
+
+use crate::auth::Identity;
 
 use crate::error::ApiError;
 
@@ -24,11 +28,15 @@ pub struct Context {
 impl Context {
     /// The context of a noauth token.
     pub fn from_noauth_token(token: &str, request_id: String) -> Context {
-        let (user, project) = token.split_once(':').unwrap_or((token, token));
+        Context::of(Identity::from_noauth_token(token), request_id)
+    }
+
+    /// The context of `identity`.
+    pub fn of(identity: Identity, request_id: String) -> Context {
         Context {
-            is_admin: user == "admin",
-            user_id: user.to_string(),
-            project_id: project.to_string(),
+            is_admin: identity.has_role("admin"),
+            user_id: identity.user_id,
+            project_id: identity.project_id,
             request_id,
         }
     }
@@ -54,13 +62,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Context {
             .get::<crate::request_id::RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
-        let token = parts
-            .headers
-            .get("x-auth-token")
-            .and_then(|t| t.to_str().ok())
-            .filter(|t| !t.is_empty())
+        let identity = parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
             .ok_or_else(|| ApiError::unauthorized("Authentication required"))?;
-        Ok(Context::from_noauth_token(token, request_id))
+        let reads = matches!(parts.method, Method::GET | Method::HEAD);
+        let allowed = if reads {
+            ["admin", "member", "_member_", "reader"]
+                .iter()
+                .any(|r| identity.has_role(r))
+        } else {
+            ["admin", "member", "_member_"]
+                .iter()
+                .any(|r| identity.has_role(r))
+        };
+        if !allowed {
+            let what = if reads { "read" } else { "write" };
+            return Err(ApiError::forbidden(format!(
+                "Policy doesn't allow {} {} to be performed: the token's roles ({}) may not {what} here.",
+                parts.method,
+                parts.uri.path(),
+                identity.roles.join(", ")
+            )));
+        }
+        Ok(Context::of(identity, request_id))
     }
 }
 

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`error`]: OpenStack's error format.
 //! - [`microversion`]: the `OpenStack-API-Version` header.
-//! - [`context`]: the caller (noauth tokens).
+//! - [`auth`]: tokens (noauth, Keystone) into identities.
+//! - [`context`]: the caller and the policy of reader, member and admin.
 //! - [`request_id`]: `x-openstack-request-id` on every response.
 //! - [`request`]: the project-less paths (3.67), the microversion layer, [`request::Req`].
 //! - [`body`], [`schema`]: request bodies and their JSON schemas.
@@ -17,6 +18,7 @@
 
 mod actions;
 mod attachments;
+pub mod auth;
 pub mod body;
 pub mod context;
 pub mod error;
@@ -58,7 +60,8 @@ pub struct ApiSettings {
     #[serde(default = "default_rpc_timeout")]
     pub rpc_response_timeout: u64,
     /// `noauth` (the default, for development: `X-Auth-Token: user:project`, the user
-    /// `admin` an admin). Keystone arrives with the rest of the API.
+    /// `admin` an admin) or `keystone` (tokens validated by the Keystone of
+    /// `[keystone_authtoken]`).
     #[serde(default = "default_auth")]
     pub auth_strategy: String,
     /// The base URL clients reach the API at, for the versions documents' links (Cinder's
@@ -195,6 +198,9 @@ pub struct Settings {
     /// `[quota]`.
     #[serde(default = "QuotaSettings::defaults_section")]
     pub quota: QuotaSettings,
+    /// `[keystone_authtoken]`, for `auth_strategy = "keystone"`.
+    #[serde(default)]
+    pub keystone_authtoken: Option<auth::KeystoneSettings>,
 }
 
 impl ServiceConfig for Settings {
@@ -229,7 +235,7 @@ async fn no_route() -> ApiError {
     ApiError::not_found("The resource could not be found.")
 }
 
-fn v3_routes() -> Router<AppState> {
+fn v3_routes(auth: auth::Authenticator) -> Router<AppState> {
     use axum::routing::{any, post};
     Router::new()
         .route("/v3/volumes", get(volumes::index).post(volumes::create))
@@ -327,6 +333,13 @@ fn v3_routes() -> Router<AppState> {
                 .delete(types::spec_delete),
         )
         .route("/v3/types/{id}/action", post(types::action))
+        .route("/v3/default-types", get(types::default_index))
+        .route(
+            "/v3/default-types/{project}",
+            get(types::default_show)
+                .put(types::default_set)
+                .delete(types::default_unset),
+        )
         .route(
             "/v3/types/{id}/os-volume-type-access",
             get(types::access_list),
@@ -338,14 +351,18 @@ fn v3_routes() -> Router<AppState> {
         .route("/v3/backups", any(backups_not_implemented))
         .route("/v3/backups/{*rest}", any(backups_not_implemented))
         .route_layer(axum::middleware::from_fn(request::microversion))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            auth::authenticate,
+        ))
 }
 
-fn router(state: AppState) -> Router {
+fn router(state: AppState, auth: auth::Authenticator) -> Router {
     let inner = Router::new()
         .route("/", get(versions::all))
         .route("/v3", get(versions::v3))
         .route("/v3/", get(versions::v3))
-        .merge(v3_routes())
+        .merge(v3_routes(auth))
         .fallback(no_route)
         .with_state(state)
         .layer(axum::middleware::from_fn(request_id::assign));
@@ -358,12 +375,22 @@ fn router(state: AppState) -> Router {
 
 /// Runs until `shutdown` is cancelled.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    if settings.api.auth_strategy != "noauth" {
-        anyhow::bail!(
-            "[api] auth_strategy {:?}: only \"noauth\" is served so far (keystone arrives with the v3 API)",
-            settings.api.auth_strategy
-        );
-    }
+    let auth = match (
+        settings.api.auth_strategy.as_str(),
+        &settings.keystone_authtoken,
+    ) {
+        ("noauth", _) => auth::Authenticator::NoAuth,
+        ("keystone", Some(k)) => {
+            tracing::info!(auth_url = %k.auth_url, user = %k.username, "tokens are validated by Keystone");
+            auth::Authenticator::Keystone(Arc::new(auth::Keystone::new(k.clone())?))
+        }
+        ("keystone", None) => anyhow::bail!(
+            "[api] auth_strategy = \"keystone\" needs a [keystone_authtoken] section (auth_url, username, password)"
+        ),
+        (other, _) => anyhow::bail!(
+            "[api] auth_strategy {other:?}: \"noauth\" or \"keystone\""
+        ),
+    };
     let db = cinder_db::Db::connect_checked(settings.common.database.connection.expose()).await?;
     let amqp = &settings.common.amqp;
     let state = AppState {
@@ -384,7 +411,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .await
         .with_context(|| format!("cannot listen on {}", settings.api.listen))?;
     tracing::info!(listen = %settings.api.listen, "cinder-api serving");
-    axum::serve(listener, router(state))
+    axum::serve(listener, router(state, auth))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())

@@ -115,9 +115,10 @@ pub(crate) async fn manage(
         format!("{backend}#{pool}")
     };
     let asked = v["volume_type"].as_str();
-    let name = asked
-        .map(str::to_string)
-        .unwrap_or_else(|| state.default_volume_type.clone());
+    let name = match asked {
+        Some(a) => a.to_string(),
+        None => crate::types::default_of(&state, &r.ctx.project_id).await?,
+    };
     let ty = state
         .db
         .volume_type_by_name_or_id(&name)

@@ -188,7 +188,7 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = if id == "default" {
-        state.default_volume_type.clone()
+        default_of(&state, &r.ctx.project_id).await?
     } else {
         id
     };
@@ -276,10 +276,16 @@ pub(crate) async fn delete(
         cinder_db::Error::NotFound { .. } => not_found(&id),
         e => ApiError::from_db(e),
     })?;
-    if t.row.name == state.default_volume_type {
-        return Err(ApiError::bad_request(
-            "Invalid volume type: The default volume type cannot be deleted.",
-        ));
+    let a_project_default = state
+        .db
+        .is_a_project_default(&t.row.id)
+        .await
+        .map_err(ApiError::from_db)?;
+    if t.row.name == state.default_volume_type || a_project_default {
+        return Err(ApiError::bad_request(format!(
+            "The volume type {} is a default volume type and cannot be deleted.",
+            t.row.id
+        )));
     }
     state.db.delete_type(&id).await.map_err(|e| match e {
         cinder_db::Error::Conflict { .. } => {
@@ -469,4 +475,130 @@ mod tests {
             .check(&json!({"addProjectAccess": {"project": "p"}, "removeProjectAccess": {"project": "p"}}))
             .is_err());
     }
+}
+
+/// The type (name or id) a volume of `project` gets when nothing names one: the
+/// project's own default (3.62), else `default_volume_type`.
+pub(crate) async fn default_of(state: &AppState, project: &str) -> Result<String, ApiError> {
+    Ok(state
+        .db
+        .project_default_type(project)
+        .await
+        .map_err(ApiError::from_db)?
+        .unwrap_or_else(|| state.default_volume_type.clone()))
+}
+
+/// `{"default_type": {"project_id", "volume_type_id"}}`.
+fn default_view(project: &str, type_id: &str) -> Value {
+    json!({ "project_id": project, "volume_type_id": type_id })
+}
+
+schema!(
+    DEFAULT_TYPE_SET,
+    json!({
+        "type": "object",
+        "properties": {"default_type": {
+            "type": "object",
+            "properties": {"volume_type": {"type": "string", "minLength": 1, "maxLength": 255}},
+            "required": ["volume_type"],
+            "additionalProperties": false,
+        }},
+        "required": ["default_type"],
+    })
+);
+
+/// 3.62 or later (404 before, as Cinder's routes that do not exist yet).
+fn default_types_version(r: &Req) -> Result<(), ApiError> {
+    if !r.v.at_least(62) {
+        return Err(ApiError::not_found("The resource could not be found."));
+    }
+    Ok(())
+}
+
+/// `PUT /default-types/{project}` (3.62, admin): `{"default_type": {"volume_type": name
+/// or id}}`; 400 for an unknown type.
+pub(crate) async fn default_set(
+    State(state): State<AppState>,
+    r: Req,
+    Path(project): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    default_types_version(&r)?;
+    r.ctx
+        .require_admin("volume_extension:default_set_or_update")?;
+    DEFAULT_TYPE_SET.check(&body)?;
+    let asked = body["default_type"]["volume_type"]
+        .as_str()
+        .unwrap_or_default();
+    let t = match state.db.volume_type_by_name_or_id(asked).await {
+        Ok(t) => t,
+        Err(cinder_db::Error::NotFound { .. }) => {
+            return Err(ApiError::bad_request(format!(
+                "Volume type with name {asked} could not be found."
+            )))
+        }
+        Err(e) => return Err(ApiError::from_db(e)),
+    };
+    state
+        .db
+        .set_project_default_type(&project, &t.id)
+        .await
+        .map_err(ApiError::from_db)?;
+    Ok(Json(json!({ "default_type": default_view(&project, &t.id) })).into_response())
+}
+
+/// `GET /default-types/{project}` (3.62, admin); 404 when the project has none.
+pub(crate) async fn default_show(
+    State(state): State<AppState>,
+    r: Req,
+    Path(project): Path<String>,
+) -> Result<Response, ApiError> {
+    default_types_version(&r)?;
+    r.ctx.require_admin("volume_extension:default_get")?;
+    match state
+        .db
+        .project_default_type(&project)
+        .await
+        .map_err(ApiError::from_db)?
+    {
+        Some(t) => Ok(Json(json!({ "default_type": default_view(&project, &t) })).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "Default type for project {project} not found."
+        ))),
+    }
+}
+
+/// `GET /default-types` (3.62, admin).
+pub(crate) async fn default_index(
+    State(state): State<AppState>,
+    r: Req,
+) -> Result<Response, ApiError> {
+    default_types_version(&r)?;
+    r.ctx.require_admin("volume_extension:default_get_all")?;
+    let all = state
+        .db
+        .project_default_types()
+        .await
+        .map_err(ApiError::from_db)?;
+    let docs: Vec<Value> = all
+        .iter()
+        .map(|d| default_view(&d.project_id, &d.volume_type_id))
+        .collect();
+    Ok(Json(json!({ "default_types": docs })).into_response())
+}
+
+/// `DELETE /default-types/{project}` (3.62, admin): 204, also when none was set.
+pub(crate) async fn default_unset(
+    State(state): State<AppState>,
+    r: Req,
+    Path(project): Path<String>,
+) -> Result<Response, ApiError> {
+    default_types_version(&r)?;
+    r.ctx.require_admin("volume_extension:default_unset")?;
+    state
+        .db
+        .unset_project_default_type(&project)
+        .await
+        .map_err(ApiError::from_db)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -295,7 +295,10 @@ async fn resolve_type(
     let (name, explicit) = match (asked, inherited) {
         (Some(a), _) => (a.to_string(), true),
         (None, Some(t)) => (t.to_string(), false),
-        (None, None) => (state.default_volume_type.clone(), false),
+        (None, None) => (
+            crate::types::default_of(state, &r.ctx.project_id).await?,
+            false,
+        ),
     };
     match state.db.volume_type_by_name_or_id(&name).await {
         Ok(t) if crate::types::may_use(state, r, &t.id).await? => Ok(t),

@@ -45,7 +45,7 @@ pub use service::{service_is_up, ServiceRegistration};
 pub use snapshot::NewSnapshot;
 pub use state::{Ending, Tracked};
 pub use volume::{NewVolume, Rename, VolumeChanges};
-pub use volume_type::{TypeRecord, TypeUpdate, VolumeType};
+pub use volume_type::{ProjectDefaultType, TypeRecord, TypeUpdate, VolumeType};
 
 /// The newest migration this code expects (see `cinder-migrations`).
-pub const SCHEMA_VERSION: &str = "m20261203_000001_seed_default_type";
+pub const SCHEMA_VERSION: &str = "m20261204_000001_create_default_volume_types";

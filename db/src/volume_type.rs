@@ -6,7 +6,9 @@ use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::entity::{volume_type_extra_specs, volume_type_projects, volume_types};
+use crate::entity::{
+    default_volume_types, volume_type_extra_specs, volume_type_projects, volume_types,
+};
 use crate::error::{Error, Result};
 use crate::Db;
 
@@ -414,5 +416,85 @@ impl Db {
             });
         }
         Ok(())
+    }
+}
+
+/// A project's own default type (3.62).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectDefaultType {
+    /// The project.
+    pub project_id: String,
+    /// Its default type.
+    pub volume_type_id: String,
+}
+
+impl Db {
+    /// Makes type `type_id` the default of `project` (replacing any earlier one).
+    pub async fn set_project_default_type(&self, project: &str, type_id: &str) -> Result<()> {
+        let now = Utc::now().naive_utc();
+        let updated = default_volume_types::Entity::update_many()
+            .col_expr(
+                default_volume_types::Column::VolumeTypeId,
+                Expr::value(type_id.to_string()),
+            )
+            .col_expr(default_volume_types::Column::UpdatedAt, Expr::value(now))
+            .filter(default_volume_types::Column::ProjectId.eq(project))
+            .exec(&self.conn)
+            .await?;
+        if updated.rows_affected > 0 {
+            return Ok(());
+        }
+        default_volume_types::Entity::insert(default_volume_types::ActiveModel {
+            project_id: Set(project.to_string()),
+            volume_type_id: Set(type_id.to_string()),
+            created_at: Set(now),
+            updated_at: Set(None),
+            deleted_at: Set(None),
+            deleted: Set(false),
+        })
+        .exec_without_returning(&self.conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The default type of `project`, if it has one of its own.
+    pub async fn project_default_type(&self, project: &str) -> Result<Option<String>> {
+        Ok(
+            default_volume_types::Entity::find_by_id(project.to_string())
+                .one(&self.conn)
+                .await?
+                .map(|r| r.volume_type_id),
+        )
+    }
+
+    /// Every project's own default type, by project.
+    pub async fn project_default_types(&self) -> Result<Vec<ProjectDefaultType>> {
+        Ok(default_volume_types::Entity::find()
+            .order_by_asc(default_volume_types::Column::ProjectId)
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(|r| ProjectDefaultType {
+                project_id: r.project_id,
+                volume_type_id: r.volume_type_id,
+            })
+            .collect())
+    }
+
+    /// Forgets `project`'s own default type (Cinder deletes the row).
+    pub async fn unset_project_default_type(&self, project: &str) -> Result<()> {
+        default_volume_types::Entity::delete_by_id(project.to_string())
+            .exec(&self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether type `type_id` is some project's own default.
+    pub async fn is_a_project_default(&self, type_id: &str) -> Result<bool> {
+        Ok(default_volume_types::Entity::find()
+            .filter(default_volume_types::Column::VolumeTypeId.eq(type_id))
+            .one(&self.conn)
+            .await?
+            .is_some())
     }
 }

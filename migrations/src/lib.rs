@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_schema;
 mod m20261203_000001_seed_default_type;
+mod m20261204_000001_create_default_volume_types;
 
 pub use m20261203_000001_seed_default_type::DEFAULT_TYPE_ID;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_schema::Migration),
             Box::new(m20261203_000001_seed_default_type::Migration),
+            Box::new(m20261204_000001_create_default_volume_types::Migration),
         ]
     }
 }

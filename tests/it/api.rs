@@ -169,6 +169,11 @@ const BOB: &str = "bob:p2";
 
 impl Stack {
     async fn up(c: &Ceph, api_extra: &str) -> Stack {
+        Stack::up_as(c, api_extra, ADMIN).await
+    }
+
+    /// The stack, with `admin` the token of an admin of the API's auth strategy.
+    async fn up_as(c: &Ceph, api_extra: &str, admin: &str) -> Stack {
         let pool = unique("it-api");
         let (conf, p) = (c.conf.clone(), pool.clone());
         tokio::task::spawn_blocking(move || {
@@ -203,7 +208,7 @@ impl Stack {
         };
         // The scheduler places nothing before the backend's first report.
         wait_for("the scheduler to see the backend", 30, || async {
-            let r = api.get("/v3/scheduler-stats/get_pools", ADMIN).await;
+            let r = api.get("/v3/scheduler-stats/get_pools", admin).await;
             match r.body["pools"].as_array() {
                 Some(p) if !p.is_empty() => Ok(()),
                 _ => Err(r.body.to_string()),
@@ -1119,6 +1124,101 @@ async fn volume_types_are_managed_by_admins_and_private_types_only_reach_granted
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["__DEFAULT__"]);
+
+    // Per-project default types (3.62): admins set them, creates without a type and
+    // types/default follow them, and a type that is some project's default stays.
+    let r = api
+        .post(
+            "/v3/types",
+            ADMIN,
+            json!({"volume_type": {"name": "silver"}}),
+        )
+        .await;
+    let silver = r.body["volume_type"]["id"].as_str().unwrap().to_string();
+    let set = json!({"default_type": {"volume_type": "silver"}});
+    let put = |token: &'static str, v: &'static str, body: Value| {
+        api.call(
+            Method::PUT,
+            "/v3/default-types/p1",
+            token,
+            Some(v),
+            Some(body),
+        )
+    };
+    assert_eq!(put(ADMIN, "3.61", set.clone()).await.status, 404);
+    assert_eq!(put(ALICE, "3.62", set.clone()).await.status, 403);
+    let r = put(
+        ADMIN,
+        "3.62",
+        json!({"default_type": {"volume_type": "nope"}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = put(ADMIN, "3.62", json!({"default_type": {}})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = put(ADMIN, "3.62", set.clone()).await;
+    let want = json!({"default_type": {"project_id": "p1", "volume_type_id": silver}});
+    assert_eq!((r.status, &r.body), (200, &want));
+    let r = api.get_v("/v3/default-types/p1", ADMIN, "3.62").await;
+    assert_eq!((r.status, &r.body), (200, &want));
+    let r = api.get_v("/v3/default-types/p2", ADMIN, "3.62").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api.get_v("/v3/default-types", ADMIN, "3.62").await;
+    assert_eq!(
+        r.body,
+        json!({"default_types": [{"project_id": "p1", "volume_type_id": silver}]})
+    );
+    assert_eq!(
+        api.get("/v3/types/default", ALICE).await.body["volume_type"]["name"],
+        "silver"
+    );
+    assert_eq!(
+        api.get("/v3/types/default", BOB).await.body["volume_type"]["name"],
+        "__DEFAULT__"
+    );
+    let a = new_volume(api, ALICE, json!({"size": 1})).await;
+    let b = new_volume(api, BOB, json!({"size": 1})).await;
+    let r = api.get(&format!("/v3/volumes/{a}"), ALICE).await;
+    assert_eq!(r.body["volume"]["volume_type"], "silver", "{}", r.body);
+    let r = api.get(&format!("/v3/volumes/{b}"), BOB).await;
+    assert_eq!(r.body["volume"]["volume_type"], "__DEFAULT__", "{}", r.body);
+    for (v, who) in [(&a, ALICE), (&b, BOB)] {
+        assert_eq!(
+            api.delete(&format!("/v3/volumes/{v}"), who).await.status,
+            202
+        );
+        api.wait_gone(who, &format!("/v3/volumes/{v}")).await;
+    }
+    let r = api.delete(&format!("/v3/types/{silver}"), ADMIN).await;
+    assert_eq!(r.status, 400, "a project's default type stays: {}", r.body);
+    assert!(r.body["badRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("default"));
+    for _ in 0..2 {
+        let r = api
+            .call(
+                Method::DELETE,
+                "/v3/default-types/p1",
+                ADMIN,
+                Some("3.62"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    assert_eq!(
+        api.get_v("/v3/default-types/p1", ADMIN, "3.62")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        api.get("/v3/types/default", ALICE).await.body["volume_type"]["name"],
+        "__DEFAULT__"
+    );
+    let r = api.delete(&format!("/v3/types/{silver}"), ADMIN).await;
+    assert_eq!(r.status, 202, "{}", r.body);
     s.down().await;
 }
 
@@ -2189,5 +2289,453 @@ async fn the_real_openstack_and_cinder_clients_drive_volumes_snapshots_attachmen
         }
     })
     .await;
+    s.down().await;
+}
+
+/// The test Keystone (`scripts/keystone-dev.sh up`, endpoint in `KEYSTONE_URL`), driven
+/// through its REST API as its bootstrap admin.
+struct Keystone {
+    /// `.../v3`.
+    url: String,
+    http: reqwest::Client,
+    admin_password: String,
+}
+
+/// A token and when it expires.
+struct Token {
+    id: String,
+    expires: std::time::Instant,
+}
+
+impl Keystone {
+    async fn connect() -> Keystone {
+        let url = std::env::var("KEYSTONE_URL").unwrap_or_else(|_| {
+            panic!(
+                "KEYSTONE_URL is not set: start the test Keystone with \
+                 `KEYSTONE_URL=$(scripts/keystone-dev.sh up)` (scripts/test.sh does)"
+            )
+        });
+        let url = url.trim_end_matches('/').to_string();
+        Keystone {
+            url,
+            http: reqwest::Client::new(),
+            admin_password: std::env::var("KEYSTONE_DEV_ADMIN_PASSWORD").unwrap_or("admin".into()),
+        }
+    }
+
+    /// A new token of the bootstrap admin (tokens of the test Keystone are short-lived).
+    async fn admin(&self) -> String {
+        self.scoped_token(
+            "admin",
+            &self.admin_password,
+            json!({"name": "admin", "domain": {"id": "default"}}),
+        )
+        .await
+        .id
+    }
+
+    async fn scoped_token(&self, user: &str, password: &str, project: Value) -> Token {
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"id": "default"}, "password": password}}},
+            "scope": {"project": project}}});
+        let r = self
+            .http
+            .post(format!("{}/auth/tokens?nocatalog", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("Keystone at {} does not answer: {e}", self.url));
+        assert_eq!(r.status().as_u16(), 201, "token of {user}");
+        let id = r.headers()["x-subject-token"].to_str().unwrap().to_string();
+        let v: Value = r.json().await.unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339(v["token"]["expires_at"].as_str().unwrap())
+            .unwrap();
+        let left = (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        Token {
+            id,
+            expires: std::time::Instant::now() + left,
+        }
+    }
+
+    /// A token of `user` on project `project_id`.
+    async fn token(&self, user: &str, project_id: &str) -> Token {
+        self.scoped_token(user, "secret", json!({"id": project_id}))
+            .await
+    }
+
+    async fn create(&self, path: &str, body: Value) -> String {
+        let admin = self.admin().await;
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("X-Auth-Token", &admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "POST {path}");
+        let v: Value = r.json().await.unwrap();
+        let (_, inner) = v
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| *k != "links")
+            .unwrap();
+        inner["id"].as_str().unwrap().to_string()
+    }
+
+    /// A new project and a user of it (password `secret`) holding `role`.
+    async fn member(&self, name: &str, project: Option<&str>, role: &str) -> (String, String) {
+        let project = match project {
+            Some(p) => p.to_string(),
+            None => {
+                self.create(
+                    "/projects",
+                    json!({"project": {"name": unique(name), "domain_id": "default"}}),
+                )
+                .await
+            }
+        };
+        let user = unique(name);
+        let user_id = self
+            .create(
+                "/users",
+                json!({"user": {"name": user, "password": "secret", "domain_id": "default"}}),
+            )
+            .await;
+        let admin = self.admin().await;
+        let role_id = self
+            .http
+            .get(format!("{}/roles?name={role}", self.url))
+            .header("X-Auth-Token", &admin)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["roles"][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("Keystone has no role {role}"))
+            .to_string();
+        let r = self
+            .http
+            .put(format!(
+                "{}/projects/{project}/users/{user_id}/roles/{role_id}",
+                self.url
+            ))
+            .header("X-Auth-Token", &admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204, "grant {role}");
+        (user, project)
+    }
+
+    async fn revoke(&self, token: &str) {
+        let admin = self.admin().await;
+        let r = self
+            .http
+            .delete(format!("{}/auth/tokens", self.url))
+            .header("X-Auth-Token", &admin)
+            .header("X-Subject-Token", token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204, "revoke");
+    }
+}
+
+/// The `[api]` lines of an API that validates tokens with the test Keystone's `cinder`
+/// service user, reusing answers for `cache_secs`.
+fn keystone_api_extra(ks: &Keystone, cache_secs: u64) -> String {
+    let password = std::env::var("KEYSTONE_DEV_SERVICE_PASSWORD").unwrap_or("cinder".into());
+    format!(
+        "auth_strategy = \"keystone\"\n[keystone_authtoken]\nauth_url = \"{}\"\n\
+         username = \"cinder\"\npassword = \"{password}\"\ntoken_cache_time = {cache_secs}\n",
+        ks.url
+    )
+}
+
+/// Seconds the API under the Keystone test reuses an answer about a token.
+const TOKEN_CACHE_SECS: u64 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keystone_tokens_isolate_projects_keep_readers_from_writing_and_refuse_expired_revoked_and_garbage(
+) {
+    let ks = Keystone::connect().await;
+    let (alice, p1) = ks.member("it-alice", None, "member").await;
+    let (rita, _) = ks.member("it-rita", Some(&p1), "reader").await;
+    let (bob, p2) = ks.member("it-bob", None, "member").await;
+    let c = ceph().await;
+    let extra = keystone_api_extra(&ks, TOKEN_CACHE_SECS);
+    let s = Stack::up_as(c, &extra, &ks.admin().await).await;
+    let api = &s.api;
+
+    // A token taken now and used once, so that the API has it cached as valid, to be
+    // used again after it expires: the test Keystone issues short tokens so that this
+    // happens within the test.
+    let early = ks.token(&alice, &p1).await;
+    let left = early.expires - std::time::Instant::now();
+    assert!(
+        left <= Duration::from_secs(120),
+        "the test Keystone issues tokens of {left:?}; the expiry case needs short ones \
+         (scripts/test.sh starts its Keystone with KEYSTONE_DEV_TOKEN_EXPIRATION=30)"
+    );
+    let r = api.get("/v3/volumes", &early.id).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let a = ks.token(&alice, &p1).await.id;
+    let r = api
+        .post(
+            "/v3/volumes",
+            &a,
+            json!({"volume": {"size": 1, "name": "ks"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+    let v = api.wait_volume(&a, &id, "available").await;
+    assert!(v.get("os-vol-tenant-attr:tenant_id").is_none(), "{v}");
+    assert!(v.get("os-vol-host-attr:host").is_none(), "{v}");
+    let row = s.db.volume(&id).await.unwrap();
+    assert_eq!(row.project_id, p1, "the row belongs to the token's project");
+    let path = format!("/v3/volumes/{id}");
+
+    // Another project: 404 for everything, an empty list.
+    let b = ks.token(&bob, &p2).await.id;
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PUT, Some(json!({"volume": {"name": "x"}}))),
+        (Method::DELETE, None),
+    ] {
+        let r = api.call(method.clone(), &path, &b, None, body).await;
+        assert_eq!(r.status, 404, "{method} as another project: {}", r.body);
+    }
+    assert_eq!(
+        api.get("/v3/volumes/detail", &b).await.body["volumes"],
+        json!([])
+    );
+
+    // The reader of the volume's project reads and cannot write.
+    let rt = ks.token(&rita, &p1).await.id;
+    let r = api.get(&path, &rt).await;
+    assert_eq!(r.status, 200, "a reader reads: {}", r.body);
+    let r = api.get("/v3/volumes/detail", &rt).await;
+    assert_eq!(
+        r.body["volumes"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
+    for (method, p, body) in [
+        (
+            Method::POST,
+            "/v3/volumes".to_string(),
+            Some(json!({"volume": {"size": 1}})),
+        ),
+        (
+            Method::PUT,
+            path.clone(),
+            Some(json!({"volume": {"name": "x"}})),
+        ),
+        (Method::DELETE, path.clone(), None),
+        (
+            Method::POST,
+            format!("{path}/action"),
+            Some(json!({"os-extend": {"new_size": 2}})),
+        ),
+        (
+            Method::POST,
+            "/v3/snapshots".to_string(),
+            Some(json!({"snapshot": {"volume_id": id}})),
+        ),
+        (
+            Method::POST,
+            format!("{path}/metadata"),
+            Some(json!({"metadata": {"k": "v"}})),
+        ),
+    ] {
+        let r = api.call(method.clone(), &p, &rt, None, body).await;
+        assert_eq!(r.status, 403, "{method} {p} as a reader: {}", r.body);
+        assert!(r.body["forbidden"]["message"].is_string(), "{}", r.body);
+    }
+    let after = api.get(&path, &a).await.body["volume"].clone();
+    assert_eq!(
+        (
+            after["name"].as_str(),
+            after["size"].as_u64(),
+            after["status"].as_str()
+        ),
+        (Some("ks"), Some(1), Some("available")),
+        "the reader changed nothing"
+    );
+    assert_eq!(after["metadata"], json!({}));
+    let (rows, _) = s.state_of(&p1).await;
+    assert_eq!(rows, 1, "the reader created nothing");
+
+    // The admin sees every project with all_tenants, and the admin-only fields.
+    let r = api
+        .get("/v3/volumes/detail?all_tenants=1", &ks.admin().await)
+        .await;
+    let mine: Vec<&Value> = r.body["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["id"] == json!(id))
+        .collect();
+    assert_eq!(mine.len(), 1, "{}", r.body);
+    assert_eq!(mine[0]["os-vol-tenant-attr:tenant_id"], json!(p1));
+    assert_eq!(
+        mine[0]["os-vol-host-attr:host"]
+            .as_str()
+            .map(|h| h.starts_with(&s.backend)),
+        Some(true)
+    );
+    let r = api.get("/v3/volumes/detail", &ks.admin().await).await;
+    assert!(
+        r.body["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["id"] != json!(id)),
+        "without all_tenants an admin lists its own project"
+    );
+
+    // Garbage, and no token at all: 401.
+    for garbage in ["garbage", "gAAAAABnotafernettoken", "alice:p1"] {
+        let r = api.get("/v3/volumes", garbage).await;
+        assert_eq!(r.status, 401, "{garbage}: {}", r.body);
+        assert!(r.body["unauthorized"]["message"].is_string(), "{}", r.body);
+    }
+    let r = api
+        .send(api.http.get(format!("{}/v3/volumes", api.base)))
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // Revoked: refused once the answer about it is older than token_cache_time.
+    let revoked = ks.token(&alice, &p1).await.id;
+    assert_eq!(api.get(&path, &revoked).await.status, 200);
+    ks.revoke(&revoked).await;
+    tokio::time::sleep(Duration::from_millis(TOKEN_CACHE_SECS * 1000 + 500)).await;
+    let r = api.get(&path, &revoked).await;
+    assert_eq!(r.status, 401, "a revoked token: {}", r.body);
+    assert_eq!(
+        api.get(&path, &a).await.status,
+        200,
+        "other tokens still work"
+    );
+
+    // Expired: the early token, cached as valid, is refused past its expiry.
+    let deadline = early.expires + Duration::from_secs(2);
+    let refused_at = loop {
+        let r = api.get("/v3/volumes", &early.id).await;
+        if r.status == 401 {
+            break std::time::Instant::now();
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a token past its expiry is still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        refused_at + Duration::from_secs(1) >= early.expires,
+        "the token was refused {:?} before its expiry",
+        early.expires - refused_at
+    );
+
+    let a = ks.token(&alice, &p1).await.id;
+    let r = api.delete(&path, &a).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.wait_gone(&a, &path).await;
+    s.down().await;
+}
+
+/// Runs `tests/it/sdk_flow.py MODE` with Debian's Python and openstacksdk.
+async fn sdk_flow(mode: &str, env: &[(&str, String)]) -> String {
+    assert!(
+        std::process::Command::new("/usr/bin/python3")
+            .args(["-c", "import openstack"])
+            .env("PATH", "/usr/bin:/bin")
+            .status()
+            .is_ok_and(|s| s.success()),
+        "Debian's python3-openstacksdk is missing: scripts/test.sh installs it"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/it/sdk_flow.py");
+    let mut cmd = tokio::process::Command::new("/usr/bin/python3");
+    cmd.args([script, mode])
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("PYTHONPATH")
+        .env_remove("OS_CLOUD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "sdk_flow.py {mode} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openstacksdk_through_keystone_drives_volumes_snapshots_clones_attachments_types_and_quotas(
+) {
+    let ks = Keystone::connect().await;
+    let (user, project) = ks.member("it-sdk", None, "member").await;
+    let c = ceph().await;
+    let s = Stack::up_as(c, &keystone_api_extra(&ks, 300), &ks.admin().await).await;
+    let env = vec![
+        ("OS_AUTH_URL", ks.url.clone()),
+        ("SDK_USER", user.clone()),
+        ("SDK_PASSWORD", "secret".to_string()),
+        ("SDK_PROJECT_ID", project.clone()),
+        ("SDK_ADMIN_PASSWORD", ks.admin_password.clone()),
+        ("SDK_ENDPOINT", format!("{}/v3", s.api.base)),
+    ];
+    let out = sdk_flow("create", &env).await;
+    let ids: Value = serde_json::from_str(out.trim().lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("sdk_flow.py create printed {out:?}: {e}"));
+    let (v, snap, clone) = (
+        ids["volume"].as_str().unwrap(),
+        ids["snapshot"].as_str().unwrap(),
+        ids["clone"].as_str().unwrap(),
+    );
+    // What the SDK made is real RBD: the volume (extended to 2 GiB) with the snapshot,
+    // and the clone of that snapshot.
+    assert_eq!(s.images().await, {
+        let mut want = vec![format!("volume-{v}"), format!("volume-{clone}")];
+        want.sort();
+        want
+    });
+    assert_eq!(
+        s.snaps(&format!("volume-{v}")).await,
+        vec![format!("snapshot-{snap}")]
+    );
+    assert_eq!(
+        s.parent(&format!("volume-{clone}")).await,
+        Some(format!("{}/volume-{v}@snapshot-{snap}", s.pool))
+    );
+    let (conf, spec) = (s.conf.clone(), format!("{}/volume-{v}", s.pool));
+    let info: Value = serde_json::from_slice(
+        &tokio::task::spawn_blocking(move || rbd(&conf, &["info", "--format", "json", &spec]))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["size"].as_u64(), Some(2 << 30), "{info}");
+    let row = s.db.volume(v).await.unwrap();
+    assert_eq!(row.project_id, project);
+
+    let mut env = env;
+    env.push(("SDK_IDS", ids.to_string()));
+    sdk_flow("delete", &env).await;
+    assert_eq!(s.images().await, Vec::<String>::new());
     s.down().await;
 }

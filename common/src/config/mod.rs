@@ -26,6 +26,7 @@ pub const KNOWN_SECTIONS: &[&str] = &[
     "backup",
     "backends",
     "quota",
+    "keystone_authtoken",
 ];
 
 /// Loads `T` from the layers above. `path` is `--config`; a given path must exist.

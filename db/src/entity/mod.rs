@@ -1,9 +1,10 @@
-//! sea-orm entities, one module per table of the initial migration.
+//! sea-orm entities, one module per table.
 #![allow(missing_docs)]
 
 pub mod backup_metadata;
 pub mod backups;
 pub mod clusters;
+pub mod default_volume_types;
 pub mod messages;
 pub mod quality_of_service_specs;
 pub mod quota_classes;
