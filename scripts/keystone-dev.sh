@@ -4,6 +4,7 @@
 #   scripts/keystone-dev.sh up     [DIR] [PORT]   start (or reuse) Keystone; prints its endpoint URL
 #   scripts/keystone-dev.sh down   [DIR]          stop the server this script started and remove DIR
 #   scripts/keystone-dev.sh status [DIR]          exit 0 and print the endpoint URL when it answers
+#   scripts/keystone-dev.sh install               install the packages only
 #
 # The endpoint is http://127.0.0.1:PORT/v3 (PORT defaults to 35357: 5000 is left to a
 # packaged keystone service, which this script never starts nor touches). Everything lives
@@ -196,11 +197,13 @@ start_keystone() {
         --bootstrap-internal-url "$url" --bootstrap-admin-url "$url"
     wait_bg
 
-    local deadline=$((SECONDS + 60))
+    # Generous: on a busy 2-core machine (a cargo build beside it) each worker takes
+    # 5-10 s of Python start-up.
+    local deadline=$((SECONDS + 180))
     until [ "$(http_status "$url")" = 200 ]; do
         if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
             tail -n 20 "$DIR/log/uwsgi.log" "$DIR/log/keystone.log" >&2 2>/dev/null || true
-            die "keystone did not answer on $url within 60s (logs in $DIR/log)"
+            die "keystone did not answer on $url within 180s (logs in $DIR/log)"
         fi
         sleep 0.2
     done
@@ -284,10 +287,15 @@ EOF
 }
 
 case "$cmd" in
+install)
+    ensure_packages
+    ;;
 up)
     check_numbers
     ensure_packages
-    if answers && [ "$(cat "$DIR/endpoint")" = "$url" ]; then
+    # Reused only when it is the same Keystone: same URL and token lifetime.
+    if answers && [ "$(cat "$DIR/endpoint")" = "$url" ] \
+        && grep -qx "expiration = $TOKEN_EXPIRATION" "$DIR/keystone.conf" 2>/dev/null; then
         log "keystone in $DIR answers on $url"
     else
         stop_keystone
@@ -314,7 +322,7 @@ status)
     fi
     ;;
 *)
-    echo "usage: $0 up|down|status [DIR] [PORT]" >&2
+    echo "usage: $0 up|down|status|install [DIR] [PORT]" >&2
     exit 2
     ;;
 esac

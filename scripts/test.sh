@@ -22,6 +22,7 @@ ensure_postgres
 ensure_mariadb
 ensure_rabbitmq
 ensure_openstack_clients
+scripts/keystone-dev.sh install
 # The test Keystone starts in the background while cargo builds (it takes ~20 s of
 # Python start-up); the tests wait for it below.
 ks_out=$(mktemp)
@@ -42,7 +43,13 @@ remove_test_pools() {
     done
 }
 remove_test_pools
-trap remove_test_pools EXIT
+finish() {
+    remove_test_pools
+    # An early failure (fmt, clippy) must not leave the Keystone start running.
+    kill "$ks_pid" 2>/dev/null || true
+    rm -f "$ks_out" "$ks_out.log"
+}
+trap finish EXIT
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

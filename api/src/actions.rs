@@ -360,7 +360,7 @@ async fn type_name(state: &AppState, v: &volumes::Model) -> Result<Option<String
     Ok(match &v.volume_type_id {
         Some(t) => state
             .db
-            .volume_type_names()
+            .volume_type_names(std::slice::from_ref(t))
             .await
             .map_err(ApiError::from_db)?
             .remove(t),

@@ -4,8 +4,12 @@
 //! `GET /v3/auth/tokens` with the service credentials of `[keystone_authtoken]`, as
 //! keystonemiddleware does, and caches each answer (valid or not) for at most
 //! `token_cache_time` seconds and never past the token's expiry, in a cache of at most
-//! `token_cache_size` tokens. A token Keystone does not know, expired or revoked gets
-//! 401; Keystone unreachable gets 503 (nothing cached).
+//! `token_cache_size` tokens keyed by the token's SHA-256. A token Keystone does not
+//! know, expired or revoked gets 401, and so does one that cannot be a token (too long,
+//! odd bytes) without asking Keystone or taking a cache entry; Keystone unreachable or
+//! answering nonsense gets 503 (nothing cached). Role names compare without case, as
+//! oslo.policy's `role:` checks do. Keystone is reached over plain HTTP only (this build
+//! has no TLS client): an `https://` `auth_url` is refused at start.
 //!
 //! The middleware [`authenticate`] puts the caller's [`Identity`] into the request; the
 //! [`crate::context::Context`] extractor applies the policy (reader, member, admin).
@@ -51,9 +55,9 @@ impl Identity {
         }
     }
 
-    /// Whether the caller holds `role`.
+    /// Whether the caller holds `role` (case-insensitive, as oslo.policy).
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+        self.roles.iter().any(|r| r.eq_ignore_ascii_case(role))
     }
 }
 
@@ -124,6 +128,20 @@ impl Authenticator {
     }
 }
 
+/// The SHA-256 of a token: what the cache keeps instead of the token.
+type TokenKey = [u8; 32];
+
+fn key_of(token: &str) -> TokenKey {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// Whether `token` could be a token at all (Fernet and JWS tokens are a few hundred
+/// printable ASCII bytes).
+fn plausible(token: &str) -> bool {
+    token.len() <= 8192 && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// A remembered answer about one token.
 struct Cached {
     answer: Option<Identity>,
@@ -138,14 +156,14 @@ pub struct Keystone {
     http: reqwest::Client,
     /// The service's own token and when to renew it.
     service_token: tokio::sync::Mutex<Option<(String, Instant)>>,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<HashMap<TokenKey, Cached>>,
 }
 
 /// Why a validation did not give an answer.
 enum Failure {
     /// Our service token was refused: renew it and ask again.
     ServiceToken,
-    /// Keystone failed or is unreachable.
+    /// Keystone failed, is unreachable or answered nonsense.
     Unavailable(String),
 }
 
@@ -153,6 +171,11 @@ impl Keystone {
     /// A validator for `settings` (no request is made yet).
     pub fn new(settings: KeystoneSettings) -> anyhow::Result<Keystone> {
         let url = settings.auth_url.trim_end_matches('/');
+        if !url.starts_with("http://") {
+            anyhow::bail!(
+                "[keystone_authtoken] auth_url {url:?}: only http:// is supported by this build (no TLS client); reach Keystone through a local TLS-terminating proxy"
+            );
+        }
         let base = if url.ends_with("/v3") {
             url.to_string()
         } else {
@@ -172,15 +195,19 @@ impl Keystone {
 
     /// The identity behind `token`: from the cache, or from Keystone.
     pub async fn identify(&self, token: &str) -> Result<Identity, ApiError> {
-        if let Some(answer) = self.cached(token) {
+        if !plausible(token) {
+            return Err(invalid_token());
+        }
+        let key = key_of(token);
+        if let Some(answer) = self.cached(&key) {
             return answer.ok_or_else(invalid_token);
         }
-        let mut renewed = false;
+        let mut refused = None;
         let answer = loop {
-            let service = self.service_token(renewed).await?;
+            let service = self.service_token(refused.as_deref()).await?;
             match self.validate(&service, token).await {
                 Ok(answer) => break answer,
-                Err(Failure::ServiceToken) if !renewed => renewed = true,
+                Err(Failure::ServiceToken) if refused.is_none() => refused = Some(service),
                 Err(Failure::ServiceToken) => {
                     return Err(unavailable(
                         "identity service: our service credentials are refused",
@@ -189,21 +216,21 @@ impl Keystone {
                 Err(Failure::Unavailable(why)) => return Err(unavailable(&why)),
             }
         };
-        self.remember(token, &answer);
+        self.remember(key, &answer);
         answer
             .map(|(identity, _)| identity)
             .ok_or_else(invalid_token)
     }
 
-    fn cached(&self, token: &str) -> Option<Option<Identity>> {
+    fn cached(&self, key: &TokenKey) -> Option<Option<Identity>> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache
-            .get(token)
+            .get(key)
             .filter(|c| c.until > Instant::now())
             .map(|c| c.answer.clone())
     }
 
-    fn remember(&self, token: &str, answer: &Option<(Identity, Duration)>) {
+    fn remember(&self, key: TokenKey, answer: &Option<(Identity, Duration)>) {
         let now = Instant::now();
         let mut ttl = Duration::from_secs(self.settings.token_cache_time);
         if let Some((_, left)) = answer {
@@ -212,15 +239,20 @@ impl Keystone {
         if ttl.is_zero() {
             return;
         }
+        let cap = self.settings.token_cache_size.max(1);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= self.settings.token_cache_size.max(1) {
+        if cache.len() >= cap {
             cache.retain(|_, c| c.until > now);
-            if cache.len() >= self.settings.token_cache_size.max(1) {
-                cache.clear();
-            }
+        }
+        if cache.len() >= cap {
+            // Still full of live answers: forget the quarter closest to their end.
+            let mut ends: Vec<Instant> = cache.values().map(|c| c.until).collect();
+            ends.sort_unstable();
+            let cut = ends[ends.len() / 4];
+            cache.retain(|_, c| c.until > cut);
         }
         cache.insert(
-            token.to_string(),
+            key,
             Cached {
                 answer: answer.as_ref().map(|(i, _)| i.clone()),
                 until: now + ttl,
@@ -228,11 +260,17 @@ impl Keystone {
         );
     }
 
-    /// Our own token; a new one when `renew` or when it is close to expiry.
-    async fn service_token(&self, renew: bool) -> Result<String, ApiError> {
+    /// Our own token; a new one when it is close to expiry or when Keystone refused
+    /// `refused` and that is still the one held (requests refused together renew once:
+    /// the others find the new token when they get the lock).
+    async fn service_token(&self, refused: Option<&str>) -> Result<String, ApiError> {
         let mut held = self.service_token.lock().await;
         if let Some((token, until)) = held.as_ref() {
-            if !renew && *until > Instant::now() {
+            let fresh = match refused {
+                Some(r) => r != token,
+                None => *until > Instant::now(),
+            };
+            if fresh {
                 return Ok(token.clone());
             }
         }
@@ -285,9 +323,6 @@ impl Keystone {
         service: &str,
         token: &str,
     ) -> Result<Option<(Identity, Duration)>, Failure> {
-        if token.len() > 8192 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Ok(None);
-        }
         let request = self
             .http
             .get(format!("{}/auth/tokens?nocatalog", self.base))
@@ -316,7 +351,7 @@ impl Keystone {
         let v: Value = r.json().await.map_err(|e| {
             Failure::Unavailable(format!("identity service: unreadable answer: {e}"))
         })?;
-        Ok(identity_of(&v["token"]))
+        identity_of(&v["token"]).map_err(Failure::Unavailable)
     }
 }
 
@@ -334,12 +369,21 @@ async fn send_retrying(request: reqwest::RequestBuilder) -> reqwest::Result<reqw
     }
 }
 
-/// The identity in a validated token's body, and its time left; `None` for tokens this
-/// API cannot serve (not scoped to a project, already expired).
-fn identity_of(t: &Value) -> Option<(Identity, Duration)> {
-    let left = time_left(&t["expires_at"])?;
-    let user_id = t["user"]["id"].as_str()?.to_string();
-    let project_id = t["project"]["id"].as_str()?.to_string();
+/// The identity in a validated token's body and its time left; `None` for a token
+/// already past its expiry. A token not scoped to a project has an empty project (the
+/// policy refuses it with 403); a body without user or expiry is Keystone's fault.
+fn identity_of(t: &Value) -> Result<Option<(Identity, Duration)>, String> {
+    let expires = chrono::DateTime::parse_from_rfc3339(t["expires_at"].as_str().unwrap_or(""))
+        .map_err(|_| "identity service: a validated token without a readable expiry".to_string())?;
+    let user_id = t["user"]["id"]
+        .as_str()
+        .ok_or("identity service: a validated token without a user")?
+        .to_string();
+    let left = match (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std() {
+        Ok(d) if !d.is_zero() => d,
+        _ => return Ok(None),
+    };
+    let project_id = t["project"]["id"].as_str().unwrap_or_default().to_string();
     let roles = t["roles"]
         .as_array()
         .map(|rs| {
@@ -349,14 +393,14 @@ fn identity_of(t: &Value) -> Option<(Identity, Duration)> {
                 .collect()
         })
         .unwrap_or_default();
-    Some((
+    Ok(Some((
         Identity {
             user_id,
             project_id,
             roles,
         },
         left,
-    ))
+    )))
 }
 
 /// Time until `expires_at` (Keystone's `2026-12-04T17:01:21.000000Z`); `None` when
@@ -427,7 +471,7 @@ mod tests {
         let t = json!({"expires_at": at, "user": {"id": "u1", "name": "alice"},
             "project": {"id": "p1", "name": "one"},
             "roles": [{"id": "r1", "name": "member"}, {"id": "r2", "name": "reader"}]});
-        let (i, left) = identity_of(&t).unwrap();
+        let (i, left) = identity_of(&t).unwrap().unwrap();
         assert_eq!(
             i,
             Identity {
@@ -439,9 +483,72 @@ mod tests {
         assert!(left > Duration::from_secs(3500) && left <= Duration::from_secs(3600));
         let mut unscoped = t.clone();
         unscoped.as_object_mut().unwrap().remove("project");
-        assert!(identity_of(&unscoped).is_none());
-        let mut past = t;
+        assert_eq!(identity_of(&unscoped).unwrap().unwrap().0.project_id, "");
+        let mut past = t.clone();
         past["expires_at"] = json!("2020-01-01T00:00:00.000000Z");
-        assert!(identity_of(&past).is_none());
+        assert!(identity_of(&past).unwrap().is_none());
+        let mut userless = t;
+        userless.as_object_mut().unwrap().remove("user");
+        assert!(
+            identity_of(&userless).is_err(),
+            "Keystone's fault, not the token's"
+        );
+    }
+
+    fn settings(cache_size: usize) -> KeystoneSettings {
+        KeystoneSettings {
+            auth_url: "http://127.0.0.1:1/v3".into(),
+            username: "cinder".into(),
+            password: Secret::new("x"),
+            project_name: default_service_project(),
+            user_domain_name: default_domain(),
+            project_domain_name: default_domain(),
+            token_cache_time: 300,
+            token_cache_size: cache_size,
+            http_request_timeout: 1,
+        }
+    }
+
+    #[test]
+    fn the_token_cache_stays_within_its_size_and_keeps_the_newest_answers() {
+        let k = Keystone::new(settings(8)).unwrap();
+        for i in 0..100 {
+            k.remember(key_of(&format!("t{i}")), &None);
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        assert!(k.cache.lock().unwrap().len() <= 8);
+        assert_eq!(
+            k.cached(&key_of("t99")),
+            Some(None),
+            "the newest answer stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_that_cannot_be_tokens_are_refused_without_keystone_or_a_cache_entry() {
+        // Keystone at port 1 answers nothing: a request to it would be a 503.
+        let k = Keystone::new(settings(8)).unwrap();
+        for t in ["a b", "tab\there", &"x".repeat(9000), "caf\u{e9}"] {
+            let e = k.identify(t).await.unwrap_err();
+            assert_eq!(e.kind(), "unauthorized", "{t:?}");
+        }
+        assert!(k.cache.lock().unwrap().is_empty());
+        let e = k.identify("gAAAAABplausible").await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            "serviceUnavailable",
+            "Keystone down is not the token's fault"
+        );
+        assert!(
+            k.cache.lock().unwrap().is_empty(),
+            "nothing cached when Keystone is down"
+        );
+    }
+
+    #[test]
+    fn keystone_over_https_is_refused_at_start_not_at_the_first_request() {
+        let mut s = settings(8);
+        s.auth_url = "https://keystone.example:5000/v3".into();
+        assert!(Keystone::new(s).is_err());
     }
 }

@@ -67,6 +67,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Context {
             .get::<Identity>()
             .cloned()
             .ok_or_else(|| ApiError::unauthorized("Authentication required"))?;
+        if identity.project_id.is_empty() {
+            return Err(ApiError::forbidden(
+                "The token is not scoped to a project: the Block Storage API needs a project-scoped token.",
+            ));
+        }
         let reads = matches!(parts.method, Method::GET | Method::HEAD);
         let allowed = if reads {
             ["admin", "member", "_member_", "reader"]

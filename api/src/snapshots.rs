@@ -149,11 +149,10 @@ pub(crate) async fn create(
     let type_name = match &v.volume_type_id {
         Some(t) => state
             .db
-            .volume_type_names()
+            .volume_type_names(std::slice::from_ref(t))
             .await
             .map_err(ApiError::from_db)?
-            .get(t)
-            .cloned(),
+            .remove(t),
         None => None,
     };
     let deltas = cinder_db::snapshot_quota_deltas(type_name.as_deref(), v.size.into());

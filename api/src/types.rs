@@ -539,6 +539,17 @@ pub(crate) async fn default_set(
         }
         Err(e) => return Err(ApiError::from_db(e)),
     };
+    let usable = state
+        .db
+        .type_accessible(&t.id, &project)
+        .await
+        .map_err(ApiError::from_db)?;
+    if !usable {
+        return Err(ApiError::bad_request(format!(
+            "Volume type {} is private and project {project} has no access to it.",
+            t.id
+        )));
+    }
     state
         .db
         .set_project_default_type(&project, &t.id)

@@ -179,22 +179,23 @@ pub(crate) async fn extras(
     rows: &[volumes::Model],
 ) -> Result<VolumeExtras, ApiError> {
     let ids: Vec<String> = rows.iter().map(|v| v.id.clone()).collect();
+    let mut type_ids: Vec<String> = rows
+        .iter()
+        .filter_map(|v| v.volume_type_id.clone())
+        .collect();
+    type_ids.sort();
+    type_ids.dedup();
+    // Three independent reads: concurrently, each on a connection of the pool.
+    let (metadata, attachments, type_names) = tokio::try_join!(
+        state.db.volume_metadata_many(&ids),
+        state.db.attachments_of_volumes(&ids),
+        state.db.volume_type_names(&type_ids),
+    )
+    .map_err(ApiError::from_db)?;
     Ok(VolumeExtras {
-        metadata: state
-            .db
-            .volume_metadata_many(&ids)
-            .await
-            .map_err(ApiError::from_db)?,
-        attachments: state
-            .db
-            .attachments_of_volumes(&ids)
-            .await
-            .map_err(ApiError::from_db)?,
-        type_names: state
-            .db
-            .volume_type_names()
-            .await
-            .map_err(ApiError::from_db)?,
+        metadata,
+        attachments,
+        type_names,
     })
 }
 
@@ -292,13 +293,21 @@ async fn resolve_type(
     asked: Option<&str>,
     inherited: Option<&str>,
 ) -> Result<cinder_db::VolumeType, ApiError> {
+    // Named by the request or inherited: a type the caller must be able to use. The
+    // project's own default likewise (a private type it lost access to is a 404, as
+    // Cinder's); only a missing `default_volume_type` is the operator's fault.
     let (name, explicit) = match (asked, inherited) {
         (Some(a), _) => (a.to_string(), true),
         (None, Some(t)) => (t.to_string(), false),
-        (None, None) => (
-            crate::types::default_of(state, &r.ctx.project_id).await?,
-            false,
-        ),
+        (None, None) => match state
+            .db
+            .project_default_type(&r.ctx.project_id)
+            .await
+            .map_err(ApiError::from_db)?
+        {
+            Some(t) => (t, true),
+            None => (state.default_volume_type.clone(), false),
+        },
     };
     match state.db.volume_type_by_name_or_id(&name).await {
         Ok(t) if crate::types::may_use(state, r, &t.id).await? => Ok(t),

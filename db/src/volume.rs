@@ -326,11 +326,18 @@ impl Db {
         Ok(out)
     }
 
-    /// Names of the volume types by id, deleted ones too (a volume keeps showing the
+    /// Names of the volume types `ids`, deleted ones too (a volume keeps showing the
     /// name of its type).
-    pub async fn volume_type_names(&self) -> Result<std::collections::HashMap<String, String>> {
+    pub async fn volume_type_names(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>> {
         use crate::entity::volume_types;
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
         Ok(volume_types::Entity::find()
+            .filter(volume_types::Column::Id.is_in(ids.iter().cloned()))
             .all(&self.conn)
             .await?
             .into_iter()

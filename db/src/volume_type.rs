@@ -431,27 +431,25 @@ pub struct ProjectDefaultType {
 impl Db {
     /// Makes type `type_id` the default of `project` (replacing any earlier one).
     pub async fn set_project_default_type(&self, project: &str, type_id: &str) -> Result<()> {
+        use sea_orm::sea_query::OnConflict;
         let now = Utc::now().naive_utc();
-        let updated = default_volume_types::Entity::update_many()
-            .col_expr(
-                default_volume_types::Column::VolumeTypeId,
-                Expr::value(type_id.to_string()),
-            )
-            .col_expr(default_volume_types::Column::UpdatedAt, Expr::value(now))
-            .filter(default_volume_types::Column::ProjectId.eq(project))
-            .exec(&self.conn)
-            .await?;
-        if updated.rows_affected > 0 {
-            return Ok(());
-        }
+        // One statement (an upsert), so two first settings at once cannot collide.
         default_volume_types::Entity::insert(default_volume_types::ActiveModel {
             project_id: Set(project.to_string()),
             volume_type_id: Set(type_id.to_string()),
             created_at: Set(now),
-            updated_at: Set(None),
+            updated_at: Set(Some(now)),
             deleted_at: Set(None),
             deleted: Set(false),
         })
+        .on_conflict(
+            OnConflict::column(default_volume_types::Column::ProjectId)
+                .update_columns([
+                    default_volume_types::Column::VolumeTypeId,
+                    default_volume_types::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
         .exec_without_returning(&self.conn)
         .await?;
         Ok(())

@@ -161,6 +161,9 @@ struct Stack {
     svc: Service,
     sched: InProcess,
     api_task: InProcess,
+    /// The database URL and scheduler topic, for a second API on the same services.
+    db_url: String,
+    topic: String,
 }
 
 const ADMIN: &str = "admin:adminproject";
@@ -224,6 +227,8 @@ impl Stack {
             svc,
             sched,
             api_task,
+            db_url: url,
+            topic,
         }
     }
 
@@ -1156,6 +1161,28 @@ async fn volume_types_are_managed_by_admins_and_private_types_only_reach_granted
     assert_eq!(r.status, 400, "{}", r.body);
     let r = put(ADMIN, "3.62", json!({"default_type": {}})).await;
     assert_eq!(r.status, 400, "{}", r.body);
+    // A private type only becomes the default of a project that may use it.
+    let r = api
+        .post(
+            "/v3/types",
+            ADMIN,
+            json!({"volume_type": {"name": "hidden", "os-volume-type-access:is_public": false}}),
+        )
+        .await;
+    let hidden = r.body["volume_type"]["id"].as_str().unwrap().to_string();
+    let r = put(
+        ADMIN,
+        "3.62",
+        json!({"default_type": {"volume_type": "hidden"}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        api.delete(&format!("/v3/types/{hidden}"), ADMIN)
+            .await
+            .status,
+        202
+    );
     let r = put(ADMIN, "3.62", set.clone()).await;
     let want = json!({"default_type": {"project_id": "p1", "volume_type_id": silver}});
     assert_eq!((r.status, &r.body), (200, &want));
@@ -1163,6 +1190,21 @@ async fn volume_types_are_managed_by_admins_and_private_types_only_reach_granted
     assert_eq!((r.status, &r.body), (200, &want));
     let r = api.get_v("/v3/default-types/p2", ADMIN, "3.62").await;
     assert_eq!(r.status, 404, "{}", r.body);
+    // Admin-only and 3.62 on every route.
+    for (method, path) in [
+        (Method::GET, "/v3/default-types/p1"),
+        (Method::GET, "/v3/default-types"),
+        (Method::DELETE, "/v3/default-types/p1"),
+    ] {
+        let r = api
+            .call(method.clone(), path, ALICE, Some("3.62"), None)
+            .await;
+        assert_eq!(r.status, 403, "{method} {path} as a member: {}", r.body);
+        let r = api
+            .call(method.clone(), path, ADMIN, Some("3.61"), None)
+            .await;
+        assert_eq!(r.status, 404, "{method} {path} at 3.61: {}", r.body);
+    }
     let r = api.get_v("/v3/default-types", ADMIN, "3.62").await;
     assert_eq!(
         r.body,
@@ -2474,9 +2516,15 @@ async fn keystone_tokens_isolate_projects_keep_readers_from_writing_and_refuse_e
     let s = Stack::up_as(c, &extra, &ks.admin().await).await;
     let api = &s.api;
 
-    // A token taken now and used once, so that the API has it cached as valid, to be
-    // used again after it expires: the test Keystone issues short tokens so that this
-    // happens within the test.
+    // Expiry, beside the rest: a second API that reuses answers for 300 s caches a
+    // fresh token as valid; it must still refuse it once the token expires (the test
+    // Keystone issues 30-second tokens so that this happens within the test).
+    let (addr2, api2_task) =
+        start_api_with(&s.db_url, &s.topic, &keystone_api_extra(&ks, 300)).await;
+    let long = Api {
+        base: format!("http://{addr2}"),
+        http: reqwest::Client::new(),
+    };
     let early = ks.token(&alice, &p1).await;
     let left = early.expires - std::time::Instant::now();
     assert!(
@@ -2484,8 +2532,28 @@ async fn keystone_tokens_isolate_projects_keep_readers_from_writing_and_refuse_e
         "the test Keystone issues tokens of {left:?}; the expiry case needs short ones \
          (scripts/test.sh starts its Keystone with KEYSTONE_DEV_TOKEN_EXPIRATION=30)"
     );
-    let r = api.get("/v3/volumes", &early.id).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let expiry = tokio::spawn(async move {
+        let r = long.get("/v3/volumes", &early.id).await;
+        assert_eq!(r.status, 200, "a fresh token: {}", r.body);
+        let deadline = early.expires + Duration::from_secs(2);
+        let refused_at = loop {
+            let r = long.get("/v3/volumes", &early.id).await;
+            if r.status == 401 {
+                break std::time::Instant::now();
+            }
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a token past its expiry is still accepted (from the cache)"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert!(
+            refused_at + Duration::from_secs(1) >= early.expires,
+            "the token was refused {:?} before its expiry",
+            early.expires - refused_at
+        );
+    });
 
     let a = ks.token(&alice, &p1).await.id;
     let r = api
@@ -2622,31 +2690,15 @@ async fn keystone_tokens_isolate_projects_keep_readers_from_writing_and_refuse_e
     tokio::time::sleep(Duration::from_millis(TOKEN_CACHE_SECS * 1000 + 500)).await;
     let r = api.get(&path, &revoked).await;
     assert_eq!(r.status, 401, "a revoked token: {}", r.body);
+    let a = ks.token(&alice, &p1).await.id;
     assert_eq!(
         api.get(&path, &a).await.status,
         200,
         "other tokens still work"
     );
 
-    // Expired: the early token, cached as valid, is refused past its expiry.
-    let deadline = early.expires + Duration::from_secs(2);
-    let refused_at = loop {
-        let r = api.get("/v3/volumes", &early.id).await;
-        if r.status == 401 {
-            break std::time::Instant::now();
-        }
-        assert_eq!(r.status, 200, "{}", r.body);
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a token past its expiry is still accepted"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    assert!(
-        refused_at + Duration::from_secs(1) >= early.expires,
-        "the token was refused {:?} before its expiry",
-        early.expires - refused_at
-    );
+    expiry.await.expect("the expiry check");
+    api2_task.stop().await;
 
     let a = ks.token(&alice, &p1).await.id;
     let r = api.delete(&path, &a).await;
