@@ -73,7 +73,32 @@ struct Client {
     http: reqwest::Client,
 }
 
+/// A list answer, read as a typed client reads it (the items are checked to be JSON
+/// and counted, without building a tree of them: the client shares the machine's two
+/// cores with the services it measures).
+#[derive(serde::Deserialize)]
+struct VolumeList {
+    volumes: Vec<serde::de::IgnoredAny>,
+}
+
 impl Client {
+    /// `GET path`: status and the number of volumes listed.
+    async fn list(&self, path: &str) -> (u16, usize) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("X-Auth-Token", TOKEN)
+            .send()
+            .await
+            .expect("the API answers");
+        let s = r.status().as_u16();
+        let bytes = r.bytes().await.unwrap_or_default();
+        let n = serde_json::from_slice::<VolumeList>(&bytes)
+            .map(|l| l.volumes.len())
+            .unwrap_or(usize::MAX);
+        (s, n)
+    }
+
     async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .http
@@ -182,9 +207,9 @@ async fn lists(c: &Arc<Client>, n: usize, clients: usize, want: usize) -> (f64, 
             let mut out = vec![];
             for _ in (k..n).step_by(clients) {
                 let t = Instant::now();
-                let (s, body) = c.get("/v3/volumes/detail").await;
+                let (s, n) = c.list("/v3/volumes/detail").await;
                 assert_eq!(s, 200, "a list failed");
-                assert_eq!(body["volumes"].as_array().map(|a| a.len()), Some(want));
+                assert_eq!(n, want, "a list with the wrong number of volumes");
                 out.push(t.elapsed());
             }
             out
