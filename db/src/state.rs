@@ -177,6 +177,9 @@ enum Step {
 /// How operations end: one or more resources leave their busy status together.
 pub struct Ending {
     steps: Vec<(Step, bool)>,
+    /// A failed extend of this volume to this many GiB: the growth the API counted
+    /// goes back (Cinder rolls the extend's reservation back).
+    failed_growth: Option<(String, i64)>,
 }
 
 impl Ending {
@@ -187,6 +190,7 @@ impl Ending {
                 Step::Volume(op, id.into(), outcome, VolumeChanges::default()),
                 false,
             )],
+            failed_growth: None,
         }
     }
 
@@ -194,6 +198,7 @@ impl Ending {
     pub fn snapshot(op: &'static Operation<SnapshotStatus>, id: &str, outcome: Outcome) -> Self {
         Ending {
             steps: vec![(Step::Snapshot(op, id.into(), outcome), false)],
+            failed_growth: None,
         }
     }
 
@@ -201,6 +206,7 @@ impl Ending {
     pub fn backup(op: &'static Operation<BackupStatus>, id: &str, outcome: Outcome) -> Self {
         Ending {
             steps: vec![(Step::Backup(op, id.into(), outcome), false)],
+            failed_growth: None,
         }
     }
 
@@ -213,6 +219,13 @@ impl Ending {
         {
             *c = changes;
         }
+        self
+    }
+
+    /// Also gives back the quota of a failed extend of volume `id` to `new_size_gib`
+    /// (the growth over the size the row still has), in the same transaction.
+    pub fn giving_back_growth(mut self, id: &str, new_size_gib: i64) -> Self {
+        self.failed_growth = Some((id.to_string(), new_size_gib));
         self
     }
 
@@ -258,8 +271,31 @@ impl Ending {
                 other => other?,
             }
         }
+        if let Some((id, new_size)) = &self.failed_growth {
+            release_growth(conn, id, *new_size).await?;
+        }
         Ok(())
     }
+}
+
+/// The gigabytes a failed extend had counted go back.
+async fn release_growth<C: ConnectionTrait>(conn: &C, id: &str, new_size: i64) -> Result<()> {
+    let Some(v) = volumes::Entity::find_by_id(id.to_string())
+        .one(conn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let grow = new_size - i64::from(v.size);
+    if !v.use_quota || grow <= 0 {
+        return Ok(());
+    }
+    let t = crate::quota::type_name_in(conn, v.volume_type_id.as_deref()).await?;
+    let mut deltas = vec![("gigabytes".to_string(), grow)];
+    if let Some(t) = t {
+        deltas.push((format!("gigabytes_{t}"), grow));
+    }
+    crate::quota::release_usage_in(conn, &v.project_id, &deltas).await
 }
 
 /// A deleted volume gives its quota back (in the transaction that deletes it).

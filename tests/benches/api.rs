@@ -84,13 +84,7 @@ struct VolumeList {
 impl Client {
     /// `GET path`: status and the number of volumes listed.
     async fn list(&self, path: &str) -> (u16, usize) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("X-Auth-Token", TOKEN)
-            .send()
-            .await
-            .expect("the API answers");
+        let r = self.send_get(path).await;
         let s = r.status().as_u16();
         let bytes = r.bytes().await.unwrap_or_default();
         let n = serde_json::from_slice::<VolumeList>(&bytes)
@@ -99,14 +93,17 @@ impl Client {
         (s, n)
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
+    async fn send_get(&self, path: &str) -> reqwest::Response {
+        self.http
             .get(format!("{}{path}", self.base))
             .header("X-Auth-Token", TOKEN)
             .send()
             .await
-            .expect("the API answers");
+            .expect("the API answers")
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.send_get(path).await;
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }

@@ -1742,6 +1742,35 @@ async fn volume_actions_extend_revert_retype_flag_reset_and_force_delete_as_cind
         assert_eq!(r.status, 202, "{}", r.body);
         api.wait_gone(ALICE, &format!("/v3/snapshots/{sid}")).await;
     }
+    // A failed extend (the image removed behind the service's back) ends in
+    // error_extending and gives the growth's gigabytes back.
+    let r = act(
+        ADMIN,
+        None,
+        json!({"os-reset_status": {"status": "available"}}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let size = api.get(&format!("/v3/volumes/{id}"), ALICE).await.body["volume"]["size"]
+        .as_i64()
+        .unwrap();
+    let (_, before) = s.state_of("p1").await;
+    let (conf, spec) = (s.conf.clone(), format!("{}/volume-{id}", s.pool));
+    tokio::task::spawn_blocking(move || rbd(&conf, &["rm", "--no-progress", &spec]))
+        .await
+        .unwrap();
+    let r = act(ALICE, None, json!({"os-extend": {"new_size": size + 3}})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.wait_volume(ALICE, &id, "error_extending").await;
+    let (_, after) = s.state_of("p1").await;
+    assert_eq!(
+        after["gigabytes"], before["gigabytes"],
+        "a failed extend keeps no quota for its growth"
+    );
+    assert_eq!(
+        after["gigabytes___DEFAULT__"],
+        before["gigabytes___DEFAULT__"]
+    );
     let r = act(ADMIN, None, json!({"os-force_delete": {}})).await;
     assert_eq!(r.status, 202, "{}", r.body);
     api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
@@ -2122,15 +2151,19 @@ async fn client(bin: &str, api: &Api, user: &str, project: &str, args: &[&str]) 
         "--os-volume-api-version",
         "3.60",
     ])
-    .args(args)
-    // The clients' own Python, not a virtualenv's.
-    .env("PATH", "/usr/bin:/bin")
-    .env_remove("PYTHONPATH");
+    .args(args);
+    debian_python_output(cmd, &format!("{bin} {args:?}")).await
+}
+
+/// Runs `cmd` with Debian's own Python (not a virtualenv's) and returns its standard
+/// output; panics with its standard error when it fails.
+async fn debian_python_output(mut cmd: tokio::process::Command, what: &str) -> String {
+    cmd.env("PATH", "/usr/bin:/bin").env_remove("PYTHONPATH");
     let out = cmd.output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
-        "{bin} {args:?} failed: {}\n{stdout}",
+        "{what} failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
@@ -2719,21 +2752,11 @@ async fn sdk_flow(mode: &str, env: &[(&str, String)]) -> String {
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/it/sdk_flow.py");
     let mut cmd = tokio::process::Command::new("/usr/bin/python3");
-    cmd.args([script, mode])
-        .env("PATH", "/usr/bin:/bin")
-        .env_remove("PYTHONPATH")
-        .env_remove("OS_CLOUD");
+    cmd.args([script, mode]).env_remove("OS_CLOUD");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "sdk_flow.py {mode} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    debian_python_output(cmd, &format!("sdk_flow.py {mode}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,6 +1,9 @@
 //! `extend_volume`: the image grows, the row takes the new size and goes back to the
-//! status it had. Resume after a crash fails it (`error_extending`): whether librbd's
-//! resize happened is not worth guessing at; the size in the row stays the old one.
+//! status it had. A failure (`error_extending`) gives back the gigabytes the API counted
+//! for the growth, in the transaction that records it. Resume after a crash fails it
+//! too: whether librbd's resize happened is not worth guessing at; the size in the row
+//! stays the old one (the growth's quota stays counted then: the request, and with it
+//! the new size, is not known to the resume).
 
 use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
 use cinder_common::status::VolumeStatus;
@@ -27,6 +30,8 @@ pub(crate) async fn run<D: VolumeDriver>(
             size_gib: Some(x.new_size_gib as i32),
             ..Default::default()
         });
+    } else if outcome == Outcome::Failed {
+        ending = ending.giving_back_growth(&x.volume_id, x.new_size_gib as i64);
     }
     m.finish_or_release(&key, &ending).await?;
     Ok(ran)
