@@ -56,14 +56,6 @@ schema!(
     })
 );
 
-fn gate(r: &Req, minor: u16) -> Result<(), ApiError> {
-    if r.v.at_least(minor) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found("The resource could not be found."))
-    }
-}
-
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!(
         "Volume attachment could not be found with filter: attachment_id = {id}."
@@ -180,7 +172,7 @@ pub(crate) async fn create(
     r: Req,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    gate(&r, 27)?;
+    r.since(27)?;
     CREATE.check(&body)?;
     let b = &body["attachment"];
     if b.get("mode").is_some() && !r.v.at_least(54) {
@@ -255,7 +247,7 @@ pub(crate) async fn update(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    gate(&r, 27)?;
+    r.since(27)?;
     UPDATE.check(&body)?;
     let (a, v) = visible(&state, &r, &id).await?;
     if v.status.as_str().contains("error") {
@@ -296,7 +288,7 @@ pub(crate) async fn action(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    gate(&r, 27)?;
+    r.since(27)?;
     let (name, _) = one_action(&body)?;
     if name != "os-complete" || !r.v.at_least(44) {
         return Err(ApiError::bad_request(format!(
@@ -318,7 +310,7 @@ pub(crate) async fn delete(
     r: Req,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    gate(&r, 27)?;
+    r.since(27)?;
     let (a, v) = visible(&state, &r, &id).await?;
     if a.attach_status != AttachStatus::Reserved {
         if let (Some(connector), Some(queue)) = (a.connector.as_deref(), volume_queue(&v)) {
@@ -350,13 +342,13 @@ pub(crate) async fn show(
     r: Req,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    gate(&r, 27)?;
+    r.since(27)?;
     let (a, _) = visible(&state, &r, &id).await?;
     Ok(Json(json!({ "attachment": detail(&a) })).into_response())
 }
 
 async fn list(state: &AppState, r: &Req, detailed: bool) -> Result<Response, ApiError> {
-    gate(r, 27)?;
+    r.since(27)?;
     let p = crate::listing::ListParams::parse(&r.query, r.v, state.max_limit)?;
     let project = (!(r.ctx.is_admin && p.all_tenants)).then_some(r.ctx.project_id.as_str());
     let mut volume_id = None;

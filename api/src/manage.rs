@@ -51,8 +51,8 @@ pub(crate) async fn manage(
     r: Req,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    if r.path.ends_with("/manageable_volumes") && !r.v.at_least(8) {
-        return Err(ApiError::not_found("The resource could not be found."));
+    if r.path.ends_with("/manageable_volumes") {
+        r.since(8)?;
     }
     r.ctx.require_admin("volume:manage_existing")?;
     MANAGE.check(&body)?;

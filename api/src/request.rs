@@ -119,6 +119,16 @@ pub struct Req {
 }
 
 impl Req {
+    /// 404 below 3.`minor`: the route does not exist at the version in force, as
+    /// Cinder answers for methods newer than the request.
+    pub fn since(&self, minor: u16) -> Result<(), ApiError> {
+        if self.v.at_least(minor) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found("The resource could not be found."))
+        }
+    }
+
     /// The project the caller's links name.
     pub fn link_project(&self) -> &str {
         &self.ctx.project_id

@@ -217,18 +217,10 @@ fn message_view(r: &Req, m: &cinder_db::entity::messages::Model) -> Value {
     })
 }
 
-fn gate(r: &Req) -> Result<(), ApiError> {
-    if r.v.at_least(3) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found("The resource could not be found."))
-    }
-}
-
 /// `GET /messages` (3.3): the caller's project's, filtered by `resource_uuid`,
 /// `resource_type`, `event_id`, `request_id`, `message_level`.
 pub(crate) async fn messages(State(state): State<AppState>, r: Req) -> Result<Response, ApiError> {
-    gate(&r)?;
+    r.since(3)?;
     let p = crate::listing::ListParams::parse(&r.query, r.v, state.max_limit)?;
     for k in p.filters.keys() {
         if !matches!(
@@ -287,7 +279,7 @@ pub(crate) async fn message(
     r: Req,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    gate(&r)?;
+    r.since(3)?;
     let m = visible_message(&state, &r, &id).await?;
     Ok(Json(json!({ "message": message_view(&r, &m) })).into_response())
 }
@@ -298,7 +290,7 @@ pub(crate) async fn delete_message(
     r: Req,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    gate(&r)?;
+    r.since(3)?;
     let m = visible_message(&state, &r, &id).await?;
     state
         .db

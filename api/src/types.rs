@@ -480,12 +480,25 @@ mod tests {
 /// The type (name or id) a volume of `project` gets when nothing names one: the
 /// project's own default (3.62), else `default_volume_type`.
 pub(crate) async fn default_of(state: &AppState, project: &str) -> Result<String, ApiError> {
-    Ok(state
-        .db
-        .project_default_type(project)
-        .await
-        .map_err(ApiError::from_db)?
-        .unwrap_or_else(|| state.default_volume_type.clone()))
+    Ok(project_default_or_conf(state, project).await?.0)
+}
+
+/// [`default_of`], and whether it is the project's own (`false`: the configured one).
+pub(crate) async fn project_default_or_conf(
+    state: &AppState,
+    project: &str,
+) -> Result<(String, bool), ApiError> {
+    Ok(
+        match state
+            .db
+            .project_default_type(project)
+            .await
+            .map_err(ApiError::from_db)?
+        {
+            Some(t) => (t, true),
+            None => (state.default_volume_type.clone(), false),
+        },
+    )
 }
 
 /// `{"default_type": {"project_id", "volume_type_id"}}`.
@@ -507,14 +520,6 @@ schema!(
     })
 );
 
-/// 3.62 or later (404 before, as Cinder's routes that do not exist yet).
-fn default_types_version(r: &Req) -> Result<(), ApiError> {
-    if !r.v.at_least(62) {
-        return Err(ApiError::not_found("The resource could not be found."));
-    }
-    Ok(())
-}
-
 /// `PUT /default-types/{project}` (3.62, admin): `{"default_type": {"volume_type": name
 /// or id}}`; 400 for an unknown type.
 pub(crate) async fn default_set(
@@ -523,7 +528,7 @@ pub(crate) async fn default_set(
     Path(project): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    default_types_version(&r)?;
+    r.since(62)?;
     r.ctx
         .require_admin("volume_extension:default_set_or_update")?;
     DEFAULT_TYPE_SET.check(&body)?;
@@ -564,7 +569,7 @@ pub(crate) async fn default_show(
     r: Req,
     Path(project): Path<String>,
 ) -> Result<Response, ApiError> {
-    default_types_version(&r)?;
+    r.since(62)?;
     r.ctx.require_admin("volume_extension:default_get")?;
     match state
         .db
@@ -584,7 +589,7 @@ pub(crate) async fn default_index(
     State(state): State<AppState>,
     r: Req,
 ) -> Result<Response, ApiError> {
-    default_types_version(&r)?;
+    r.since(62)?;
     r.ctx.require_admin("volume_extension:default_get_all")?;
     let all = state
         .db
@@ -604,7 +609,7 @@ pub(crate) async fn default_unset(
     r: Req,
     Path(project): Path<String>,
 ) -> Result<Response, ApiError> {
-    default_types_version(&r)?;
+    r.since(62)?;
     r.ctx.require_admin("volume_extension:default_unset")?;
     state
         .db

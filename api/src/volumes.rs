@@ -299,15 +299,7 @@ async fn resolve_type(
     let (name, explicit) = match (asked, inherited) {
         (Some(a), _) => (a.to_string(), true),
         (None, Some(t)) => (t.to_string(), false),
-        (None, None) => match state
-            .db
-            .project_default_type(&r.ctx.project_id)
-            .await
-            .map_err(ApiError::from_db)?
-        {
-            Some(t) => (t, true),
-            None => (state.default_volume_type.clone(), false),
-        },
+        (None, None) => crate::types::project_default_or_conf(state, &r.ctx.project_id).await?,
     };
     match state.db.volume_type_by_name_or_id(&name).await {
         Ok(t) if crate::types::may_use(state, r, &t.id).await? => Ok(t),
@@ -841,9 +833,7 @@ pub(crate) async fn delete_volume(
 /// `GET /volumes/summary` (3.12): count and total size of the visible volumes, and
 /// (3.36) every metadata key with its values.
 pub(crate) async fn summary(State(state): State<AppState>, r: Req) -> Result<Response, ApiError> {
-    if !r.v.at_least(12) {
-        return Err(ApiError::not_found("The resource could not be found."));
-    }
+    r.since(12)?;
     let p = ListParams::parse(&r.query, r.v, u64::MAX)?;
     let mut q = VolumeListQuery {
         project_id: Some(r.ctx.project_id.clone()),
