@@ -295,7 +295,11 @@ fn v3_routes(auth: auth::Authenticator) -> Router<AppState> {
             "/v3/messages/{id}",
             get(services::message).delete(services::delete_message),
         )
-        .route("/v3/manageable_volumes", post(manage::manage))
+        .route(
+            "/v3/manageable_volumes",
+            get(manage::manageable).post(manage::manage),
+        )
+        .route("/v3/manageable_volumes/detail", get(manage::manageable))
         .route(
             "/v3/snapshots",
             get(snapshots::index).post(snapshots::create),

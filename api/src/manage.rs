@@ -8,12 +8,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cinder_common::ops;
+use cinder_db::entity::services;
 use cinder_db::NewVolume;
-use cinder_rpc::messages::{ManageExisting, VolumeRequest};
+use cinder_db::SortDir;
+use cinder_rpc::messages::{GetManageableVolumes, ManageExisting, ManageableVolume, VolumeRequest};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::listing::ListParams;
 use crate::request::Req;
 use crate::schema::{self, schema};
 use crate::volumes::{cast_to_volume, detail_of, reserve};
@@ -44,6 +48,34 @@ schema!(
         "additionalProperties": false,
     })
 );
+
+/// The volume service of `backend`; `None` when there is none, 400 when it is disabled
+/// or down (Cinder's `_get_service_by_host_cluster`).
+async fn backend_service(
+    state: &AppState,
+    backend: &str,
+) -> Result<Option<services::Model>, ApiError> {
+    let services = state.db.services().await.map_err(ApiError::from_db)?;
+    let Some(svc) = services
+        .into_iter()
+        .find(|s| s.binary == "cinder-volume" && s.host == backend)
+    else {
+        return Ok(None);
+    };
+    let now = chrono::Utc::now().naive_utc();
+    if svc.disabled
+        || !cinder_db::service_is_up(
+            &svc,
+            std::time::Duration::from_secs(state.service_down_time),
+            now,
+        )
+    {
+        return Err(ApiError::bad_request(
+            "Service is unavailable at this time.",
+        ));
+    }
+    Ok(Some(svc))
+}
 
 /// `POST /os-volume-manage`, `POST /manageable_volumes`.
 pub(crate) async fn manage(
@@ -83,25 +115,10 @@ pub(crate) async fn manage(
     })?
     .to_string();
     let backend = host.split('#').next().unwrap_or(&host).to_string();
-    let services = state.db.services().await.map_err(ApiError::from_db)?;
-    let Some(svc) = services
-        .iter()
-        .find(|s| s.binary == "cinder-volume" && s.host == backend)
-    else {
-        return Err(ApiError::bad_request(format!("Host '{backend}' not found")));
+    let svc = match backend_service(&state, &backend).await? {
+        Some(svc) => svc,
+        None => return Err(ApiError::bad_request(format!("Host '{backend}' not found"))),
     };
-    let now = chrono::Utc::now().naive_utc();
-    if svc.disabled
-        || !cinder_db::service_is_up(
-            svc,
-            std::time::Duration::from_secs(state.service_down_time),
-            now,
-        )
-    {
-        return Err(ApiError::bad_request(
-            "Service is unavailable at this time.",
-        ));
-    }
     // The volume's host names its pool as created volumes' do.
     let full_host = if host.contains('#') {
         host.clone()
@@ -179,4 +196,130 @@ pub(crate) async fn manage(
     // Cinder's legacy view: managing reads as creating.
     doc["status"] = json!("creating");
     Ok((StatusCode::ACCEPTED, Json(json!({ "volume": doc }))).into_response())
+}
+
+/// `GET /manageable_volumes[/detail]` (3.8, admin): the images of the `host`'s pool,
+/// as its volume service lists them, sorted and paged here (`reference` or `size`,
+/// `marker` being the JSON of a `reference`).
+pub(crate) async fn manageable(
+    State(state): State<AppState>,
+    r: Req,
+) -> Result<Response, ApiError> {
+    r.since(8)?;
+    r.ctx.require_admin("volume_extension:list_manageable")?;
+    let detail = r.path.ends_with("/detail");
+    let mut query = r.query.clone();
+    query.retain(|(k, _)| k != "host" && k != "cluster");
+    let p = ListParams::parse(&query, r.v, state.max_limit)?;
+    let mut sort = p
+        .sort_keys(|k| match k {
+            "reference" => Some(true),
+            "size" => Some(false),
+            _ => None,
+        })
+        .map_err(|_| {
+            let bad: Vec<&str> = p
+                .sort
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .filter(|k| *k != "reference" && *k != "size")
+                .collect();
+            ApiError::bad_request(format!("Invalid sort keys passed: {}", bad.join(", ")))
+        })?;
+    if sort.is_empty() {
+        sort.push((true, SortDir::Desc));
+    }
+    let cluster = if r.v.at_least(17) {
+        r.query_value("cluster").filter(|c| !c.is_empty())
+    } else {
+        None
+    };
+    let host = r.query_value("host").filter(|h| !h.is_empty());
+    let host = match (host, cluster) {
+        (Some(h), None) => h.to_string(),
+        (None, None) if !r.v.at_least(17) => {
+            return Err(ApiError::bad_request(
+                "Invalid input received: Host field is missing.",
+            ))
+        }
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(ApiError::bad_request(
+                "Invalid input received: One and only one of cluster and host must be set.",
+            ))
+        }
+        // Clusters are named by their hosts here.
+        (None, Some(c)) => c.to_string(),
+    };
+    let backend = host.split('#').next().unwrap_or(&host).to_string();
+    if backend_service(&state, &backend).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "Service {backend} could not be found."
+        )));
+    }
+    let mut images: Vec<ManageableVolume> = state
+        .rpc
+        .call_as(
+            &cinder_rpc::topology::backend_queue(&backend),
+            &r.ctx.request_id,
+            &crate::volumes::rpc_ctx(&r),
+            GetManageableVolumes {},
+            Duration::from_secs(state.rpc_timeout_secs),
+        )
+        .await
+        .map_err(crate::actions::rpc_failure)?;
+    images.sort_by(|a, b| {
+        for (by_name, dir) in &sort {
+            let o = if *by_name {
+                a.name.cmp(&b.name)
+            } else {
+                a.size_gib.cmp(&b.size_gib)
+            };
+            let o = match dir {
+                SortDir::Asc => o,
+                SortDir::Desc => o.reverse(),
+            };
+            if o.is_ne() {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    let start = match &p.marker {
+        None => 0,
+        Some(m) => {
+            let reference: Value = serde_json::from_str(m).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid input received: marker {m} can not be analysed, please use json like format"
+                ))
+            })?;
+            let name = reference.get("source-name").and_then(Value::as_str);
+            match images.iter().position(|i| Some(i.name.as_str()) == name) {
+                Some(i) => i + 1,
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid input received: marker not found: {m}"
+                    )))
+                }
+            }
+        }
+    };
+    let page: Vec<Value> = images
+        .iter()
+        .skip(start.saturating_add(p.offset as usize))
+        .take(p.limit as usize)
+        .map(|i| {
+            let mut doc = json!({
+                "reference": {"source-name": i.name},
+                "size": i.size_gib,
+                "safe_to_manage": i.safe_to_manage,
+            });
+            if detail {
+                doc["reason_not_safe"] = json!(i.reason_not_safe);
+                doc["cinder_id"] = json!(i.cinder_id);
+                doc["extra_info"] = Value::Null;
+            }
+            doc
+        })
+        .collect();
+    Ok(Json(json!({ "manageable-volumes": page })).into_response())
 }

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::{
     Capabilities, Connection, CreateSource, Created, DriverError, DriverErrorKind, Lanes,
-    TrashSweep, VolumeDriver, Work,
+    PoolImage, TrashSweep, VolumeDriver, Work,
 };
 
 /// The fake backend.
@@ -352,6 +352,21 @@ impl VolumeDriver for FakeDriver {
             .map(|v| image_name(v))
             .chain(st.foreign.keys().cloned())
             .collect())
+    }
+
+    async fn pool_images(&self) -> Result<Vec<PoolImage>, DriverError> {
+        let st = self.state.lock().unwrap();
+        let volumes = st.volumes.iter().map(|(v, size)| PoolImage {
+            name: image_name(v),
+            size_gib: *size,
+            in_use: st.busy.contains(v),
+        });
+        let foreign = st.foreign.iter().map(|(name, size)| PoolImage {
+            name: name.clone(),
+            size_gib: *size,
+            in_use: false,
+        });
+        Ok(volumes.chain(foreign).collect())
     }
 
     fn volume_id_of(&self, image_name: &str) -> Option<String> {

@@ -18,7 +18,9 @@ mod types;
 pub mod fake;
 
 pub use error::{DriverError, DriverErrorKind};
-pub use types::{Capabilities, Connection, CreateSource, Created, Lanes, TrashSweep, Work};
+pub use types::{
+    Capabilities, Connection, CreateSource, Created, Lanes, PoolImage, TrashSweep, Work,
+};
 
 use std::future::Future;
 
@@ -124,6 +126,10 @@ pub trait VolumeDriver: Send + Sync + 'static {
 
     /// Names of every image in the backend's pool (one listing; no per-image opens).
     fn list_images(&self) -> impl Future<Output = Result<Vec<String>, DriverError>> + Send;
+
+    /// Every image of the backend's pool with its size and whether it is open
+    /// elsewhere (one open per image); images that go meanwhile are left out.
+    fn pool_images(&self) -> impl Future<Output = Result<Vec<PoolImage>, DriverError>> + Send;
 
     /// The volume id an image name stands for (`volume-<id>`), if it is one of ours.
     fn volume_id_of(&self, image_name: &str) -> Option<String>;

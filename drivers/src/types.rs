@@ -80,3 +80,14 @@ pub struct Lanes {
     /// Calls waiting for the long lane.
     pub long_waiting: u64,
 }
+
+/// An image of the backend's pool, for the manageable-volumes listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolImage {
+    /// Its name.
+    pub name: String,
+    /// Its size in GiB, rounded up.
+    pub size_gib: u64,
+    /// Whether another client has it open (a hypervisor, a process using it).
+    pub in_use: bool,
+}

@@ -75,6 +75,15 @@ pub struct CloneOptions {
     pub data_pool: Option<String>,
 }
 
+/// An image's size and use, as [`crate::RbdDriver::image_use`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUse {
+    /// Size in bytes.
+    pub size: u64,
+    /// Clients other than this driver that have the image open.
+    pub watchers: usize,
+}
+
 /// What `stat` and friends report about an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {

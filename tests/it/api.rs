@@ -1785,10 +1785,130 @@ async fn an_existing_image_is_managed_into_a_volume_and_unmanaged_out_of_it() {
     let c = ceph().await;
     let s = Stack::up(c, "").await;
     let api = &s.api;
-    let (conf, spec) = (s.conf.clone(), format!("{}/legacy-disk", s.pool));
-    tokio::task::spawn_blocking(move || rbd(&conf, &["create", "--size", "1G", &spec]))
-        .await
-        .unwrap();
+    let (conf, pool) = (s.conf.clone(), s.pool.clone());
+    tokio::task::spawn_blocking(move || {
+        for (name, size) in [
+            ("legacy-disk", "1G"),
+            ("busy-disk", "3G"),
+            ("old.deleted", "2G"),
+        ] {
+            rbd(
+                &conf,
+                &["create", "--size", size, &format!("{pool}/{name}")],
+            );
+        }
+    })
+    .await
+    .unwrap();
+    let managed = new_volume(api, ALICE, json!({"size": 1})).await;
+    // Another client holds busy-disk open, as a hypervisor would.
+    let mut watch = tokio::process::Command::new("rbd")
+        .args(["-c", &s.conf, "watch", &format!("{}/busy-disk", s.pool)])
+        .stdout(std::process::Stdio::null())
+        // It watches until its stdin ends.
+        .stdin(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rbd watch starts");
+    let list = |q: String, token: &'static str, v: &'static str| async move {
+        api.get_v(&format!("/v3/manageable_volumes{q}"), token, v)
+            .await
+    };
+    let host = format!("?host={}", s.backend);
+    assert_eq!(
+        list(host.clone(), ADMIN, "3.7").await.status,
+        404,
+        "before 3.8"
+    );
+    assert_eq!(
+        list(host.clone(), ALICE, "3.8").await.status,
+        403,
+        "admin only"
+    );
+    let r = list(String::new(), ADMIN, "3.8").await;
+    assert_eq!(
+        (r.status, r.body["badRequest"]["message"].clone()),
+        (400, json!("Invalid input received: Host field is missing."))
+    );
+    let r = list("?host=nowhere@rbd".into(), ADMIN, "3.8").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    for bad in [
+        "&sort_key=name",
+        "&sort=size:up",
+        "&marker=notjson",
+        "&marker=%7B%22source-name%22%3A%22none%22%7D",
+        "&limit=-1",
+    ] {
+        let r = list(format!("{host}{bad}"), ADMIN, "3.8").await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    // The watch registers asynchronously: wait until the listing sees it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let detail = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "busy-disk never listed as in use (is `rbd watch` running?)"
+        );
+        let r = list(format!("/detail{host}"), ADMIN, "3.8").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let busy = r.body["manageable-volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["reason_not_safe"] == "volume in use");
+        if busy {
+            break r.body["manageable-volumes"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let managed_name = format!("volume-{managed}");
+    assert_eq!(
+        detail,
+        json!([
+            {"reference": {"source-name": managed_name}, "size": 1, "safe_to_manage": false,
+             "reason_not_safe": "already managed", "cinder_id": managed, "extra_info": null},
+            {"reference": {"source-name": "old.deleted"}, "size": 2, "safe_to_manage": false,
+             "reason_not_safe": "volume marked as deleted", "cinder_id": null, "extra_info": null},
+            {"reference": {"source-name": "legacy-disk"}, "size": 1, "safe_to_manage": true,
+             "reason_not_safe": null, "cinder_id": null, "extra_info": null},
+            {"reference": {"source-name": "busy-disk"}, "size": 3, "safe_to_manage": false,
+             "reason_not_safe": "volume in use", "cinder_id": null, "extra_info": null},
+        ]),
+        "every image of the pool, by reference descending"
+    );
+    let r = list(format!("{host}&sort=size:asc,reference:asc"), ADMIN, "3.8").await;
+    let names: Vec<&str> = r.body["manageable-volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m.as_object().unwrap().len(), 3, "summary: {m}");
+            m["reference"]["source-name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "legacy-disk",
+            managed_name.as_str(),
+            "old.deleted",
+            "busy-disk"
+        ]
+    );
+    let marker = "%7B%22source-name%22%3A%22legacy-disk%22%7D";
+    let r = list(
+        format!("{host}&sort=size:asc,reference:asc&limit=2&offset=1&marker={marker}"),
+        ADMIN,
+        "3.8",
+    )
+    .await;
+    assert_eq!(
+        r.body["manageable-volumes"],
+        json!([{"reference": {"source-name": "old.deleted"}, "size": 2, "safe_to_manage": false},
+               {"reference": {"source-name": "busy-disk"}, "size": 3, "safe_to_manage": false}]),
+        "after the marker, one skipped"
+    );
+    watch.kill().await.unwrap();
     let body = json!({"volume": {"host": s.backend, "ref": {"source-name": "legacy-disk"},
                                  "name": "adopted"}});
     let r = api.post("/v3/os-volume-manage", ALICE, body.clone()).await;
@@ -1821,7 +1941,10 @@ async fn an_existing_image_is_managed_into_a_volume_and_unmanaged_out_of_it() {
         .await;
     assert_eq!(r.status, 202, "{}", r.body);
     api.wait_gone(ADMIN, &format!("/v3/volumes/{id}")).await;
-    assert_eq!(s.images().await.len(), 1, "the image stays");
+    assert!(
+        s.images().await.contains(&format!("volume-{id}")),
+        "the image stays"
+    );
     let (_, usage) = s.state_of("adminproject").await;
     assert_eq!((usage["volumes"], usage["gigabytes"]), ((0, 0), (0, 0)));
     s.down().await;

@@ -212,6 +212,10 @@ impl<D: VolumeDriver> VolumeManager<D> {
                 let r = ops::connection::capabilities(self).await;
                 self.answer(&req, r).await
             }
+            R::GetManageableVolumes(_) => {
+                let r = ops::manage::manageable(self).await;
+                self.answer(&req, r).await
+            }
         }
     }
 

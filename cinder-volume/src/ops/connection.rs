@@ -44,7 +44,7 @@ pub(crate) async fn capabilities<D: VolumeDriver>(
 }
 
 /// A driver failure as the caller sees it: a kind that survives the hop.
-fn remote(e: &DriverError) -> RemoteError {
+pub(crate) fn remote(e: &DriverError) -> RemoteError {
     let kind = match e.kind {
         K::NotFound => RemoteErrorKind::NotFound,
         K::Busy | K::HasDependents => RemoteErrorKind::Busy,

@@ -1,4 +1,4 @@
-//! `manage_existing` and `unmanage_volume`. Manage renames an existing image of the
+//! `manage_existing`, `unmanage_volume` and `get_manageable_volumes`. Manage renames an existing image of the
 //! pool to `volume-<id>` and records its size and lineage; unmanage drops the row and
 //! leaves the image. Resume after a crash finishes a manage whose rename happened
 //! (otherwise the source is untouched and it fails), and finishes an unmanage.
@@ -6,7 +6,8 @@
 use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
 use cinder_common::status::VolumeStatus;
 use cinder_db::{Ending, VolumeChanges};
-use cinder_rpc::messages::ManageExisting;
+use cinder_rpc::messages::{ManageExisting, ManageableVolume, RemoteErrorKind};
+use cinder_rpc::RemoteError;
 
 use crate::manager::{ManagerError, Ran, VolumeManager};
 use crate::recovery::{settle, Reconciled, Resumed};
@@ -55,6 +56,49 @@ pub(crate) async fn manage<D: VolumeDriver>(
             Ok(Ran::Failed)
         }
     }
+}
+
+/// Every image of the pool, with whether managing it is safe: not when it already is a
+/// volume (`cinder_id`), when another client has it open, or when it is a deleted
+/// volume's image waiting for its clones (Cinder's reasons, in Cinder's order).
+pub(crate) async fn manageable<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+) -> Result<Vec<ManageableVolume>, RemoteError> {
+    let images = m
+        .driver
+        .pool_images()
+        .await
+        .map_err(|e| super::connection::remote(&e))?;
+    let live = m.db.live_volume_ids().await.map_err(|e| RemoteError {
+        kind: RemoteErrorKind::Unavailable,
+        message: format!("database: {e}"),
+        retryable: false,
+    })?;
+    Ok(images
+        .into_iter()
+        .map(|i| {
+            let cinder_id = m
+                .driver
+                .volume_id_of(&i.name)
+                .filter(|id| live.contains(id));
+            let reason = if cinder_id.is_some() {
+                Some("already managed")
+            } else if i.in_use {
+                Some("volume in use")
+            } else if i.name.ends_with(".deleted") {
+                Some("volume marked as deleted")
+            } else {
+                None
+            };
+            ManageableVolume {
+                safe_to_manage: reason.is_none(),
+                reason_not_safe: reason.map(str::to_string),
+                cinder_id,
+                size_gib: i.size_gib,
+                name: i.name,
+            }
+        })
+        .collect())
 }
 
 /// A managed image's row: its size, location and lineage, `available`.

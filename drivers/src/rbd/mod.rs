@@ -16,8 +16,8 @@ use cinder_common::capabilities::Capacity;
 use rbd_driver::{ImageSpec, OpCtl, RbdConfig, RbdDriver, RemoveMode, RemoveOutcome};
 
 use crate::{
-    Capabilities, Connection, CreateSource, Created, DriverError, Lanes, TrashSweep, VolumeDriver,
-    Work,
+    Capabilities, Connection, CreateSource, Created, DriverError, Lanes, PoolImage, TrashSweep,
+    VolumeDriver, Work,
 };
 
 const GIB: u64 = 1 << 30;
@@ -313,6 +313,27 @@ impl VolumeDriver for RbdVolumeDriver {
             .into_iter()
             .map(|e| e.name)
             .collect())
+    }
+
+    async fn pool_images(&self) -> Result<Vec<PoolImage>, DriverError> {
+        let pool = &self.config().rbd_pool;
+        let mut images = Vec::new();
+        for entry in self.driver.list_images(pool).await? {
+            match self
+                .driver
+                .image_use(&ImageSpec::new(pool, &entry.name))
+                .await
+            {
+                Ok(u) => images.push(PoolImage {
+                    size_gib: u.size.div_ceil(GIB),
+                    in_use: u.watchers > 0,
+                    name: entry.name,
+                }),
+                Err(e) if e.kind() == rbd_driver::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(images)
     }
 
     fn volume_id_of(&self, image_name: &str) -> Option<String> {

@@ -9,7 +9,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pool::Lane;
 use crate::rbd::{Image, ImageOptions, Open, PoolIo};
 use crate::types::{
-    CreateOptions, ImageEntry, ImageInfo, ImageSpec, RemoveMode, RemoveOutcome, TrashEntry, Watcher,
+    CreateOptions, ImageEntry, ImageInfo, ImageSpec, ImageUse, RemoveMode, RemoveOutcome,
+    TrashEntry, Watcher,
 };
 
 pub(crate) fn info_of(img: &Image<'_>) -> Result<ImageInfo> {
@@ -76,6 +77,21 @@ impl RbdDriver {
             let io = inner.io(&spec.pool)?;
             let img = Image::open(&io, Open::NameReadOnly(&spec.name, None))?;
             info_of(&img)
+        })
+        .await
+    }
+
+    /// The image's size and how many other clients have it open, in one open.
+    #[instrument(skip_all, fields(pool = %spec.pool, image = %spec.name))]
+    pub async fn image_use(&self, spec: &ImageSpec) -> Result<ImageUse> {
+        let spec = spec.clone();
+        self.short(move |inner| {
+            let io = inner.io(&spec.pool)?;
+            let img = Image::open(&io, Open::NameReadOnly(&spec.name, None))?;
+            Ok(ImageUse {
+                size: img.stat()?.size,
+                watchers: foreign_watchers(&img, &inner.own_ids())?.len(),
+            })
         })
         .await
     }

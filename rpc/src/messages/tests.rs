@@ -16,6 +16,7 @@ fn ctx() -> RequestContext {
 const V1_0: RpcVersion = RpcVersion { major: 1, minor: 0 };
 const V1_1: RpcVersion = RpcVersion { major: 1, minor: 1 };
 const V1_2: RpcVersion = RpcVersion { major: 1, minor: 2 };
+const V1_3: RpcVersion = RpcVersion { major: 1, minor: 3 };
 const VOL: &str = "11111111-1111-1111-1111-111111111111";
 const SNAP: &str = "22222222-2222-2222-2222-222222222222";
 
@@ -140,6 +141,7 @@ fn volume_samples() -> Vec<(RpcVersion, VolumeRequest)> {
             }
             .into(),
         ),
+        (V1_3, GetManageableVolumes {}.into()),
     ]
 }
 
@@ -247,7 +249,7 @@ fn every_message_of_every_topic_matches_its_golden_file() {
 #[test]
 fn versions_of_another_major_are_not_accepted() {
     let v = VolumeTopic::VERSION;
-    assert!(v.accepts(V1_0) && v.accepts(V1_1) && v.accepts(V1_2));
+    assert!(v.accepts(V1_0) && v.accepts(V1_1) && v.accepts(V1_2) && v.accepts(V1_3));
     assert!(!v.accepts(RpcVersion { major: 2, minor: 0 }));
     assert!(
         !v.accepts(RpcVersion {

@@ -7,6 +7,7 @@
 //! - 1.1: revert_to_snapshot, retype, manage_existing, unmanage_volume.
 //! - 1.2: create_volume carries the scheduler's request (`schedule`), so a create that
 //!   fails on this backend can go back to the scheduler for another.
+//! - 1.3: get_manageable_volumes.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,7 @@ pub struct VolumeTopic;
 impl Topic for VolumeTopic {
     type Request = VolumeRequest;
     const NAME: &'static str = "volume";
-    const VERSION: RpcVersion = RpcVersion { major: 1, minor: 2 };
+    const VERSION: RpcVersion = RpcVersion { major: 1, minor: 3 };
 }
 
 topic! {
@@ -49,6 +50,8 @@ topic! {
         cast "manage_existing" ManageExisting,
         /// Release a volume from management, leaving its image (1.1).
         cast "unmanage_volume" UnmanageVolume,
+        /// The pool's images, each with whether it may be managed (1.3).
+        call "get_manageable_volumes" GetManageableVolumes -> Vec<ManageableVolume>,
     }
 }
 
@@ -130,6 +133,28 @@ pub struct TerminateConnection {
 /// `get_capabilities`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct GetCapabilities {}
+
+/// `get_manageable_volumes`: every image of the backend's pool; the caller sorts and
+/// pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct GetManageableVolumes {}
+
+/// One image of the pool, as `get_manageable_volumes` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManageableVolume {
+    /// The image's name (the `source-name` a manage request gives).
+    pub name: String,
+    /// Its size in GiB, rounded up.
+    pub size_gib: u64,
+    /// Whether managing it is safe.
+    pub safe_to_manage: bool,
+    /// Why not: `already managed`, `volume in use`, `volume marked as deleted`.
+    #[serde(default)]
+    pub reason_not_safe: Option<String>,
+    /// The volume it already is.
+    #[serde(default)]
+    pub cinder_id: Option<String>,
+}
 
 /// `revert_to_snapshot`: the volume is `reverting`, the snapshot `restoring`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
