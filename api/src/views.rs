@@ -7,29 +7,46 @@ use chrono::NaiveDateTime;
 use cinder_common::status::AttachStatus;
 use cinder_db::entity::{snapshots, volume_attachment, volumes};
 use cinder_db::Metadata;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
 use crate::request::Req;
 
-/// Cinder's timestamp (`2026-12-03T16:06:44.123456`, UTC, no zone).
+/// Cinder's timestamp (`2026-12-03T16:06:44.123456`, UTC, no zone), written straight
+/// into the serializer's output.
+#[derive(Clone, Copy)]
+pub struct Ts<'a>(pub &'a NaiveDateTime);
+
+impl std::fmt::Display for Ts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        // By hand: chrono's `format` parses its pattern on every call, and a list of 100
+        // volumes formats 200 of these.
+        let t = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond() % 1_000_000_000 / 1000
+        )
+    }
+}
+
+impl Serialize for Ts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Cinder's timestamp as a JSON value.
 pub fn ts(t: &NaiveDateTime) -> Value {
-    use chrono::{Datelike, Timelike};
-    use std::fmt::Write;
-    // By hand: chrono's `format` parses its pattern on every call, and a list of 100
-    // volumes formats 200 of these (a few percent of a list's time).
-    let mut out = String::with_capacity(26);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond() % 1_000_000_000 / 1000
-    );
-    Value::String(out)
+    Value::String(Ts(t).to_string())
 }
 
 fn ts_opt(t: &Option<NaiveDateTime>) -> Value {
@@ -47,98 +64,188 @@ pub struct VolumeExtras {
     pub type_names: HashMap<String, String>,
 }
 
-/// The summary of a volume (`GET /volumes`).
-pub fn volume_summary(r: &Req, v: &volumes::Model) -> Value {
-    json!({"id": v.id, "name": v.display_name, "links": r.links("volumes", &v.id)})
-}
-
 /// The detail of a volume (`GET /volumes/{id}`, `/volumes/detail`, create, update).
 pub fn volume_detail(r: &Req, v: &volumes::Model, x: &VolumeExtras) -> Value {
-    let attachments: Vec<Value> = x
-        .attachments
-        .get(&v.id)
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter(|a| a.attach_status == AttachStatus::Attached)
-        .map(|a| {
-            json!({
-                "server_id": a.instance_uuid,
-                "attachment_id": a.id,
-                "attached_at": ts_opt(&a.attach_time),
-                "host_name": a.attached_host,
-                "volume_id": v.id,
-                "device": a.mountpoint,
-                "id": v.id,
-            })
-        })
-        .collect();
-    let type_name = v
-        .volume_type_id
-        .as_ref()
-        .and_then(|t| x.type_names.get(t).cloned());
-    let mut d = Map::new();
-    d.insert("id".into(), json!(v.id));
-    d.insert("status".into(), json!(v.status.as_str()));
-    d.insert("size".into(), json!(v.size));
-    d.insert("availability_zone".into(), json!(v.availability_zone));
-    d.insert("created_at".into(), ts(&v.created_at));
-    d.insert("updated_at".into(), ts_opt(&v.updated_at));
-    d.insert("attachments".into(), Value::Array(attachments));
-    d.insert("name".into(), json!(v.display_name));
-    d.insert("description".into(), json!(v.display_description));
-    d.insert("volume_type".into(), json!(type_name));
-    d.insert("snapshot_id".into(), json!(v.snapshot_id));
-    d.insert("source_volid".into(), json!(v.source_volid));
-    d.insert(
-        "metadata".into(),
-        json!(x.metadata.get(&v.id).cloned().unwrap_or_default()),
-    );
-    d.insert("links".into(), r.links("volumes", &v.id));
-    d.insert("user_id".into(), json!(v.user_id));
-    d.insert(
-        "bootable".into(),
-        json!(if v.bootable { "true" } else { "false" }),
-    );
-    d.insert("encrypted".into(), json!(v.encryption_key_id.is_some()));
-    d.insert(
-        "replication_status".into(),
-        json!(v.replication_status.as_deref().unwrap_or("disabled")),
-    );
-    d.insert("consistencygroup_id".into(), Value::Null);
-    d.insert("multiattach".into(), json!(v.multiattach));
-    if r.ctx.is_admin {
-        d.insert("os-vol-tenant-attr:tenant_id".into(), json!(v.project_id));
-        d.insert("os-vol-host-attr:host".into(), json!(v.host));
-        d.insert(
-            "os-vol-mig-status-attr:migstat".into(),
-            json!(v.migration_status),
+    serde_json::to_value(VolumeDetail { r, v, x }).unwrap_or(Value::Null)
+}
+
+/// The `self` and `bookmark` links of `collection/id`, as [`Req::links`] draws them.
+struct Links<'a> {
+    r: &'a Req,
+    collection: &'a str,
+    id: &'a str,
+}
+
+impl Serialize for Links<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Link<'a>(std::fmt::Arguments<'a>, &'static str);
+        impl Serialize for Link<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("href", &self.0)?;
+                m.serialize_entry("rel", self.1)?;
+                m.end()
+            }
+        }
+        let (base, p, c, id) = (
+            &self.r.base,
+            self.r.link_project(),
+            self.collection,
+            self.id,
         );
-        d.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
+        let mut l = s.serialize_seq(Some(2))?;
+        l.serialize_element(&Link(format_args!("{base}/v3/{p}/{c}/{id}"), "self"))?;
+        l.serialize_element(&Link(format_args!("{base}/{p}/{c}/{id}"), "bookmark"))?;
+        l.end()
     }
-    if r.v.at_least(13) {
-        d.insert("group_id".into(), json!(v.group_id));
+}
+
+/// A volume's attachment as the volume view lists it.
+struct AttachmentView<'a> {
+    a: &'a volume_attachment::Model,
+}
+
+impl Serialize for AttachmentView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = self.a;
+        let mut m = s.serialize_map(Some(7))?;
+        m.serialize_entry("server_id", &a.instance_uuid)?;
+        m.serialize_entry("attachment_id", &a.id)?;
+        m.serialize_entry("attached_at", &a.attach_time.as_ref().map(Ts))?;
+        m.serialize_entry("host_name", &a.attached_host)?;
+        m.serialize_entry("volume_id", &a.volume_id)?;
+        m.serialize_entry("device", &a.mountpoint)?;
+        m.serialize_entry("id", &a.volume_id)?;
+        m.end()
     }
-    if r.v.at_least(21) && r.ctx.is_admin {
-        d.insert("provider_id".into(), json!(v.provider_id));
+}
+
+/// A volume's detail, serialized without an intermediate tree (lists write a hundred
+/// of these per request).
+pub struct VolumeDetail<'a> {
+    /// The request (version, caller, links).
+    pub r: &'a Req,
+    /// The row.
+    pub v: &'a volumes::Model,
+    /// Its metadata, attachments and type name.
+    pub x: &'a VolumeExtras,
+}
+
+impl Serialize for VolumeDetail<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (r, v, x) = (self.r, self.v, self.x);
+        let attachments = x
+            .attachments
+            .get(&v.id)
+            .map(|a| a.as_slice())
+            .unwrap_or_default();
+        let type_name = v.volume_type_id.as_ref().and_then(|t| x.type_names.get(t));
+        let empty = Metadata::new();
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &v.id)?;
+        m.serialize_entry("status", v.status.as_str())?;
+        m.serialize_entry("size", &v.size)?;
+        m.serialize_entry("availability_zone", &v.availability_zone)?;
+        m.serialize_entry("created_at", &Ts(&v.created_at))?;
+        m.serialize_entry("updated_at", &v.updated_at.as_ref().map(Ts))?;
+        m.serialize_entry(
+            "attachments",
+            &Seq(attachments
+                .iter()
+                .filter(|a| a.attach_status == AttachStatus::Attached)
+                .map(|a| AttachmentView { a })),
+        )?;
+        m.serialize_entry("name", &v.display_name)?;
+        m.serialize_entry("description", &v.display_description)?;
+        m.serialize_entry("volume_type", &type_name)?;
+        m.serialize_entry("snapshot_id", &v.snapshot_id)?;
+        m.serialize_entry("source_volid", &v.source_volid)?;
+        m.serialize_entry("metadata", x.metadata.get(&v.id).unwrap_or(&empty))?;
+        m.serialize_entry(
+            "links",
+            &Links {
+                r,
+                collection: "volumes",
+                id: &v.id,
+            },
+        )?;
+        m.serialize_entry("user_id", &v.user_id)?;
+        m.serialize_entry("bootable", if v.bootable { "true" } else { "false" })?;
+        m.serialize_entry("encrypted", &v.encryption_key_id.is_some())?;
+        m.serialize_entry(
+            "replication_status",
+            v.replication_status.as_deref().unwrap_or("disabled"),
+        )?;
+        m.serialize_entry("consistencygroup_id", &None::<()>)?;
+        m.serialize_entry("multiattach", &v.multiattach)?;
+        if r.ctx.is_admin {
+            m.serialize_entry("os-vol-tenant-attr:tenant_id", &v.project_id)?;
+            m.serialize_entry("os-vol-host-attr:host", &v.host)?;
+            m.serialize_entry("os-vol-mig-status-attr:migstat", &v.migration_status)?;
+            m.serialize_entry("os-vol-mig-status-attr:name_id", &None::<()>)?;
+        }
+        if r.v.at_least(13) {
+            m.serialize_entry("group_id", &v.group_id)?;
+        }
+        if r.v.at_least(21) && r.ctx.is_admin {
+            m.serialize_entry("provider_id", &v.provider_id)?;
+        }
+        if r.v.at_least(48) {
+            m.serialize_entry("service_uuid", &v.service_uuid)?;
+            m.serialize_entry("shared_targets", &v.shared_targets)?;
+        }
+        if r.v.at_least(61) && r.ctx.is_admin {
+            m.serialize_entry("cluster_name", &v.cluster_name)?;
+        }
+        if r.v.at_least(63) {
+            m.serialize_entry("volume_type_id", &v.volume_type_id)?;
+        }
+        if r.v.at_least(64) {
+            m.serialize_entry("encryption_key_id", &v.encryption_key_id)?;
+        }
+        if r.v.at_least(65) {
+            m.serialize_entry("consumes_quota", &v.use_quota)?;
+        }
+        m.end()
     }
-    if r.v.at_least(48) {
-        d.insert("service_uuid".into(), json!(v.service_uuid));
-        d.insert("shared_targets".into(), json!(v.shared_targets));
+}
+
+/// The summary of a volume (`GET /volumes`).
+pub struct VolumeSummary<'a> {
+    /// The request (links).
+    pub r: &'a Req,
+    /// The row.
+    pub v: &'a volumes::Model,
+}
+
+impl Serialize for VolumeSummary<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("id", &self.v.id)?;
+        m.serialize_entry("name", &self.v.display_name)?;
+        m.serialize_entry(
+            "links",
+            &Links {
+                r: self.r,
+                collection: "volumes",
+                id: &self.v.id,
+            },
+        )?;
+        m.end()
     }
-    if r.v.at_least(61) && r.ctx.is_admin {
-        d.insert("cluster_name".into(), json!(v.cluster_name));
+}
+
+/// Serializes an iterator as a sequence (once).
+pub struct Seq<I>(pub I);
+
+impl<I> Serialize for Seq<I>
+where
+    I: Iterator + Clone,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.clone())
     }
-    if r.v.at_least(63) {
-        d.insert("volume_type_id".into(), json!(v.volume_type_id));
-    }
-    if r.v.at_least(64) {
-        d.insert("encryption_key_id".into(), json!(v.encryption_key_id));
-    }
-    if r.v.at_least(65) {
-        d.insert("consumes_quota".into(), json!(v.use_quota));
-    }
-    Value::Object(d)
 }
 
 /// A snapshot (every snapshot route shows the same fields).

@@ -179,6 +179,14 @@ pub(crate) async fn extras(
     rows: &[volumes::Model],
 ) -> Result<VolumeExtras, ApiError> {
     let ids: Vec<String> = rows.iter().map(|v| v.id.clone()).collect();
+    // The view shows attached attachments only, and a volume with one is attached
+    // (`db::attachment` recomputes the volume from its attachments): most pages need
+    // no attachment query at all.
+    let attached: Vec<String> = rows
+        .iter()
+        .filter(|v| v.attach_status == AttachStatus::Attached)
+        .map(|v| v.id.clone())
+        .collect();
     let mut type_ids: Vec<String> = rows
         .iter()
         .filter_map(|v| v.volume_type_id.clone())
@@ -188,7 +196,13 @@ pub(crate) async fn extras(
     // Three independent reads: concurrently, each on a connection of the pool.
     let (metadata, attachments, type_names) = tokio::try_join!(
         state.db.volume_metadata_many(&ids),
-        state.db.attachments_of_volumes(&ids),
+        async {
+            if attached.is_empty() {
+                Ok(Default::default())
+            } else {
+                state.db.attachments_of_volumes(&attached).await
+            }
+        },
         state.db.volume_type_names(&type_ids),
     )
     .map_err(ApiError::from_db)?;
@@ -631,28 +645,71 @@ async fn list(state: &AppState, r: &Req, detailed: bool) -> Result<Response, Api
             (rows, count)
         }
     };
-    let docs: Vec<Value> = if detailed {
-        let x = extras(state, &rows).await?;
-        rows.iter()
-            .map(|v| views::volume_detail(r, v, &x))
-            .collect()
+    let x = if detailed {
+        extras(state, &rows).await?
     } else {
-        rows.iter().map(|v| views::volume_summary(r, v)).collect()
+        VolumeExtras::default()
     };
-    let mut out = json!({ "volumes": docs });
-    if let Some(last) = rows
+    let next = rows
         .last()
         .filter(|_| p.has_next(rows.len(), state.max_limit))
-    {
-        out["volumes_links"] = json!([{
-            "href": crate::listing::next_link(&r.base, &r.path, &r.query, &last.id),
-            "rel": "next",
-        }]);
+        .map(|last| crate::listing::next_link(&r.base, &r.path, &r.query, &last.id));
+    let page = VolumePage {
+        r,
+        rows: &rows,
+        x: detailed.then_some(&x),
+        next,
+        count: p.with_count.then_some(count),
+    };
+    json_response(&page)
+}
+
+/// A page of volumes, written straight from the rows.
+struct VolumePage<'a> {
+    r: &'a Req,
+    rows: &'a [volumes::Model],
+    /// `Some` for details.
+    x: Option<&'a VolumeExtras>,
+    next: Option<String>,
+    count: Option<u64>,
+}
+
+impl serde::Serialize for VolumePage<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.r;
+        let mut m = s.serialize_map(None)?;
+        match self.x {
+            Some(x) => m.serialize_entry(
+                "volumes",
+                &views::Seq(self.rows.iter().map(|v| views::VolumeDetail { r, v, x })),
+            )?,
+            None => m.serialize_entry(
+                "volumes",
+                &views::Seq(self.rows.iter().map(|v| views::VolumeSummary { r, v })),
+            )?,
+        }
+        if let Some(href) = &self.next {
+            m.serialize_entry("volumes_links", &[json!({"href": href, "rel": "next"})])?;
+        }
+        if let Some(c) = self.count {
+            m.serialize_entry("count", &c)?;
+        }
+        m.end()
     }
-    if p.with_count {
-        out["count"] = json!(count);
-    }
-    Ok(Json(out).into_response())
+}
+
+/// A 200 with `doc` serialized as JSON.
+pub(crate) fn json_response<T: serde::Serialize>(doc: &T) -> Result<Response, ApiError> {
+    let body = serde_json::to_vec(doc).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /volumes`.

@@ -336,12 +336,14 @@ impl Db {
         if ids.is_empty() {
             return Ok(Default::default());
         }
-        Ok(volume_types::Entity::find()
+        let names: Vec<(String, String)> = volume_types::Entity::find()
+            .select_only()
+            .column(volume_types::Column::Id)
+            .column(volume_types::Column::Name)
             .filter(volume_types::Column::Id.is_in(ids.iter().cloned()))
+            .into_tuple()
             .all(&self.conn)
-            .await?
-            .into_iter()
-            .map(|t| (t.id, t.name))
-            .collect())
+            .await?;
+        Ok(names.into_iter().collect())
     }
 }

@@ -9,9 +9,10 @@
 //! 2. `POST /volumes` (1 GiB): sequential, then 10 concurrent clients; requests/s,
 //!    p50/p99 of the POST, and volumes/s reaching `available`. Target: at least 10x
 //!    Cinder's 8-10 req/s and 7-8 volumes/s.
-//! 3. `GET /volumes/detail` with 100 volumes: sequential, then 10 concurrent clients;
-//!    requests/s and p50/p99. Target: at least 30x Cinder's 13.5 req/s sequential and
-//!    38-55 req/s concurrent.
+//! 3. `GET /volumes/detail` with 100 volumes, then a page of 45 (the size Cinder's
+//!    figures were taken at): sequential, then 10 concurrent clients; requests/s and
+//!    p50/p99. Target: at least 30x Cinder's 13.5 req/s sequential and 38-55 req/s
+//!    concurrent.
 //!
 //! Every answer is counted: any error fails the run. Run with `scripts/bench.sh api`
 //! (which builds the release binaries first).
@@ -195,7 +196,13 @@ async fn creates(c: &Arc<Client>, n: usize, clients: usize) -> (f64, f64, f64, f
 }
 
 /// `n` list requests from `clients` concurrent clients: (req/s, p50 ms, p99 ms).
-async fn lists(c: &Arc<Client>, n: usize, clients: usize, want: usize) -> (f64, f64, f64) {
+async fn lists(
+    c: &Arc<Client>,
+    path: &'static str,
+    n: usize,
+    clients: usize,
+    want: usize,
+) -> (f64, f64, f64) {
     let start = Instant::now();
     let mut tasks = vec![];
     for k in 0..clients {
@@ -204,7 +211,7 @@ async fn lists(c: &Arc<Client>, n: usize, clients: usize, want: usize) -> (f64, 
             let mut out = vec![];
             for _ in (k..n).step_by(clients) {
                 let t = Instant::now();
-                let (s, n) = c.list("/v3/volumes/detail").await;
+                let (s, n) = c.list(path).await;
                 assert_eq!(s, 200, "a list failed");
                 assert_eq!(n, want, "a list with the wrong number of volumes");
                 out.push(t.elapsed());
@@ -310,17 +317,29 @@ async fn main() {
     );
     assert_eq!(ids.len(), 100);
 
-    println!("GET /volumes/detail, 100 volumes; Cinder Zed: 13.5 req/s sequential (p50 72 ms), 38-55 req/s at 10; target >= 30x");
-    let (rps, p50, p99) = lists(&c, 300, 1, 100).await;
-    println!(
-        "  sequential:    {rps:7.1} req/s  p50 {p50:6.1} ms  p99 {p99:6.1} ms  ({:.1}x Cinder's 13.5)",
-        rps / 13.5
-    );
-    let (rps, p50, p99) = lists(&c, 1000, 10, 100).await;
-    println!(
-        "  10 concurrent: {rps:7.1} req/s  p50 {p50:6.1} ms  p99 {p99:6.1} ms  ({:.1}x Cinder's 55)",
-        rps / 55.0
-    );
+    // API_BENCH_LISTS: more concurrent lists, to profile the API under them.
+    let n = std::env::var("API_BENCH_LISTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    // 100 volumes as the issue asks; 45 as Cinder's figures were measured.
+    for (path, want) in [
+        ("/v3/volumes/detail", 100),
+        ("/v3/volumes/detail?limit=45", 45),
+    ] {
+        println!("GET {path}, {want} volumes listed; Cinder Zed (45 volumes): 13.5 req/s sequential (p50 72 ms), 38-55 req/s at 10; target >= 30x");
+        let (rps, p50, p99) = lists(&c, path, 300, 1, want).await;
+        println!(
+            "  sequential:    {rps:7.1} req/s  p50 {p50:6.1} ms  p99 {p99:6.1} ms  ({:.1}x Cinder's 13.5)",
+            rps / 13.5
+        );
+        let (rps, p50, p99) = lists(&c, path, n, 10, want).await;
+        println!(
+            "  10 concurrent: {rps:7.1} req/s  p50 {p50:6.1} ms  p99 {p99:6.1} ms  ({:.1}x Cinder's 55, {:.1}x its 38)",
+            rps / 55.0,
+            rps / 38.0
+        );
+    }
 
     // Clean up: every volume deleted through the API, then the pool.
     for id in &ids {
