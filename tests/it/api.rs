@@ -1950,6 +1950,241 @@ async fn an_existing_image_is_managed_into_a_volume_and_unmanaged_out_of_it() {
     s.down().await;
 }
 
+/// The keys of a JSON object.
+fn keys_of(v: &Value) -> std::collections::BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// One microversion boundary of a shape: at 3.`at` the object at `pointer` of
+/// `GET path` gains `adds`, which it does not have at 3.`at - 1`.
+struct ShapeBoundary {
+    at: u16,
+    path: String,
+    token: &'static str,
+    pointer: &'static str,
+    adds: &'static [&'static str],
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_microversion_boundary_that_changes_a_shape_changes_exactly_there() {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+    let vol = new_volume(api, ALICE, json!({"size": 1})).await;
+    let r = api
+        .post(
+            "/v3/snapshots",
+            ALICE,
+            json!({"snapshot": {"volume_id": vol, "name": "s"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+    api.wait_snapshot(ALICE, &snap, "available").await;
+
+    // The shapes at 3.0: nothing more, nothing less.
+    let base_volume = [
+        "id",
+        "status",
+        "size",
+        "availability_zone",
+        "created_at",
+        "updated_at",
+        "attachments",
+        "name",
+        "description",
+        "volume_type",
+        "snapshot_id",
+        "source_volid",
+        "metadata",
+        "links",
+        "user_id",
+        "bootable",
+        "encrypted",
+        "replication_status",
+        "consistencygroup_id",
+        "multiattach",
+    ];
+    let admin_volume = [
+        "os-vol-tenant-attr:tenant_id",
+        "os-vol-host-attr:host",
+        "os-vol-mig-status-attr:migstat",
+        "os-vol-mig-status-attr:name_id",
+    ];
+    let set = |k: &[&str]| {
+        k.iter()
+            .map(|s| s.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let r = api.get_v(&format!("/v3/volumes/{vol}"), ALICE, "3.0").await;
+    assert_eq!(
+        keys_of(&r.body["volume"]),
+        set(&base_volume),
+        "a member's volume at 3.0"
+    );
+    let r = api.get_v(&format!("/v3/volumes/{vol}"), ADMIN, "3.0").await;
+    let mut admin_base = set(&base_volume);
+    admin_base.extend(set(&admin_volume));
+    assert_eq!(
+        keys_of(&r.body["volume"]),
+        admin_base,
+        "an admin's volume at 3.0"
+    );
+    let r = api
+        .get_v(&format!("/v3/snapshots/{snap}"), ALICE, "3.0")
+        .await;
+    assert_eq!(
+        keys_of(&r.body["snapshot"]),
+        set(&[
+            "id",
+            "created_at",
+            "updated_at",
+            "name",
+            "description",
+            "volume_id",
+            "status",
+            "size",
+            "metadata",
+            "os-extended-snapshot-attributes:progress",
+            "os-extended-snapshot-attributes:project_id",
+        ]),
+        "a snapshot at 3.0"
+    );
+    // A member never sees the admin-only fields, at any version.
+    let r = api
+        .get_v(&format!("/v3/volumes/{vol}"), ALICE, "3.71")
+        .await;
+    for k in admin_volume.iter().chain(&["provider_id", "cluster_name"]) {
+        assert!(
+            r.body["volume"].get(k).is_none(),
+            "a member sees {k} at 3.71"
+        );
+    }
+
+    let volume = format!("/v3/volumes/{vol}");
+    let list = "/v3/volumes/detail".to_string();
+    let snapshot = format!("/v3/snapshots/{snap}");
+    let b = |at, path: &String, token, pointer, adds| ShapeBoundary {
+        at,
+        path: path.clone(),
+        token,
+        pointer,
+        adds,
+    };
+    let table = [
+        b(13, &volume, ALICE, "/volume", &["group_id"]),
+        b(21, &volume, ADMIN, "/volume", &["provider_id"]),
+        b(
+            48,
+            &volume,
+            ALICE,
+            "/volume",
+            &["service_uuid", "shared_targets"],
+        ),
+        b(61, &volume, ADMIN, "/volume", &["cluster_name"]),
+        b(63, &volume, ALICE, "/volume", &["volume_type_id"]),
+        b(64, &volume, ALICE, "/volume", &["encryption_key_id"]),
+        b(65, &volume, ALICE, "/volume", &["consumes_quota"]),
+        b(13, &list, ALICE, "/volumes/0", &["group_id"]),
+        b(65, &list, ALICE, "/volumes/0", &["consumes_quota"]),
+        b(14, &snapshot, ALICE, "/snapshot", &["group_snapshot_id"]),
+        b(41, &snapshot, ALICE, "/snapshot", &["user_id"]),
+        b(65, &snapshot, ALICE, "/snapshot", &["consumes_quota"]),
+        b(
+            36,
+            &"/v3/volumes/summary".to_string(),
+            ALICE,
+            "/volume-summary",
+            &["metadata"],
+        ),
+        b(
+            45,
+            &"/v3/volumes?with_count=true".to_string(),
+            ALICE,
+            "",
+            &["count"],
+        ),
+        b(
+            7,
+            &"/v3/os-services?binary=cinder-volume".to_string(),
+            ADMIN,
+            "/services/0",
+            &["cluster"],
+        ),
+        b(
+            49,
+            &"/v3/os-services?binary=cinder-volume".to_string(),
+            ADMIN,
+            "/services/0",
+            &["backend_state"],
+        ),
+    ];
+    for t in &table {
+        let before = format!("3.{}", t.at - 1);
+        let at = format!("3.{}", t.at);
+        let r0 = api.get_v(&t.path, t.token, &before).await;
+        let r1 = api.get_v(&t.path, t.token, &at).await;
+        assert_eq!(
+            (r0.status, r1.status),
+            (200, 200),
+            "{} at {before}/{at}",
+            t.path
+        );
+        let (k0, k1) = (
+            keys_of(r0.body.pointer(t.pointer).unwrap()),
+            keys_of(r1.body.pointer(t.pointer).unwrap()),
+        );
+        let gained: Vec<&String> = k1.difference(&k0).collect();
+        let lost: Vec<&String> = k0.difference(&k1).collect();
+        assert_eq!(
+            (gained, lost),
+            (
+                t.adds
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .collect(),
+                vec![]
+            ),
+            "GET {} as {}: {before} -> {at}",
+            t.path,
+            t.token
+        );
+    }
+
+    // Routes that begin at a version: 404 one below, 200 at it.
+    let routes: [(u16, String, &str); 5] = [
+        (3, "/v3/messages".into(), ALICE),
+        (
+            8,
+            format!("/v3/manageable_volumes?host={}", s.backend),
+            ADMIN,
+        ),
+        (12, "/v3/volumes/summary".into(), ALICE),
+        (27, "/v3/attachments".into(), ALICE),
+        (62, "/v3/default-types".into(), ADMIN),
+    ];
+    for (at, path, token) in &routes {
+        let r0 = api.get_v(path, token, &format!("3.{}", at - 1)).await;
+        let r1 = api.get_v(path, token, &format!("3.{at}")).await;
+        assert_eq!(
+            (r0.status, r1.status),
+            (404, 200),
+            "GET {path} at 3.{}/3.{at}: {} / {}",
+            at - 1,
+            r0.body,
+            r1.body
+        );
+        assert_eq!(r0.body["itemNotFound"]["code"], 404, "{path}: {}", r0.body);
+    }
+    s.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quotas_limits_services_zones_capabilities_and_user_messages_answer_as_cinder() {
     let c = ceph().await;
