@@ -41,7 +41,8 @@ ensure_rust() {
 # client libraries (installed with the cluster by ceph-dev.sh).
 ensure_build_deps() {
     ensure_rust
-    apt_install gcc libc6-dev
+    # libssl-dev, pkg-config: the API reaches an https:// Keystone through OpenSSL.
+    apt_install gcc libc6-dev libssl-dev pkg-config
 }
 
 # The real OpenStack clients the API tests drive (Debian's packages: `openstack`,

@@ -22,6 +22,9 @@ ensure_postgres
 ensure_mariadb
 ensure_rabbitmq
 ensure_openstack_clients
+# The Keystone test puts socat, with a certificate the openssl CLI makes, in front of
+# Keystone to reach it over HTTPS.
+apt_install socat openssl
 scripts/keystone-dev.sh install
 # The test Keystone starts in the background while cargo builds (it takes ~20 s of
 # Python start-up); the tests wait for it below.

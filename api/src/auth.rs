@@ -8,8 +8,9 @@
 //! know, expired or revoked gets 401, and so does one that cannot be a token (too long,
 //! odd bytes) without asking Keystone or taking a cache entry; Keystone unreachable or
 //! answering nonsense gets 503 (nothing cached). Role names compare without case, as
-//! oslo.policy's `role:` checks do. Keystone is reached over plain HTTP only (this build
-//! has no TLS client): an `https://` `auth_url` is refused at start.
+//! oslo.policy's `role:` checks do. An `https://` `auth_url` is verified against the
+//! system's trusted certificates (OpenSSL's), or the `cafile` bundle; `insecure = true`
+//! skips the verification, as keystonemiddleware's option of that name does.
 //!
 //! The middleware [`authenticate`] puts the caller's [`Identity`] into the request; the
 //! [`crate::context::Context`] extractor applies the policy (reader, member, admin).
@@ -91,6 +92,13 @@ pub struct KeystoneSettings {
     /// Seconds a request to Keystone may take. Default 10.
     #[serde(default = "default_timeout")]
     pub http_request_timeout: u64,
+    /// PEM bundle of the CAs that sign Keystone's HTTPS certificate, trusted besides
+    /// the system's. Unset: the system's only.
+    #[serde(default)]
+    pub cafile: Option<String>,
+    /// Skip the verification of Keystone's HTTPS certificate. Default false.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 fn default_service_project() -> String {
@@ -171,9 +179,9 @@ impl Keystone {
     /// A validator for `settings` (no request is made yet).
     pub fn new(settings: KeystoneSettings) -> anyhow::Result<Keystone> {
         let url = settings.auth_url.trim_end_matches('/');
-        if !url.starts_with("http://") {
+        if !url.starts_with("http://") && !url.starts_with("https://") {
             anyhow::bail!(
-                "[keystone_authtoken] auth_url {url:?}: only http:// is supported by this build (no TLS client); reach Keystone through a local TLS-terminating proxy"
+                "[keystone_authtoken] auth_url {url:?} is not an http:// or https:// URL"
             );
         }
         let base = if url.ends_with("/v3") {
@@ -181,9 +189,23 @@ impl Keystone {
         } else {
             format!("{url}/v3")
         };
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.http_request_timeout.max(1)))
-            .build()?;
+            .danger_accept_invalid_certs(settings.insecure);
+        if let Some(path) = &settings.cafile {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("[keystone_authtoken] cafile {path}: {e}"))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                anyhow::anyhow!("[keystone_authtoken] cafile {path}: not a PEM bundle: {e}")
+            })?;
+            if certs.is_empty() {
+                anyhow::bail!("[keystone_authtoken] cafile {path}: no certificate in it");
+            }
+            for c in certs {
+                http = http.add_root_certificate(c);
+            }
+        }
+        let http = http.build()?;
         Ok(Keystone {
             settings,
             base,
@@ -506,6 +528,8 @@ mod tests {
             token_cache_time: 300,
             token_cache_size: cache_size,
             http_request_timeout: 1,
+            cafile: None,
+            insecure: false,
         }
     }
 
@@ -546,9 +570,21 @@ mod tests {
     }
 
     #[test]
-    fn keystone_over_https_is_refused_at_start_not_at_the_first_request() {
+    fn a_keystone_url_or_ca_bundle_that_cannot_work_is_refused_at_start() {
         let mut s = settings(8);
         s.auth_url = "https://keystone.example:5000/v3".into();
-        assert!(Keystone::new(s).is_err());
+        assert!(Keystone::new(s.clone()).is_ok(), "https is served");
+        s.auth_url = "ftp://keystone.example/v3".into();
+        assert!(Keystone::new(s.clone()).is_err());
+        s.auth_url = "https://keystone.example:5000/v3".into();
+        s.cafile = Some("/nonexistent/ca.pem".into());
+        assert!(Keystone::new(s.clone()).is_err(), "a missing cafile");
+        let dir = std::env::temp_dir().join(format!("ks-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        s.cafile = Some(empty.to_string_lossy().into_owned());
+        assert!(Keystone::new(s).is_err(), "a cafile without a certificate");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -2892,6 +2892,85 @@ fn keystone_api_extra(ks: &Keystone, cache_secs: u64) -> String {
     )
 }
 
+/// socat terminating TLS on a free port of loopback in front of `http_url`'s host and
+/// port, with a self-signed certificate for 127.0.0.1 made by the openssl CLI.
+struct TlsProxy {
+    addr: String,
+    cert: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    child: tokio::process::Child,
+}
+
+impl TlsProxy {
+    async fn start(http_url: &str) -> TlsProxy {
+        let target = http_url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let dir = std::env::temp_dir().join(unique("it-tls"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("the openssl CLI runs (Debian's openssl package)");
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let port = addr.rsplit(':').next().unwrap();
+        let child = tokio::process::Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+                cert.display(),
+                key.display()
+            ))
+            .arg(format!("TCP:{target}"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("socat runs (Debian's socat package; scripts/test.sh installs it)");
+        wait_for("socat to listen", 10, || async {
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        TlsProxy {
+            addr,
+            cert,
+            dir,
+            child,
+        }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Seconds the API under the Keystone test reuses an answer about a token.
 const TOKEN_CACHE_SECS: u64 = 2;
 
@@ -3090,6 +3169,36 @@ async fn keystone_tokens_isolate_projects_keep_readers_from_writing_and_refuse_e
 
     expiry.await.expect("the expiry check");
     api2_task.stop().await;
+
+    // Keystone over HTTPS (the same Keystone behind a TLS-terminating socat with a
+    // certificate of the test's own): verified against `cafile`, refused (503) without
+    // it, accepted with `insecure = true`.
+    let tls = TlsProxy::start(&ks.url).await;
+    let ks_host_path = ks.url.trim_start_matches("http://");
+    let ks_path = &ks_host_path[ks_host_path.find('/').unwrap()..];
+    let https_url = format!("https://{}{ks_path}", tls.addr);
+    let a = ks.token(&alice, &p1).await.id;
+    for (extra, want) in [
+        (format!("cafile = \"{}\"\n", tls.cert.display()), 200),
+        (String::new(), 503),
+        ("insecure = true\n".to_string(), 200),
+    ] {
+        let conf =
+            keystone_api_extra(&ks, TOKEN_CACHE_SECS).replacen(&ks.url, &https_url, 1) + &extra;
+        let (addr, task) = start_api_with(&s.db_url, &s.topic, &conf).await;
+        let api3 = Api {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        };
+        let r = api3.get("/v3/volumes", &a).await;
+        assert_eq!(
+            r.status, want,
+            "Keystone at {https_url} with {extra:?}: {}",
+            r.body
+        );
+        task.stop().await;
+    }
+    drop(tls);
 
     let a = ks.token(&alice, &p1).await.id;
     let r = api.delete(&path, &a).await;
