@@ -189,6 +189,9 @@ impl Keystone {
         } else {
             format!("{url}/v3")
         };
+        if settings.insecure && url.starts_with("https://") {
+            tracing::warn!(auth_url = %url, "[keystone_authtoken] insecure = true: Keystone's certificate is not verified");
+        }
         let mut http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.http_request_timeout.max(1)))
             .danger_accept_invalid_certs(settings.insecure);

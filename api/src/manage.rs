@@ -11,7 +11,9 @@ use cinder_common::ops;
 use cinder_db::entity::services;
 use cinder_db::NewVolume;
 use cinder_db::SortDir;
-use cinder_rpc::messages::{GetManageableVolumes, ManageExisting, ManageableVolume, VolumeRequest};
+use cinder_rpc::messages::{
+    GetManageableVolumes, ManageExisting, ManageableVolume, RemoteErrorKind, VolumeRequest,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -266,7 +268,20 @@ pub(crate) async fn manageable(
             Duration::from_secs(state.rpc_timeout_secs),
         )
         .await
-        .map_err(crate::actions::rpc_failure)?;
+        .map_err(|e| match e {
+            cinder_rpc::RpcError::Remote(remote)
+                if !matches!(
+                    remote.kind,
+                    RemoteErrorKind::InvalidInput | RemoteErrorKind::NotFound
+                ) =>
+            {
+                ApiError::internal(format!(
+                    "Unable to list the manageable volumes of {backend}: {}",
+                    remote.message
+                ))
+            }
+            e => crate::actions::rpc_failure(e),
+        })?;
     images.sort_by(|a, b| {
         for (by_name, dir) in &sort {
             let o = if *by_name {
@@ -292,8 +307,11 @@ pub(crate) async fn manageable(
                     "Invalid input received: marker {m} can not be analysed, please use json like format"
                 ))
             })?;
-            let name = reference.get("source-name").and_then(Value::as_str);
-            match images.iter().position(|i| Some(i.name.as_str()) == name) {
+            // The whole reference must match, as Cinder compares them.
+            match images
+                .iter()
+                .position(|i| reference == json!({"source-name": i.name}))
+            {
                 Some(i) => i + 1,
                 None => {
                     return Err(ApiError::bad_request(format!(

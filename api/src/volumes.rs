@@ -179,12 +179,13 @@ pub(crate) async fn extras(
     rows: &[volumes::Model],
 ) -> Result<VolumeExtras, ApiError> {
     let ids: Vec<String> = rows.iter().map(|v| v.id.clone()).collect();
-    // The view shows attached attachments only, and a volume with one is attached
-    // (`db::attachment` recomputes the volume from its attachments): most pages need
-    // no attachment query at all.
+    // Only a volume with live attachments is other than detached (`db::attachment`
+    // recomputes the volume from them; resets and detaches end them first), and a
+    // multiattach volume may read `attaching` while another attachment is attached:
+    // every volume that is not detached, and most pages need no attachment query.
     let attached: Vec<String> = rows
         .iter()
-        .filter(|v| v.attach_status == AttachStatus::Attached)
+        .filter(|v| v.attach_status != AttachStatus::Detached)
         .map(|v| v.id.clone())
         .collect();
     let mut type_ids: Vec<String> = rows

@@ -218,7 +218,7 @@ impl RpcClient {
         context: RequestContext,
         body: T::Request,
     ) -> Result<String, RpcError> {
-        let env = Envelope::new(T::VERSION, context, body);
+        let env = Envelope::new(T::version_of(&body), context, body);
         self.cast_envelope(queue, &env).await?;
         Ok(env.request_id)
     }
@@ -246,8 +246,8 @@ impl RpcClient {
         msg: M,
         timeout: Duration,
     ) -> Result<M::Reply, RpcError> {
-        let env: Envelope<<M::Topic as Topic>::Request> =
-            Envelope::new(M::Topic::VERSION, context, msg.into());
+        let body: <M::Topic as Topic>::Request = msg.into();
+        let env = Envelope::new(M::Topic::version_of(&body), context, body);
         self.call_envelope(queue, &env, timeout).await
     }
 
@@ -334,7 +334,7 @@ impl Caster {
         context: &RequestContext,
         body: T::Request,
     ) -> Result<(), RpcError> {
-        let mut env = crate::messages::Envelope::new(T::VERSION, context.clone(), body);
+        let mut env = crate::messages::Envelope::new(T::version_of(&body), context.clone(), body);
         env.request_id = request_id.to_string();
         self.client().await?.cast_envelope(queue, &env).await
     }
@@ -348,8 +348,9 @@ impl Caster {
         msg: M,
         timeout: Duration,
     ) -> Result<M::Reply, RpcError> {
-        let mut env: crate::messages::Envelope<<M::Topic as Topic>::Request> =
-            crate::messages::Envelope::new(M::Topic::VERSION, context.clone(), msg.into());
+        let body: <M::Topic as Topic>::Request = msg.into();
+        let mut env =
+            crate::messages::Envelope::new(M::Topic::version_of(&body), context.clone(), body);
         env.request_id = request_id.to_string();
         self.client()
             .await?

@@ -1473,6 +1473,16 @@ async fn nova_attaches_and_detaches_through_attachments_and_the_legacy_actions()
             .await;
         assert_eq!(r.status, 200, "attachment {i}: {}", r.body);
         let a = r.body["attachment"]["id"].as_str().unwrap().to_string();
+        if i == 1 {
+            // The second server connects: the first one's attachment still shows.
+            let r = api.get(&format!("/v3/volumes/{m}"), ALICE).await;
+            assert_eq!(
+                r.body["volume"]["attachments"].as_array().map(Vec::len),
+                Some(1),
+                "while another server attaches: {}",
+                r.body
+            );
+        }
         let r = api
             .call(
                 Method::POST,

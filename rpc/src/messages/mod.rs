@@ -148,6 +148,10 @@ pub trait Topic: Send + Sync + 'static {
     const NAME: &'static str;
     /// The version of the topic this build speaks.
     const VERSION: RpcVersion;
+    /// The version a request goes out at: the oldest that carries it (its method's,
+    /// and its newer fields' when they are set), so that services not yet upgraded
+    /// keep taking every message they know during a rolling upgrade.
+    fn version_of(request: &Self::Request) -> RpcVersion;
 }
 
 /// A request knows its method's wire name.

@@ -19,6 +19,10 @@ impl Topic for SchedulerTopic {
     type Request = SchedulerRequest;
     const NAME: &'static str = "scheduler";
     const VERSION: RpcVersion = RpcVersion { major: 1, minor: 0 };
+
+    fn version_of(_: &SchedulerRequest) -> RpcVersion {
+        Self::VERSION
+    }
 }
 
 topic! {

@@ -209,6 +209,11 @@ where
             T::NAME
         );
         let method = body.method();
+        assert_eq!(
+            T::version_of(&body),
+            version,
+            "{method} goes out at another version than the one it came in"
+        );
         covered.push(method);
         let msg = envelope(version, body);
         // The volume topic came first and keeps its unprefixed names.

@@ -21,6 +21,26 @@ impl Topic for VolumeTopic {
     type Request = VolumeRequest;
     const NAME: &'static str = "volume";
     const VERSION: RpcVersion = RpcVersion { major: 1, minor: 3 };
+
+    fn version_of(request: &VolumeRequest) -> RpcVersion {
+        use VolumeRequest as R;
+        let minor = match request {
+            R::CreateVolume(c) if c.schedule.is_some() => 2,
+            R::CreateVolume(_)
+            | R::DeleteVolume(_)
+            | R::CreateSnapshot(_)
+            | R::DeleteSnapshot(_)
+            | R::ExtendVolume(_)
+            | R::InitializeConnection(_)
+            | R::TerminateConnection(_)
+            | R::GetCapabilities(_) => 0,
+            R::RevertToSnapshot(_) | R::Retype(_) | R::ManageExisting(_) | R::UnmanageVolume(_) => {
+                1
+            }
+            R::GetManageableVolumes(_) => 3,
+        };
+        RpcVersion { major: 1, minor }
+    }
 }
 
 topic! {
