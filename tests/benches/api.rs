@@ -51,10 +51,11 @@ impl Drop for Procs {
     }
 }
 
-fn rss_mb(pid: u32) -> f64 {
+/// `field` of `/proc/<pid>/status` (`VmRSS`, `RssAnon`, `RssFile`), in MB.
+fn status_mb(pid: u32, field: &str) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
@@ -300,7 +301,13 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     println!("idle RSS (target <= 30 MB each; Cinder Zed 150-190 MB):");
     for (name, child) in &procs.0 {
-        println!("  {name:<17} {:6.1} MB", rss_mb(child.id()));
+        let pid = child.id();
+        println!(
+            "  {name:<17} {:6.1} MB  (private {:5.1} MB, file-backed code and data {:5.1} MB)",
+            status_mb(pid, "VmRSS"),
+            status_mb(pid, "RssAnon"),
+            status_mb(pid, "RssFile")
+        );
     }
 
     println!("POST /volumes (1 GiB) on SQLite; Cinder Zed: 8-10 req/s (p50 100-120 ms), 7-8 volumes/s available; target >= 10x");
