@@ -200,6 +200,13 @@ pub(crate) async fn manage(
     Ok((StatusCode::ACCEPTED, Json(json!({ "volume": doc }))).into_response())
 }
 
+/// The sort keys of the manageable listing.
+#[derive(Clone, Copy)]
+enum SortBy {
+    Reference,
+    Size,
+}
+
 /// `GET /manageable_volumes[/detail]` (3.8, admin): the images of the `host`'s pool,
 /// as its volume service lists them, sorted and paged here (`reference` or `size`,
 /// `marker` being the JSON of a `reference`).
@@ -213,23 +220,26 @@ pub(crate) async fn manageable(
     let mut query = r.query.clone();
     query.retain(|(k, _)| k != "host" && k != "cluster");
     let p = ListParams::parse(&query, r.v, state.max_limit)?;
-    let mut sort = p
-        .sort_keys(|k| match k {
-            "reference" => Some(true),
-            "size" => Some(false),
-            _ => None,
-        })
-        .map_err(|_| {
-            let bad: Vec<&str> = p
-                .sort
-                .iter()
-                .map(|(k, _)| k.as_str())
-                .filter(|k| *k != "reference" && *k != "size")
-                .collect();
-            ApiError::bad_request(format!("Invalid sort keys passed: {}", bad.join(", ")))
-        })?;
+    let known = |k: &str| match k {
+        "reference" => Some(SortBy::Reference),
+        "size" => Some(SortBy::Size),
+        _ => None,
+    };
+    let bad: Vec<&str> = p
+        .sort
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| known(k).is_none())
+        .collect();
+    if !bad.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Invalid sort keys passed: {}",
+            bad.join(", ")
+        )));
+    }
+    let mut sort = p.sort_keys(known)?;
     if sort.is_empty() {
-        sort.push((true, SortDir::Desc));
+        sort.push((SortBy::Reference, SortDir::Desc));
     }
     let cluster = if r.v.at_least(17) {
         r.query_value("cluster").filter(|c| !c.is_empty())
@@ -283,11 +293,10 @@ pub(crate) async fn manageable(
             e => crate::actions::rpc_failure(e),
         })?;
     images.sort_by(|a, b| {
-        for (by_name, dir) in &sort {
-            let o = if *by_name {
-                a.name.cmp(&b.name)
-            } else {
-                a.size_gib.cmp(&b.size_gib)
+        for (by, dir) in &sort {
+            let o = match by {
+                SortBy::Reference => a.name.cmp(&b.name),
+                SortBy::Size => a.size_gib.cmp(&b.size_gib),
             };
             let o = match dir {
                 SortDir::Asc => o,

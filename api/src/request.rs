@@ -136,11 +136,12 @@ impl Req {
 
     /// `self` and `bookmark` links of `collection/id`.
     pub fn links(&self, collection: &str, id: &str) -> serde_json::Value {
-        let p = self.link_project();
-        serde_json::json!([
-            {"href": format!("{}/v3/{p}/{collection}/{id}", self.base), "rel": "self"},
-            {"href": format!("{}/{p}/{collection}/{id}", self.base), "rel": "bookmark"},
-        ])
+        serde_json::to_value(crate::views::Links {
+            r: self,
+            collection,
+            id,
+        })
+        .unwrap_or_default()
     }
 
     /// The value of query key `k` (the last one given).

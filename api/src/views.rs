@@ -69,11 +69,15 @@ pub fn volume_detail(r: &Req, v: &volumes::Model, x: &VolumeExtras) -> Value {
     serde_json::to_value(VolumeDetail { r, v, x }).unwrap_or(Value::Null)
 }
 
-/// The `self` and `bookmark` links of `collection/id`, as [`Req::links`] draws them.
-struct Links<'a> {
-    r: &'a Req,
-    collection: &'a str,
-    id: &'a str,
+/// The `self` and `bookmark` links of `collection/id` (what [`Req::links`] returns as a
+/// value).
+pub struct Links<'a> {
+    /// The request (base URL, project).
+    pub r: &'a Req,
+    /// `volumes`, `snapshots`, ...
+    pub collection: &'a str,
+    /// The resource's id.
+    pub id: &'a str,
 }
 
 impl Serialize for Links<'_> {
@@ -235,7 +239,7 @@ impl Serialize for VolumeSummary<'_> {
     }
 }
 
-/// Serializes an iterator as a sequence (once).
+/// Serializes an iterator as a sequence (a clone of it, as `serialize` takes `&self`).
 pub struct Seq<I>(pub I);
 
 impl<I> Serialize for Seq<I>

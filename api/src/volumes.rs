@@ -662,7 +662,8 @@ async fn list(state: &AppState, r: &Req, detailed: bool) -> Result<Response, Api
         next,
         count: p.with_count.then_some(count),
     };
-    json_response(&page)
+    // Axum's `Json` writes the page straight into the body (no `Value` tree).
+    Ok(Json(page).into_response())
 }
 
 /// A page of volumes, written straight from the rows.
@@ -698,19 +699,6 @@ impl serde::Serialize for VolumePage<'_> {
         }
         m.end()
     }
-}
-
-/// A 200 with `doc` serialized as JSON.
-pub(crate) fn json_response<T: serde::Serialize>(doc: &T) -> Result<Response, ApiError> {
-    let body = serde_json::to_vec(doc).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
 }
 
 /// `GET /volumes`.

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::fixtures::{
-    ceph, launch_on, prepare, start_api_with, wait_for, Ceph, InProcess, Service,
+    ceph, free_local_addr, launch_on, prepare, start_api_with, wait_for, Ceph, InProcess, Service,
 };
 
 /// An answer: status, headers, JSON body (`Null` when empty).
@@ -2943,10 +2943,7 @@ impl TlsProxy {
             "openssl req: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
+        let addr = free_local_addr();
         let port = addr.rsplit(':').next().unwrap();
         let child = tokio::process::Command::new("socat")
             .arg(format!(

@@ -35,11 +35,16 @@ pub(crate) async fn capabilities<D: VolumeDriver>(
                 retryable: false,
             })
         }
-        Err(e) => Err(RemoteError {
-            kind: RemoteErrorKind::Unavailable,
-            message: format!("database: {e}"),
-            retryable: false,
-        }),
+        Err(e) => Err(db_unavailable(&e)),
+    }
+}
+
+/// A database failure as the caller sees it.
+pub(crate) fn db_unavailable(e: &cinder_db::Error) -> RemoteError {
+    RemoteError {
+        kind: RemoteErrorKind::Unavailable,
+        message: format!("database: {e}"),
+        retryable: false,
     }
 }
 

@@ -6,7 +6,7 @@
 use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
 use cinder_common::status::VolumeStatus;
 use cinder_db::{Ending, VolumeChanges};
-use cinder_rpc::messages::{ManageExisting, ManageableVolume, RemoteErrorKind};
+use cinder_rpc::messages::{ManageExisting, ManageableVolume};
 use cinder_rpc::RemoteError;
 
 use crate::manager::{ManagerError, Ran, VolumeManager};
@@ -69,11 +69,10 @@ pub(crate) async fn manageable<D: VolumeDriver>(
         .pool_images()
         .await
         .map_err(|e| super::connection::remote(&e))?;
-    let live = m.db.live_volume_ids().await.map_err(|e| RemoteError {
-        kind: RemoteErrorKind::Unavailable,
-        message: format!("database: {e}"),
-        retryable: false,
-    })?;
+    let live =
+        m.db.live_volume_ids()
+            .await
+            .map_err(|e| super::connection::db_unavailable(&e))?;
     Ok(images
         .into_iter()
         .map(|i| {
