@@ -1,8 +1,6 @@
 //! The JSON shapes of volumes and snapshots, per microversion and caller, as Cinder's
 //! views draw them (`cinder/api/v3/views/volumes.py`, `.../snapshots.py`).
 
-use std::collections::HashMap;
-
 use chrono::NaiveDateTime;
 use cinder_common::status::AttachStatus;
 use cinder_db::entity::{snapshots, volume_attachment, volumes};
@@ -53,16 +51,8 @@ fn ts_opt(t: &Option<NaiveDateTime>) -> Value {
     t.as_ref().map(ts).unwrap_or(Value::Null)
 }
 
-/// What a volume view needs besides the row.
-#[derive(Default)]
-pub struct VolumeExtras {
-    /// Metadata by volume id.
-    pub metadata: HashMap<String, Metadata>,
-    /// Live attachments by volume id.
-    pub attachments: HashMap<String, Vec<volume_attachment::Model>>,
-    /// Type names by id.
-    pub type_names: HashMap<String, String>,
-}
+/// What a volume's detail view shows besides its row (read with the page).
+pub type VolumeExtras = cinder_db::VolumeDetails;
 
 /// The detail of a volume (`GET /volumes/{id}`, `/volumes/detail`, create, update).
 pub fn volume_detail(r: &Req, v: &volumes::Model, x: &VolumeExtras) -> Value {

@@ -23,6 +23,7 @@ mod attachment;
 mod db;
 pub mod entity;
 mod error;
+mod json_rows;
 mod list;
 mod metadata;
 mod quota;
@@ -37,7 +38,9 @@ mod work;
 pub use attachment::{Connected, NewAttachment};
 pub use db::{Db, DEFAULT_SQLITE_URL};
 pub use error::{Error, Result};
-pub use list::{SnapshotListQuery, SnapshotSortKey, SortDir, VolumeListQuery, VolumeSortKey};
+pub use list::{
+    SnapshotListQuery, SnapshotSortKey, SortDir, VolumeDetails, VolumeListQuery, VolumeSortKey,
+};
 pub use metadata::Metadata;
 pub use quota::{snapshot_quota_deltas, volume_quota_deltas, QuotaLimits, ReservationId, Usage};
 pub use schedule::{NewMessage, Placement};

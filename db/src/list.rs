@@ -5,13 +5,35 @@
 //! between pages neither repeat nor push others out; the marker row may itself have
 //! been deleted since (soft-deleted rows stay readable).
 
-use cinder_common::status::VolumeStatus;
-use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Value};
+use std::collections::HashMap;
 
-use crate::entity::{snapshot_metadata, snapshots, volume_metadata, volumes};
+use cinder_common::status::{AttachStatus, VolumeStatus};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Value,
+};
+
+use crate::entity::{snapshot_metadata, snapshots, volume_attachment, volume_metadata, volumes};
 use crate::error::{Error, Result};
+use crate::metadata::Metadata;
 use crate::Db;
+
+/// What a volume's detail view shows besides its row, for a page of volumes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VolumeDetails {
+    /// Metadata by volume id (volumes without metadata are absent).
+    pub metadata: HashMap<String, Metadata>,
+    /// Live attachments by volume id, oldest first (only volumes that have some).
+    pub attachments: HashMap<String, Vec<volume_attachment::Model>>,
+    /// Type names by type id (deleted types too: a volume keeps its type's name).
+    pub type_names: HashMap<String, String>,
+}
+
+/// Attachments oldest first (then by id), whichever way they were read.
+fn in_order(mut list: Vec<volume_attachment::Model>) -> Vec<volume_attachment::Model> {
+    list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    list
+}
 
 /// Keys volumes can be sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +203,98 @@ pub(crate) fn after_marker(keys: &[(Expr, Value, SortDir)]) -> Condition {
 impl Db {
     /// One page of volumes.
     pub async fn list_volumes(&self, q: &VolumeListQuery) -> Result<Vec<volumes::Model>> {
+        let select = self.volume_page(q).await?;
+        self.all_rows(select).await
+    }
+
+    /// One page of volumes with what their detail views show besides the row. On
+    /// SQLite this is one folded read; elsewhere the page, then [`Db::volume_details`].
+    pub async fn list_volumes_detailed(
+        &self,
+        q: &VolumeListQuery,
+    ) -> Result<(Vec<volumes::Model>, VolumeDetails)> {
+        let select = self.volume_page(q).await?;
+        if self.folds() {
+            let extra = crate::json_rows::DetailedVolume::extra_sql();
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            if let Some(rows) = self
+                .folded_rows::<crate::json_rows::DetailedVolume>(
+                    select.as_query(),
+                    <volumes::Model as crate::json_rows::JsonRow>::COLUMNS,
+                    &extra,
+                )
+                .await?
+            {
+                let mut d = VolumeDetails::default();
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    if !r.metadata.is_empty() {
+                        d.metadata.insert(
+                            r.volume.id.clone(),
+                            r.metadata
+                                .into_iter()
+                                .map(|(k, v)| (k, v.unwrap_or_default()))
+                                .collect(),
+                        );
+                    }
+                    if let (Some(t), Some(name)) = (&r.volume.volume_type_id, r.type_name) {
+                        d.type_names.insert(t.clone(), name);
+                    }
+                    if !r.attachments.is_empty() {
+                        d.attachments
+                            .insert(r.volume.id.clone(), in_order(r.attachments));
+                    }
+                    out.push(r.volume);
+                }
+                return Ok((out, d));
+            }
+        }
+        let rows = select.all(&self.conn).await?;
+        let d = self.volume_details(&rows).await?;
+        Ok((rows, d))
+    }
+
+    /// Metadata, live attachments and type names of `rows`, in three concurrent reads.
+    pub async fn volume_details(&self, rows: &[volumes::Model]) -> Result<VolumeDetails> {
+        let ids: Vec<String> = rows.iter().map(|v| v.id.clone()).collect();
+        // Only a volume with live attachments is other than detached (`attachment`
+        // recomputes the volume from them; resets and detaches end them first), and a
+        // multiattach volume may read `attaching` while another attachment is attached:
+        // every volume that is not detached, and most pages need no attachment query.
+        let attached: Vec<String> = rows
+            .iter()
+            .filter(|v| v.attach_status != AttachStatus::Detached)
+            .map(|v| v.id.clone())
+            .collect();
+        let mut type_ids: Vec<String> = rows
+            .iter()
+            .filter_map(|v| v.volume_type_id.clone())
+            .collect();
+        type_ids.sort();
+        type_ids.dedup();
+        let (metadata, mut attachments, type_names) = tokio::try_join!(
+            self.volume_metadata_many(&ids),
+            async {
+                if attached.is_empty() {
+                    Ok(Default::default())
+                } else {
+                    self.attachments_of_volumes(&attached).await
+                }
+            },
+            self.volume_type_names(&type_ids),
+        )?;
+        for list in attachments.values_mut() {
+            *list = in_order(std::mem::take(list));
+        }
+        Ok(VolumeDetails {
+            metadata,
+            attachments,
+            type_names,
+        })
+    }
+
+    /// The filtered, sorted page of `q` (after its marker), not yet read.
+    async fn volume_page(&self, q: &VolumeListQuery) -> Result<sea_orm::Select<volumes::Entity>> {
         let mut sort = q.sort.clone();
         if sort.is_empty() {
             sort = vec![(VolumeSortKey::CreatedAt, SortDir::Desc)];
@@ -212,11 +326,7 @@ impl Db {
             };
             select = select.order_by(key_expr(*k), order);
         }
-        Ok(select
-            .offset(q.offset)
-            .limit(q.limit)
-            .all(&self.conn)
-            .await?)
+        Ok(select.offset(q.offset).limit(q.limit))
     }
 
     /// How many volumes match the filters of `q` (marker, offset and limit aside).
@@ -355,11 +465,7 @@ impl Db {
             };
             select = select.order_by(e, order);
         }
-        Ok(select
-            .offset(q.offset)
-            .limit(q.limit)
-            .all(&self.conn)
-            .await?)
+        self.all_rows(select.offset(q.offset).limit(q.limit)).await
     }
 
     /// How many snapshots match the filters of `q`.

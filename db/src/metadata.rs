@@ -37,12 +37,10 @@ macro_rules! metadata_table {
                     return Ok(out);
                 }
                 for chunk in ids.chunks(500) {
-                    for r in $entity::Entity::find()
+                    let select = $entity::Entity::find()
                         .filter($entity::Column::$owner.is_in(chunk.iter().cloned()))
-                        .filter($entity::Column::Deleted.eq(false))
-                        .all(&self.conn)
-                        .await?
-                    {
+                        .filter($entity::Column::Deleted.eq(false));
+                    for r in self.all_rows(select).await? {
                         out.entry(r.$field)
                             .or_default()
                             .insert(r.key, r.value.unwrap_or_default());

@@ -314,12 +314,10 @@ impl Db {
         use crate::entity::volume_attachment as va;
         let mut out: std::collections::HashMap<String, Vec<va::Model>> = Default::default();
         for chunk in ids.chunks(500) {
-            for a in va::Entity::find()
+            let select = va::Entity::find()
                 .filter(va::Column::VolumeId.is_in(chunk.iter().cloned()))
-                .filter(va::Column::Deleted.eq(false))
-                .all(&self.conn)
-                .await?
-            {
+                .filter(va::Column::Deleted.eq(false));
+            for a in self.all_rows(select).await? {
                 out.entry(a.volume_id.clone()).or_default().push(a);
             }
         }

@@ -595,3 +595,185 @@ async fn a_final_status_and_the_release_of_its_claim_are_one_transaction() {
         t.drop(db).await;
     }
 }
+
+/// On SQLite, listings are read as one row that SQLite folds into JSON (`json_rows`):
+/// every listing read that way equals the same listing read row by row, whatever the
+/// texts hold, the sort, the marker and the offset, and none of them fell back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folded_sqlite_listings_equal_row_by_row_listings() {
+    use cinder_db::{NewAttachment, SnapshotListQuery, SnapshotSortKey};
+    let (t, db) = TestDb::migrated(Backend::Sqlite).await;
+    let plain = db.reading_row_by_row();
+    let names = [
+        None,
+        Some("plain"),
+        Some("quote \" and back\\slash"),
+        Some("new\nline\ttab"),
+        Some("ünïcödé ✓ 😀"),
+        Some(""),
+        Some("'single' <b>&amp;</b>"),
+    ];
+    let types = [
+        db.create_volume_type("gold", &Default::default())
+            .await
+            .unwrap()
+            .id,
+        db.create_volume_type("silver \"quoted\"", &Default::default())
+            .await
+            .unwrap()
+            .id,
+    ];
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let mut n = new_volume("p", names[i % names.len()], (i % 6) as i32 + 1);
+        n.volume_type_id = types.get(i % 3).cloned();
+        n.description = (i % 3 == 0).then(|| format!("desc {i} \u{0001} \\u0041"));
+        n.bootable = i % 4 == 0;
+        n.multiattach = i % 5 == 0;
+        n.availability_zone = (i % 7 != 0).then(|| "nova".to_string());
+        let v = db.create_volume(&n).await.unwrap();
+        if i % 2 == 0 {
+            db.move_volume_status(&v.id, &[VolumeStatus::Creating], VolumeStatus::Available)
+                .await
+                .unwrap();
+        }
+        // Every sixth volume attached, the multiattach ones among them twice.
+        let servers = if i % 6 != 0 {
+            0
+        } else if n.multiattach {
+            2
+        } else {
+            1
+        };
+        for _ in 0..servers {
+            db.attach_now(
+                &NewAttachment {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    volume_id: v.id.clone(),
+                    instance_uuid: Some(uuid::Uuid::new_v4().to_string()),
+                    attached_host: Some("compute-1".into()),
+                    attach_mode: Some("rw".into()),
+                    mountpoint: Some("/dev/vdb".into()),
+                },
+                &[VolumeStatus::Available, VolumeStatus::InUse],
+            )
+            .await
+            .unwrap();
+        }
+        if i % 3 == 1 {
+            let md: BTreeMap<String, String> = [
+                ("k\"ey".to_string(), format!("v{i}\n😀")),
+                ("empty".to_string(), String::new()),
+            ]
+            .into();
+            db.set_volume_metadata(&v.id, &md, false).await.unwrap();
+            let s = db
+                .create_snapshot_row(&uuid::Uuid::new_v4().to_string(), &v.id, "p", "u", 1)
+                .await
+                .unwrap();
+            db.set_snapshot_metadata(&s.id, &md, true).await.unwrap();
+        }
+        ids.push(v.id);
+    }
+    let before = db.folded_reads();
+    let query = |sort: Vec<(VolumeSortKey, SortDir)>| VolumeListQuery {
+        project_id: Some("p".into()),
+        sort,
+        limit: 1000,
+        ..Default::default()
+    };
+    let keys = [
+        VolumeSortKey::CreatedAt,
+        VolumeSortKey::Id,
+        VolumeSortKey::Name,
+        VolumeSortKey::Size,
+        VolumeSortKey::Status,
+        VolumeSortKey::UpdatedAt,
+        VolumeSortKey::AvailabilityZone,
+    ];
+    let mut queries = vec![query(vec![])];
+    for k in keys {
+        for d in [SortDir::Asc, SortDir::Desc] {
+            queries.push(query(vec![(k, d)]));
+            queries.push(VolumeListQuery {
+                marker: Some(ids[17].clone()),
+                offset: 2,
+                limit: 9,
+                ..query(vec![(k, d), (VolumeSortKey::Size, SortDir::Asc)])
+            });
+        }
+    }
+    queries.push(VolumeListQuery {
+        name_like: Some("\"".into()),
+        bootable: Some(true),
+        ..query(vec![])
+    });
+    queries.push(VolumeListQuery {
+        project_id: Some("nobody".into()),
+        ..query(vec![])
+    });
+    let mut rows_compared = 0;
+    let (mut with_metadata, mut attached, mut typed) = (0, 0, 0);
+    for q in &queries {
+        let folded = db.list_volumes(q).await.unwrap();
+        let rows = plain.list_volumes(q).await.unwrap();
+        assert_eq!(folded, rows, "{q:?}");
+        rows_compared += rows.len();
+        let folded = db.list_volumes_detailed(q).await.unwrap();
+        let (rows, details) = plain.list_volumes_detailed(q).await.unwrap();
+        assert_eq!(folded.0, rows, "{q:?}");
+        assert_eq!(folded.1, details, "{q:?}");
+        with_metadata += details.metadata.len();
+        attached += details.attachments.values().map(Vec::len).sum::<usize>();
+        typed += details.type_names.len();
+    }
+    println!("details compared: {with_metadata} metadata sets, {attached} attachments, {typed} type names");
+    assert!(
+        with_metadata > 100 && attached > 50 && typed > 20,
+        "the details held data"
+    );
+    let all = db.list_volumes(&query(vec![])).await.unwrap();
+    assert_eq!(all.len(), 40);
+    assert!(all.iter().any(|v| v.status == VolumeStatus::InUse));
+    assert_eq!(
+        db.volume_metadata_many(&ids).await.unwrap(),
+        plain.volume_metadata_many(&ids).await.unwrap()
+    );
+    assert_eq!(
+        db.attachments_of_volumes(&ids).await.unwrap(),
+        plain.attachments_of_volumes(&ids).await.unwrap()
+    );
+    for sort in [
+        vec![],
+        vec![(SnapshotSortKey::Name, SortDir::Asc)],
+        vec![(SnapshotSortKey::Size, SortDir::Desc)],
+    ] {
+        let q = SnapshotListQuery {
+            sort,
+            limit: 1000,
+            ..Default::default()
+        };
+        let snaps = db.list_snapshots(&q).await.unwrap();
+        assert_eq!(snaps, plain.list_snapshots(&q).await.unwrap());
+        let sids: Vec<String> = snaps.iter().map(|s| s.id.clone()).collect();
+        assert_eq!(
+            db.snapshot_metadata_many(&sids).await.unwrap(),
+            plain.snapshot_metadata_many(&sids).await.unwrap()
+        );
+    }
+    let (reads, fallbacks) = db.folded_reads();
+    let folded_reads = reads - before.0;
+    println!("{rows_compared} volume rows compared over {folded_reads} folded reads");
+    assert!(rows_compared > 500, "the comparison held rows");
+    assert!(
+        folded_reads >= 2 * queries.len() as u64 + 5,
+        "the folded path ran ({folded_reads} reads)"
+    );
+    assert_eq!(fallbacks, 0, "no folded read fell back to rows");
+    assert_eq!(
+        plain.folded_reads(),
+        (0, 0),
+        "the row-by-row copy folds nothing"
+    );
+    t.drop(db).await;
+}
