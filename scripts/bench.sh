@@ -26,4 +26,12 @@ for b in "${benches[@]}"; do
         cargo build --release --locked -p cinder-api -p cinder-scheduler -p cinder-volume -p cinder-manage --bins
     fi
     cargo bench --locked -p cinder-tests --bench "$b"
+    if [ "$b" = api ]; then
+        # The floor under the volume service's idle RSS: a bare C librbd client.
+        probe=target/librbd-rss-floor
+        cc -O2 -Wall scripts/probes/librbd-rss-floor.c -o "$probe" -lrbd -lrados
+        echo "a bare librbd client in C (no service code), for the volume service's figure:"
+        "$probe" "$CEPH_CONF" rbd 1
+        "$probe" "$CEPH_CONF" rbd 2 | tail -1
+    fi
 done

@@ -44,8 +44,9 @@ fn non_negative(key: &str, v: &str) -> Result<u64, ApiError> {
     Ok(n as u64)
 }
 
+/// `asc` or `desc`, as Cinder spells them (`ASC` is a 400 there too).
 fn direction(d: &str) -> Result<SortDir, ApiError> {
-    match d.trim().to_ascii_lowercase().as_str() {
+    match d.trim() {
         "asc" => Ok(SortDir::Asc),
         "desc" => Ok(SortDir::Desc),
         _ => Err(ApiError::bad_request(
@@ -229,6 +230,8 @@ mod tests {
             q(&[("limit", "x")]),
             q(&[("offset", "-2")]),
             q(&[("sort", "size:up")]),
+            q(&[("sort", "size:ASC")]),
+            q(&[("sort_key", "size"), ("sort_dir", "Desc")]),
             q(&[("sort", "size"), ("sort_key", "name")]),
         ] {
             assert_eq!(

@@ -92,17 +92,22 @@ pub(crate) async fn manage(
     MANAGE.check(&body)?;
     let v = &body["volume"];
     let host = v["host"].as_str().map(str::to_string);
-    let cluster = v["cluster"].as_str();
+    // `cluster` from 3.16 (Cinder's manage_existing); clusters are named by their
+    // hosts here, as in the manageable listing.
+    let cluster = v["cluster"]
+        .as_str()
+        .filter(|c| r.v.at_least(16) && !c.is_empty());
     let host = match (host, cluster) {
         (Some(h), None) => h,
+        (None, Some(c)) => c.to_string(),
         (None, None) => {
             return Err(ApiError::bad_request(
                 "Invalid input received: Host field is missing.",
             ))
         }
-        _ => {
+        (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
-                "Invalid input received: One and only one of cluster and host must be set; clusters are named by their hosts here.",
+                "Invalid input received: One and only one of cluster and host must be set.",
             ))
         }
     };

@@ -276,18 +276,18 @@ pub(crate) async fn delete(
         cinder_db::Error::NotFound { .. } => not_found(&id),
         e => ApiError::from_db(e),
     })?;
-    let a_project_default = state
-        .db
-        .is_a_project_default(&t.row.id)
-        .await
-        .map_err(ApiError::from_db)?;
-    if t.row.name == state.default_volume_type || a_project_default {
-        return Err(ApiError::bad_request(format!(
+    let is_default = || {
+        ApiError::bad_request(format!(
             "The volume type {} is a default volume type and cannot be deleted.",
             t.row.id
-        )));
+        ))
+    };
+    if t.row.name == state.default_volume_type {
+        return Err(is_default());
     }
-    state.db.delete_type(&id).await.map_err(|e| match e {
+    // In use or a project's default: checked in the delete itself.
+    state.db.delete_type(&t.row.id).await.map_err(|e| match e {
+        cinder_db::Error::Conflict { found, .. } if found == "a project default" => is_default(),
         cinder_db::Error::Conflict { .. } => {
             ApiError::bad_request("Target volume type is still in use.")
         }

@@ -336,38 +336,52 @@ impl Db {
         self.type_record(id).await
     }
 
-    /// Deletes type `id` unless a live volume uses it ([`Error::Conflict`]).
+    /// Deletes type `id` unless a live volume uses it or it is a project's default type
+    /// ([`Error::Conflict`] with `found` "in use" or "a project default"). The checks
+    /// and the delete are one conditional statement, so a create or a `default-types`
+    /// PUT that lands between them cannot leave a live volume or a default naming a
+    /// deleted type (on SQLite, where statements run one at a time; PostgreSQL and
+    /// MariaDB see only what was committed when the statement began).
     pub async fn delete_type(&self, id: &str) -> Result<()> {
         use crate::entity::volumes;
-        use sea_orm::PaginatorTrait;
-        let used = volumes::Entity::find()
-            .filter(volumes::Column::VolumeTypeId.eq(id))
-            .filter(volumes::Column::Deleted.eq(false))
-            .count(&self.conn)
-            .await?;
-        if used > 0 {
-            return Err(Error::Conflict {
-                kind: "volume type",
-                id: id.to_string(),
-                expected: vec![],
-                found: "in use".into(),
-            });
-        }
+        use sea_orm::sea_query::{ExprTrait, Query};
+        let used = Query::select()
+            .expr(Expr::val(1))
+            .from(volumes::Entity)
+            .and_where(volumes::Column::VolumeTypeId.eq(id))
+            .and_where(volumes::Column::Deleted.eq(false))
+            .to_owned();
+        let a_default = Query::select()
+            .expr(Expr::val(1))
+            .from(default_volume_types::Entity)
+            .and_where(default_volume_types::Column::VolumeTypeId.eq(id))
+            .to_owned();
         let now = Utc::now().naive_utc();
         let res = volume_types::Entity::update_many()
             .col_expr(volume_types::Column::Deleted, Expr::value(true))
             .col_expr(volume_types::Column::DeletedAt, Expr::value(now))
             .filter(volume_types::Column::Id.eq(id))
             .filter(volume_types::Column::Deleted.eq(false))
+            .filter(Expr::exists(used).not())
+            .filter(Expr::exists(a_default).not())
             .exec(&self.conn)
             .await?;
-        if res.rows_affected == 0 {
-            return Err(Error::NotFound {
-                kind: "volume type",
-                id: id.to_string(),
-            });
+        if res.rows_affected == 1 {
+            return Ok(());
         }
-        Ok(())
+        // Nothing deleted: say why.
+        self.type_record(id).await?;
+        let found = if self.is_a_project_default(id).await? {
+            "a project default"
+        } else {
+            "in use"
+        };
+        Err(Error::Conflict {
+            kind: "volume type",
+            id: id.to_string(),
+            expected: vec![],
+            found: found.into(),
+        })
     }
 
     /// Sets extra specs of type `id` (adds or replaces the given keys).

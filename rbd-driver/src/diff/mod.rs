@@ -14,10 +14,12 @@
 //! nothing after it. The exporter writes what `rbd export-diff` writes: one record per
 //! `diff_iterate2` extent, a read that is all zeroes becomes a `z` record.
 
+mod digest;
 mod export;
 mod import;
 mod reader;
 
+pub use digest::{ContentDigest, FullDigest, TouchedBlocks, DIGEST_BLOCK};
 pub use export::ExportStats;
 pub(crate) use export::{export_diff, read_changes, Extent};
 pub use import::ImportStats;

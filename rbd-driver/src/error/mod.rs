@@ -102,6 +102,16 @@ pub enum Error {
     /// Ceph answered with something we could not parse.
     #[error("unexpected answer from Ceph: {0}")]
     Unexpected(String),
+    /// The data read does not have the content digest recorded for it.
+    #[error("{target} does not hold the data recorded for it: content digest {actual}, recorded {expected}")]
+    DigestMismatch {
+        /// `pool/image@snap`.
+        target: String,
+        /// The recorded digest.
+        expected: String,
+        /// The digest of what was read.
+        actual: String,
+    },
 }
 
 impl Error {
@@ -142,7 +152,10 @@ impl Error {
             Error::Diff(_) | Error::InvalidArgument(_) => ErrorKind::InvalidInput,
             Error::Cancelled => ErrorKind::Cancelled,
             Error::PoolClosed => ErrorKind::Unavailable,
-            Error::Io(_) | Error::Panicked(_) | Error::Unexpected(_) => ErrorKind::Other,
+            Error::Io(_)
+            | Error::Panicked(_)
+            | Error::Unexpected(_)
+            | Error::DigestMismatch { .. } => ErrorKind::Other,
         }
     }
 }

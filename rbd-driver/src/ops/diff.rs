@@ -18,15 +18,15 @@ use crate::rbd::{Image, Open};
 use crate::types::{DiffExtent, ImageSpec};
 
 /// Chunks in flight between the pool and the async side.
-const CHANNEL_DEPTH: usize = 8;
+pub(super) const CHANNEL_DEPTH: usize = 8;
 /// Size of the chunks read from an async source.
 const READ_CHUNK: usize = 1 << 20;
 
 /// `std::io::Read` over chunks arriving from the async side.
-struct ChannelReader {
-    rx: mpsc::Receiver<Vec<u8>>,
-    cur: Vec<u8>,
-    pos: usize,
+pub(super) struct ChannelReader {
+    pub(super) rx: mpsc::Receiver<Vec<u8>>,
+    pub(super) cur: Vec<u8>,
+    pub(super) pos: usize,
 }
 
 impl Read for ChannelReader {

@@ -8,11 +8,14 @@
 //! librbd one op thread per client for image state machines. On one shared connection a
 //! stat queues behind the flattens' traffic however free the short lane's threads are.
 
+mod backup;
 mod clone;
 mod diff;
 mod image;
 mod snapshot;
 mod stats;
+
+pub use backup::{Digesting, SendStats};
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
