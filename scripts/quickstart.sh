@@ -17,8 +17,13 @@ cargo build --bins --locked
 mkdir -p /var/lib/cinder-rs
 # Services refuse a database with pending migrations: apply them first.
 target/debug/cinder-manage db sync
-# The embedded defaults, except that the backend uses the dev cluster.
+# The embedded defaults, except that the backend uses the dev cluster, and backups go
+# to its `backups` pool as client.admin.
 export CINDER__BACKENDS__CEPH__RBD_CEPH_CONF="$CEPH_CONF"
+ceph -c "$CEPH_CONF" osd pool create backups 8 8 >/dev/null 2>&1 || true
+rbd -c "$CEPH_CONF" pool init backups
+export CINDER__BACKUP__BACKUP_CEPH_CONF="$CEPH_CONF"
+export CINDER__BACKUP__BACKUP_CEPH_USER=admin
 export CINDER__VOLUME__METRICS_LISTEN=${CINDER__VOLUME__METRICS_LISTEN:-127.0.0.1:9471}
 
 pids=()

@@ -144,7 +144,8 @@ impl FullDigest {
 pub struct TouchedBlocks(pub Vec<(u64, u64)>);
 
 impl TouchedBlocks {
-    /// Notes the extent `offset`+`length` (extents come in ascending order).
+    /// Notes the extent `offset`+`length`. Extents in ascending order merge as they
+    /// come; call [`TouchedBlocks::normalize`] after any other.
     pub fn extent(&mut self, offset: u64, length: u64) {
         if length == 0 {
             return;
@@ -152,9 +153,23 @@ impl TouchedBlocks {
         let first = offset / DIGEST_BLOCK;
         let last = (offset + length - 1) / DIGEST_BLOCK;
         match self.0.last_mut() {
-            Some((_, l)) if first <= *l + 1 => *l = (*l).max(last),
+            Some((f, l)) if first >= *f && first <= *l + 1 => *l = (*l).max(last),
             _ => self.0.push((first, last)),
         }
+    }
+
+    /// Sorts the ranges and merges those that overlap or touch, so no block is listed
+    /// twice.
+    pub fn normalize(&mut self) {
+        self.0.sort_unstable();
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(self.0.len());
+        for &(f, l) in &self.0 {
+            match out.last_mut() {
+                Some((_, pl)) if f <= *pl + 1 => *pl = (*pl).max(l),
+                _ => out.push((f, l)),
+            }
+        }
+        self.0 = out;
     }
 
     /// Block count.
@@ -250,6 +265,13 @@ mod tests {
             touched.extent(off as u64, len as u64);
         }
         assert_eq!(touched.0, vec![(1, 1), (6, 7)]);
+        // A range out of order (a size change) merges without listing a block twice.
+        let mut t = touched.clone();
+        t.extent(0, 3 * DIGEST_BLOCK);
+        t.extent(5 * DIGEST_BLOCK, 10 * DIGEST_BLOCK);
+        t.normalize();
+        assert_eq!(t.0, vec![(0, 2), (5, 14)]);
+        assert_eq!(t.blocks(), 13);
         let mut d = whole(&old);
         for &(first, last) in &touched.0 {
             for i in first..=last {

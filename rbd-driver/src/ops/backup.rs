@@ -101,7 +101,7 @@ fn digest_since(
         // The blocks between the two ends change length (or vanish, or appear).
         let from = old_size.min(new_size) / DIGEST_BLOCK * DIGEST_BLOCK;
         touched.extent(from, old_size.max(new_size) - from);
-        touched.0.sort_unstable();
+        touched.normalize();
     }
     let mut d = parent;
     d.size = new_size;
