@@ -428,19 +428,25 @@ async fn types_land_on_their_backends_room_decides_clones_stay_put_and_a_down_ba
     a.stop().await;
     bed.wait_pools(&[&host_b]).await;
     for _ in 0..3 {
-        let r = bed.settled(&bed.create(1, None, None).await).await;
+        let id = bed.create(1, None, None).await;
+        let r = bed.settled(&id).await;
         assert_eq!(
             (r.status, backend_of(&r)),
-            (VolumeStatus::Available, host_b.clone())
+            (VolumeStatus::Available, host_b.clone()),
+            "user messages about {id}: {:?}",
+            bed.db.messages_about(&id).await.unwrap()
         );
     }
     // A clone of a volume on A cannot stay put: it fails, saying so.
     let orphan = bed.create(1, None, Some(&fast)).await;
-    assert_eq!(bed.settled(&orphan).await.status, VolumeStatus::Error);
+    let settled = bed.settled(&orphan).await;
     assert_eq!(
         bed.details(&orphan).await,
-        [("001".to_string(), "104".to_string())]
+        [("001".to_string(), "104".to_string())],
+        "{settled:?}: {:?}",
+        bed.db.messages_about(&orphan).await.unwrap()
     );
+    assert_eq!(settled.status, VolumeStatus::Error);
 
     sched.stop().await;
     b.stop().await;
