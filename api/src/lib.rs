@@ -19,6 +19,7 @@
 mod actions;
 mod attachments;
 pub mod auth;
+mod backups;
 pub mod body;
 pub mod context;
 pub mod error;
@@ -226,17 +227,12 @@ pub(crate) struct AppState {
     pub(crate) service_down_time: u64,
 }
 
-/// Answers that exist so clients get a clean error, not a 404 of the router.
-async fn backups_not_implemented() -> ApiError {
-    ApiError::not_implemented("Backups are not available in this release yet.")
-}
-
 async fn no_route() -> ApiError {
     ApiError::not_found("The resource could not be found.")
 }
 
 fn v3_routes(auth: auth::Authenticator) -> Router<AppState> {
-    use axum::routing::{any, post};
+    use axum::routing::post;
     Router::new()
         .route("/v3/volumes", get(volumes::index).post(volumes::create))
         .route("/v3/volumes/detail", get(volumes::detail))
@@ -352,8 +348,21 @@ fn v3_routes(auth: auth::Authenticator) -> Router<AppState> {
             "/v3/scheduler-stats/get_pools",
             get(scheduler_stats::get_pools),
         )
-        .route("/v3/backups", any(backups_not_implemented))
-        .route("/v3/backups/{*rest}", any(backups_not_implemented))
+        .route("/v3/backups", get(backups::index).post(backups::create))
+        .route("/v3/backups/detail", get(backups::detail_index))
+        .route("/v3/backups/import_record", post(backups::import_record))
+        .route(
+            "/v3/backups/{id}",
+            get(backups::show)
+                .put(backups::update)
+                .delete(backups::delete),
+        )
+        .route("/v3/backups/{id}/restore", post(backups::restore))
+        .route("/v3/backups/{id}/action", post(backups::action))
+        .route(
+            "/v3/backups/{id}/export_record",
+            get(backups::export_record),
+        )
         .route_layer(axum::middleware::from_fn(request::microversion))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,

@@ -322,7 +322,19 @@ pub(crate) async fn create(
     r: Req,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    CREATE.check(&body)?;
+    let row = create_volume(&state, &r, &body).await?;
+    let doc = detail_of(&state, &r, &row).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "volume": doc }))).into_response())
+}
+
+/// A create's work (`POST /volumes` with `body`): checks, quota, the row, the cast to
+/// the scheduler. Also how a restore makes its new volume.
+pub(crate) async fn create_volume(
+    state: &AppState,
+    r: &Req,
+    body: &Value,
+) -> Result<volumes::Model, ApiError> {
+    CREATE.check(body)?;
     let vol = &body["volume"];
     if text(vol.get("imageRef")).is_some() || text(vol.get("image_id")).is_some() {
         return Err(ApiError::bad_request(
@@ -385,7 +397,7 @@ pub(crate) async fn create(
         }
     }
     if let Some(src) = &source_volid {
-        let s = visible_volume(&state, &r, src).await?;
+        let s = visible_volume(state, r, src).await?;
         if !matches!(s.status, VolumeStatus::Available | VolumeStatus::InUse) {
             return Err(ApiError::bad_request(format!(
                 "Invalid volume: Source volume status must be available or in-use (it is {}).",
@@ -418,9 +430,9 @@ pub(crate) async fn create(
         )));
     }
     let asked_type = text(vol.get("volume_type"));
-    let ty = resolve_type(&state, &r, asked_type.as_deref(), inherited_type.as_deref()).await?;
+    let ty = resolve_type(state, r, asked_type.as_deref(), inherited_type.as_deref()).await?;
     let az = az.unwrap_or_else(|| state.default_az.clone());
-    if !zones(&state).await?.contains(&az) {
+    if !zones(state).await?.contains(&az) {
         return Err(ApiError::bad_request(format!(
             "Invalid input received: Availability zone '{az}' is invalid."
         )));
@@ -445,14 +457,14 @@ pub(crate) async fn create(
         .cloned()
         .collect();
     for id in &named {
-        visible_volume(&state, &r, id).await?;
+        visible_volume(state, r, id).await?;
     }
     let metadata = metadata_of(vol.get("metadata"));
     let name = text(vol.get("name")).or(text(vol.get("display_name")));
     let description = text(vol.get("description")).or(text(vol.get("display_description")));
 
     let deltas = cinder_db::volume_quota_deltas(Some(&ty.name), size);
-    let reservations = reserve(&state, &r.ctx.project_id, &deltas).await?;
+    let reservations = reserve(state, &r.ctx.project_id, &deltas).await?;
     let new = NewVolume {
         id: uuid::Uuid::new_v4().to_string(),
         project_id: r.ctx.project_id.clone(),
@@ -505,7 +517,7 @@ pub(crate) async fn create(
         .cast_as::<SchedulerTopic>(
             &state.scheduler_topic,
             &r.ctx.request_id,
-            &rpc_ctx(&r),
+            &rpc_ctx(r),
             ask.into(),
         )
         .await
@@ -528,8 +540,7 @@ pub(crate) async fn create(
         )));
     }
     tracing::info!(volume_id = %row.id, size, "volume create accepted");
-    let doc = detail_of(&state, &r, &row).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "volume": doc }))).into_response())
+    Ok(row)
 }
 
 fn volume_sort_key(k: &str) -> Option<VolumeSortKey> {

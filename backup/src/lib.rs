@@ -1,12 +1,24 @@
 //! The backup service: full and incremental backups streamed as RBD diffs into a backup
 //! pool (this cluster or another), and restores.
 //!
-//! Today it connects to the backup cluster (a wrong conf, user or pool fails at start),
-//! registers its `cinder-backup` service row and heartbeats like the other services, so
-//! it shows in os-services. The queue `cinder-backup.<host>`, the backup topic and the
-//! operations arrive with the rest of the backup issue; the streams themselves are
-//! `rbd_driver::RbdDriver::send_diff`.
+//! It connects to the backup cluster (a wrong conf, user or pool fails at start),
+//! registers its `cinder-backup` service row and heartbeats like the other services,
+//! settles the work a crash interrupted, and serves the backup topic on
+//! `cinder-backup.<host>`. It reaches the volumes' clusters through the same
+//! `[backends.<name>]` sections the volume services read.
+//!
+//! # Layout
+//! - [`chain`]: the chain record of a backup (`service_metadata`) and the names.
+//! - [`manager`]: the requests, their claims, cancellation.
+//! - [`ops`]: create, delete, restore, and their resume after a crash.
 #![warn(missing_docs)]
+
+pub mod chain;
+pub mod manager;
+pub mod ops;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -27,6 +39,10 @@ pub struct Settings {
     /// `[backup]`
     #[serde(default = "BackupSettings::defaults")]
     pub backup: BackupSettings,
+    /// `[backends.<name>]`: where the volumes of each backend live (the volume
+    /// services' sections).
+    #[serde(default)]
+    pub backends: BTreeMap<String, serde_json::Value>,
 }
 
 impl ServiceConfig for Settings {
@@ -52,6 +68,20 @@ pub struct BackupSettings {
     /// Threads streaming backups and restores at once (the driver's long lane).
     #[serde(default = "default_streams")]
     pub max_concurrent_streams: usize,
+    /// How long a restore to a new volume waits for the volume to be created, seconds.
+    #[serde(default = "default_volume_wait")]
+    pub restore_volume_wait_secs: u64,
+    /// Seconds running streams get at shutdown before they are cancelled.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_volume_wait() -> u64 {
+    600
+}
+
+fn default_grace() -> u64 {
+    10
 }
 
 fn default_conf() -> String {
@@ -78,6 +108,8 @@ impl BackupSettings {
             backup_ceph_user: default_user(),
             backup_ceph_pool: default_pool(),
             max_concurrent_streams: default_streams(),
+            restore_volume_wait_secs: default_volume_wait(),
+            shutdown_grace_secs: default_grace(),
         }
     }
 
@@ -116,7 +148,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 b.backup_ceph_pool, b.backup_ceph_conf, b.backup_ceph_user
             )
         })?;
+    for name in settings.backends.keys() {
+        cinder_drivers::rbd::RbdBackendConfig::from_backends(&settings.backends, name)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
     let service = &settings.common.service;
+    let amqp = settings.common.amqp.transport_url.expose();
     let registration = ServiceRegistration {
         host: service.host.clone(),
         binary: "cinder-backup".into(),
@@ -134,13 +171,53 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )
     .await
     .context("registering the backup service")?;
+    let claims = Arc::new(cinder_service::Claims::new(db.clone(), registered.row.id));
+    let manager = Arc::new(manager::BackupManager::new(
+        db.clone(),
+        claims.clone(),
+        cluster.clone(),
+        b.backup_ceph_pool.clone(),
+        settings.backends.clone(),
+        Duration::from_secs(b.restore_volume_wait_secs),
+    ));
+    // Work a crash interrupted is settled before new work is taken.
+    let recovery = cinder_service::Recovery::start(
+        manager.clone(),
+        claims.clone(),
+        Duration::from_secs(60),
+        shutdown.clone(),
+    );
+    if let Err(e) = recovery.own_claims(&mut ()).await {
+        tracing::error!(error = %e, "settling interrupted backup work failed; retrying in the background");
+    }
+    let queue = cinder_rpc::topology::backup_queue(&service.host);
+    let intake = cinder_service::Intake::new(
+        amqp,
+        (b.max_concurrent_streams * 4).max(8),
+        shutdown.clone(),
+    );
+    let server = intake
+        .bind::<cinder_rpc::messages::BackupTopic>(&queue)
+        .await
+        .with_context(|| format!("cannot consume {queue}"))?;
     tracing::info!(
         host = %service.host,
         fsid = cluster.fsid(),
         pool = %b.backup_ceph_pool,
-        "cinder-backup started (registered and heartbeating; backup operations arrive with their issue)"
+        %queue,
+        "cinder-backup serving"
     );
-    shutdown.cancelled().await;
+    let m = manager.clone();
+    intake
+        .serve(
+            manager.clone(),
+            vec![(queue.clone(), server)],
+            Duration::from_secs(b.shutdown_grace_secs),
+            move || m.cancel_streams(),
+        )
+        .await;
+    manager.close().await;
     registered.stopped().await;
+    tracing::info!("cinder-backup stopped");
     Ok(())
 }

@@ -119,23 +119,7 @@ pub fn parse_backends(args: &[String]) -> anyhow::Result<Vec<String>> {
 impl Settings {
     /// The configuration of backend `name` (an absent section means all defaults).
     pub fn backend(&self, name: &str) -> anyhow::Result<RbdBackendConfig> {
-        let mut section = self
-            .backends
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({}));
-        let obj = section
-            .as_object_mut()
-            .with_context(|| format!("[backends.{name}] must be a table"))?;
-        match obj.remove("volume_driver") {
-            None => {}
-            Some(serde_json::Value::String(d)) if d == "rbd" => {}
-            Some(other) => {
-                bail!("[backends.{name}] volume_driver = {other}: only \"rbd\" is supported")
-            }
-        }
-        RbdBackendConfig::from_section(section)
-            .map_err(|e| anyhow::anyhow!("in [backends.{name}]: {e}"))
+        RbdBackendConfig::from_backends(&self.backends, name).map_err(|e| anyhow::anyhow!(e))
     }
 
     /// Checks every enabled backend's section.

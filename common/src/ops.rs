@@ -304,8 +304,17 @@ pub mod snapshot {
         failed: Final::To(Available),
     };
 
+    /// A backup of the snapshot (`snapshot_id`): back to available either way.
+    pub const BACKUP: Operation<SnapshotStatus> = Operation {
+        name: "backup_snapshot",
+        from: &[Available],
+        busy: BackingUp,
+        done: Final::To(Available),
+        failed: Final::To(Available),
+    };
+
     /// Every snapshot operation.
-    pub const ALL: &[&Operation<SnapshotStatus>] = &[&CREATE, &DELETE, &RESTORE];
+    pub const ALL: &[&Operation<SnapshotStatus>] = &[&CREATE, &DELETE, &RESTORE, &BACKUP];
 }
 
 /// Backup operations.

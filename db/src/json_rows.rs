@@ -63,6 +63,12 @@ impl Cell for i32 {
     }
 }
 
+impl Cell for Option<i32> {
+    fn next<'de, A: SeqAccess<'de>>(seq: &mut A) -> std::result::Result<Self, A::Error> {
+        required::<A, _>(seq.next_element()?)
+    }
+}
+
 impl Cell for i64 {
     fn next<'de, A: SeqAccess<'de>>(seq: &mut A) -> std::result::Result<Self, A::Error> {
         required::<A, _>(seq.next_element()?)
@@ -201,6 +207,7 @@ status_cells!(
     cinder_common::status::VolumeStatus,
     cinder_common::status::AttachStatus,
     cinder_common::status::SnapshotStatus,
+    cinder_common::status::BackupStatus,
 );
 
 /// Implements [`JsonRow`] for a model: its fields, in column order. A field left out
@@ -275,6 +282,49 @@ json_row!(crate::entity::snapshot_metadata::Model {
     snapshot_id,
     key,
     value,
+    created_at,
+    updated_at,
+    deleted_at,
+    deleted,
+});
+
+json_row!(crate::entity::backup_metadata::Model {
+    id,
+    backup_id,
+    key,
+    value,
+    created_at,
+    updated_at,
+    deleted_at,
+    deleted,
+});
+
+json_row!(crate::entity::backups::Model {
+    id,
+    volume_id,
+    snapshot_id,
+    project_id,
+    user_id,
+    host,
+    availability_zone,
+    display_name,
+    display_description,
+    container,
+    status,
+    fail_reason,
+    service_metadata,
+    service,
+    size,
+    object_count,
+    parent_id,
+    num_dependent_backups,
+    data_timestamp,
+    restore_volume_id,
+    temp_volume_id,
+    temp_snapshot_id,
+    is_incremental,
+    encryption_key_id,
+    progress,
     created_at,
     updated_at,
     deleted_at,
@@ -554,6 +604,11 @@ mod tests {
             names::<snapshot_metadata::Entity>()
         );
         assert_eq!(snapshots::Model::COLUMNS, names::<snapshots::Entity>());
+        assert_eq!(backups::Model::COLUMNS, names::<backups::Entity>());
+        assert_eq!(
+            backup_metadata::Model::COLUMNS,
+            names::<backup_metadata::Entity>()
+        );
         assert_eq!(
             volume_attachment::Model::COLUMNS,
             names::<volume_attachment::Entity>()

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 mod attachment;
+mod backup;
 mod db;
 pub mod entity;
 mod error;
@@ -36,6 +37,9 @@ mod volume_type;
 mod work;
 
 pub use attachment::{Connected, NewAttachment};
+pub use backup::{
+    backup_quota_deltas, BackupChanges, BackupListQuery, BackupSortKey, ImportedBackup, NewBackup,
+};
 pub use db::{Db, DEFAULT_SQLITE_URL};
 pub use error::{Error, Result};
 pub use list::{
@@ -51,4 +55,4 @@ pub use volume::{NewVolume, Rename, VolumeChanges};
 pub use volume_type::{ProjectDefaultType, TypeRecord, TypeUpdate, VolumeType};
 
 /// The newest migration this code expects (see `cinder-migrations`).
-pub const SCHEMA_VERSION: &str = "m20261204_000001_create_default_volume_types";
+pub const SCHEMA_VERSION: &str = "m20261205_000001_add_backup_progress";

@@ -1,4 +1,5 @@
-//! User metadata of volumes and snapshots (`volume_metadata`, `snapshot_metadata`):
+//! User metadata of volumes, snapshots and backups (`volume_metadata`,
+//! `snapshot_metadata`, `backup_metadata`):
 //! read one or many, replace all, update some, delete one key. Rows are soft-deleted
 //! like every other; a write is one transaction.
 
@@ -11,7 +12,7 @@ use sea_orm::{
 };
 
 use crate::db::retry_transient;
-use crate::entity::{snapshot_metadata, volume_metadata};
+use crate::entity::{backup_metadata, snapshot_metadata, volume_metadata};
 use crate::error::{Error, Result};
 use crate::Db;
 
@@ -142,4 +143,15 @@ metadata_table!(
     write_snapshot_metadata,
     delete_snapshot_metadata_key,
     "snapshot"
+);
+metadata_table!(
+    backup_metadata,
+    BackupId,
+    backup_id,
+    backup_metadata,
+    backup_metadata_many,
+    set_backup_metadata,
+    write_backup_metadata,
+    delete_backup_metadata_key,
+    "backup"
 );

@@ -77,11 +77,17 @@ tracked!(
     crate::volume::apply_changes
 );
 tracked!(SnapshotStatus, snapshots, (), None, |u, _: &()| u);
-tracked!(BackupStatus, backups, (), None, |u, _: &()| u);
+tracked!(
+    BackupStatus,
+    backups,
+    crate::backup::BackupChanges,
+    None,
+    crate::backup::apply_backup_changes
+);
 
 /// What a status write does to `previous_status` (where the table has one).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Previous {
+pub(crate) enum Previous {
     /// Leaves it.
     Keep,
     /// Records the status the row had (an operation begins).
@@ -92,7 +98,7 @@ enum Previous {
 
 /// The one conditional status write: `id` moves to `to` (with `changes`) if and only
 /// if it is not deleted and its status is one of `expected`.
-async fn conditional<S: Tracked, C: ConnectionTrait>(
+pub(crate) async fn conditional<S: Tracked, C: ConnectionTrait>(
     conn: &C,
     id: &str,
     expected: &[S],
@@ -171,7 +177,12 @@ enum Step {
         VolumeChanges,
     ),
     Snapshot(&'static Operation<SnapshotStatus>, String, Outcome),
-    Backup(&'static Operation<BackupStatus>, String, Outcome),
+    Backup(
+        &'static Operation<BackupStatus>,
+        String,
+        Outcome,
+        crate::backup::BackupChanges,
+    ),
 }
 
 /// How operations end: one or more resources leave their busy status together.
@@ -205,7 +216,10 @@ impl Ending {
     /// Backup `id` ends `op` with `outcome`.
     pub fn backup(op: &'static Operation<BackupStatus>, id: &str, outcome: Outcome) -> Self {
         Ending {
-            steps: vec![(Step::Backup(op, id.into(), outcome), false)],
+            steps: vec![(
+                Step::Backup(op, id.into(), outcome, Default::default()),
+                false,
+            )],
             failed_growth: None,
         }
     }
@@ -216,6 +230,18 @@ impl Ending {
             .steps
             .iter_mut()
             .find(|(s, _)| matches!(s, Step::Volume(..)))
+        {
+            *c = changes;
+        }
+        self
+    }
+
+    /// Also sets `changes` on the (first) backup of the ending.
+    pub fn with_backup(mut self, changes: crate::backup::BackupChanges) -> Self {
+        if let Some((Step::Backup(_, _, _, c), _)) = self
+            .steps
+            .iter_mut()
+            .find(|(s, _)| matches!(s, Step::Backup(..)))
         {
             *c = changes;
         }
@@ -262,8 +288,13 @@ impl Ending {
                     }
                     r
                 }
-                Step::Backup(op, id, o) => {
-                    conditional(conn, id, &[op.busy], op.end(*o), &(), Previous::Keep).await
+                Step::Backup(op, id, o, changes) => {
+                    let r = conditional(conn, id, &[op.busy], op.end(*o), changes, Previous::Keep)
+                        .await;
+                    if r.is_ok() && op.end(*o) == Final::Deleted {
+                        crate::backup::release_backup(conn, id).await?;
+                    }
+                    r
                 }
             };
             match r {

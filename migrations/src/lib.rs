@@ -12,6 +12,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_schema;
 mod m20261203_000001_seed_default_type;
 mod m20261204_000001_create_default_volume_types;
+mod m20261205_000001_add_backup_progress;
 
 pub use m20261203_000001_seed_default_type::DEFAULT_TYPE_ID;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_schema::Migration),
             Box::new(m20261203_000001_seed_default_type::Migration),
             Box::new(m20261204_000001_create_default_volume_types::Migration),
+            Box::new(m20261205_000001_add_backup_progress::Migration),
         ]
     }
 }

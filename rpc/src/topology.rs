@@ -19,6 +19,11 @@ pub fn volume_cluster_queue(cluster: &str, backend: &str) -> String {
     format!("cinder-volume.{cluster}@{backend}.cluster")
 }
 
+/// The queue of the backup service on `host` (Cinder's `cinder-backup.<host>`).
+pub fn backup_queue(host: &str) -> String {
+    format!("cinder-backup.{host}")
+}
+
 /// The queue holding casts a service rejected.
 pub fn rejected_queue(queue: &str) -> String {
     format!("{queue}.rejected")

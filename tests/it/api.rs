@@ -15,14 +15,14 @@ use crate::fixtures::{
 };
 
 /// An answer: status, headers, JSON body (`Null` when empty).
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Value,
 }
 
 impl Resp {
-    fn header(&self, k: &str) -> &str {
+    pub(crate) fn header(&self, k: &str) -> &str {
         self.headers
             .get(k)
             .and_then(|v| v.to_str().ok())
@@ -31,13 +31,13 @@ impl Resp {
 }
 
 /// An HTTP client of the API.
-struct Api {
-    base: String,
-    http: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Api {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -60,7 +60,7 @@ impl Api {
         self.send(rb).await
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+    pub(crate) async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
         let r = rb.send().await.expect("the API answers");
         let status = r.status().as_u16();
         let headers = r.headers().clone();
@@ -77,29 +77,29 @@ impl Api {
         }
     }
 
-    async fn get(&self, path: &str, token: &str) -> Resp {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> Resp {
         self.call(Method::GET, path, token, None, None).await
     }
 
-    async fn get_v(&self, path: &str, token: &str, v: &str) -> Resp {
+    pub(crate) async fn get_v(&self, path: &str, token: &str, v: &str) -> Resp {
         self.call(Method::GET, path, token, Some(v), None).await
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
         self.call(Method::POST, path, token, None, Some(body)).await
     }
 
-    async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
+    pub(crate) async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
         self.call(Method::PUT, path, token, None, Some(body)).await
     }
 
-    async fn delete(&self, path: &str, token: &str) -> Resp {
+    pub(crate) async fn delete(&self, path: &str, token: &str) -> Resp {
         self.call(Method::DELETE, path, token, None, None).await
     }
 
     /// Polls volume `id` until its status is `want`; panics on `error` (unless wanted)
     /// or after 60 s.
-    async fn wait_volume(&self, token: &str, id: &str, want: &str) -> Value {
+    pub(crate) async fn wait_volume(&self, token: &str, id: &str, want: &str) -> Value {
         wait_for(&format!("volume {id} to be {want}"), 60, || async {
             let r = self.get(&format!("/v3/volumes/{id}"), token).await;
             assert_eq!(r.status, 200, "{}", r.body);
@@ -119,7 +119,7 @@ impl Api {
         .await
     }
 
-    async fn wait_snapshot(&self, token: &str, id: &str, want: &str) -> Value {
+    pub(crate) async fn wait_snapshot(&self, token: &str, id: &str, want: &str) -> Value {
         wait_for(&format!("snapshot {id} to be {want}"), 60, || async {
             let r = self.get(&format!("/v3/snapshots/{id}"), token).await;
             assert_eq!(r.status, 200, "{}", r.body);
@@ -137,7 +137,7 @@ impl Api {
     }
 
     /// Polls until `path` answers 404.
-    async fn wait_gone(&self, token: &str, path: &str) {
+    pub(crate) async fn wait_gone(&self, token: &str, path: &str) {
         wait_for(&format!("{path} to go"), 60, || async {
             let r = self.get(path, token).await;
             if r.status == 404 {
@@ -151,32 +151,32 @@ impl Api {
 }
 
 /// The API, a scheduler and a volume service on a pool of its own.
-struct Stack {
-    api: Api,
+pub(crate) struct Stack {
+    pub(crate) api: Api,
     /// The volume service's `host@backend`.
-    backend: String,
-    db: Db,
-    pool: String,
-    conf: String,
-    svc: Service,
-    sched: InProcess,
-    api_task: InProcess,
+    pub(crate) backend: String,
+    pub(crate) db: Db,
+    pub(crate) pool: String,
+    pub(crate) conf: String,
+    pub(crate) svc: Service,
+    pub(crate) sched: InProcess,
+    pub(crate) api_task: InProcess,
     /// The database URL and scheduler topic, for a second API on the same services.
-    db_url: String,
-    topic: String,
+    pub(crate) db_url: String,
+    pub(crate) topic: String,
 }
 
-const ADMIN: &str = "admin:adminproject";
-const ALICE: &str = "alice:p1";
-const BOB: &str = "bob:p2";
+pub(crate) const ADMIN: &str = "admin:adminproject";
+pub(crate) const ALICE: &str = "alice:p1";
+pub(crate) const BOB: &str = "bob:p2";
 
 impl Stack {
-    async fn up(c: &Ceph, api_extra: &str) -> Stack {
+    pub(crate) async fn up(c: &Ceph, api_extra: &str) -> Stack {
         Stack::up_as(c, api_extra, ADMIN).await
     }
 
     /// The stack, with `admin` the token of an admin of the API's auth strategy.
-    async fn up_as(c: &Ceph, api_extra: &str, admin: &str) -> Stack {
+    pub(crate) async fn up_as(c: &Ceph, api_extra: &str, admin: &str) -> Stack {
         let pool = unique("it-api");
         let (conf, p) = (c.conf.clone(), pool.clone());
         tokio::task::spawn_blocking(move || {
@@ -232,7 +232,7 @@ impl Stack {
         }
     }
 
-    async fn down(self) {
+    pub(crate) async fn down(self) {
         self.api_task.stop().await;
         self.sched.stop().await;
         self.svc.stop().await;
@@ -243,7 +243,7 @@ impl Stack {
     }
 
     /// The images in the pool, sorted.
-    async fn images(&self) -> Vec<String> {
+    pub(crate) async fn images(&self) -> Vec<String> {
         let (conf, pool) = (self.conf.clone(), self.pool.clone());
         tokio::task::spawn_blocking(move || {
             let out = rbd(&conf, &["ls", "-p", &pool]);
@@ -260,7 +260,7 @@ impl Stack {
     }
 
     /// The snapshots of image `image`.
-    async fn snaps(&self, image: &str) -> Vec<String> {
+    pub(crate) async fn snaps(&self, image: &str) -> Vec<String> {
         let (conf, spec) = (self.conf.clone(), format!("{}/{image}", self.pool));
         tokio::task::spawn_blocking(move || {
             let out = rbd(&conf, &["snap", "ls", "--format", "json", &spec]);
@@ -276,7 +276,7 @@ impl Stack {
     }
 
     /// The clone parent of image `image` (`pool/image@snap`), if any.
-    async fn parent(&self, image: &str) -> Option<String> {
+    pub(crate) async fn parent(&self, image: &str) -> Option<String> {
         let (conf, spec) = (self.conf.clone(), format!("{}/{image}", self.pool));
         tokio::task::spawn_blocking(move || {
             let out = rbd(&conf, &["info", "--format", "json", &spec]);
@@ -296,7 +296,7 @@ impl Stack {
 
     /// Every volume row of `project` (deleted ones too) and its quota usage: what a
     /// refused request must leave as it was.
-    async fn state_of(&self, project: &str) -> (usize, BTreeMap<String, (i64, i64)>) {
+    pub(crate) async fn state_of(&self, project: &str) -> (usize, BTreeMap<String, (i64, i64)>) {
         let rows = self
             .db
             .list_volumes(&VolumeListQuery {
@@ -1989,7 +1989,7 @@ async fn an_existing_image_is_managed_into_a_volume_and_unmanaged_out_of_it() {
 }
 
 /// The keys of a JSON object.
-fn keys_of(v: &Value) -> std::collections::BTreeSet<String> {
+pub(crate) fn keys_of(v: &Value) -> std::collections::BTreeSet<String> {
     v.as_object()
         .unwrap_or_else(|| panic!("not an object: {v}"))
         .keys()
@@ -2528,7 +2528,13 @@ async fn ten_concurrent_clients_on_sqlite_see_no_server_error_and_leak_no_reserv
 /// A real OpenStack client (`/usr/bin/openstack` or `/usr/bin/cinder`) under the
 /// `noauth` plugin as `user:project`, at microversion 3.60; its stdout, or a panic with
 /// its stderr.
-async fn client(bin: &str, api: &Api, user: &str, project: &str, args: &[&str]) -> String {
+pub(crate) async fn client(
+    bin: &str,
+    api: &Api,
+    user: &str,
+    project: &str,
+    args: &[&str],
+) -> String {
     let path = format!("/usr/bin/{bin}");
     assert!(
         std::path::Path::new(&path).exists(),

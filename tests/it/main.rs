@@ -4,6 +4,7 @@
 mod active_active;
 mod api;
 mod architecture;
+mod backup;
 mod crash;
 mod db;
 mod fixtures;

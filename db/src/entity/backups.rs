@@ -54,6 +54,8 @@ pub struct Model {
     pub is_incremental: bool,
     #[sea_orm(column_type = "String(StringLen::N(36))", nullable)]
     pub encryption_key_id: Option<String>,
+    #[sea_orm(nullable)]
+    pub progress: Option<String>,
     pub created_at: DateTime,
     #[sea_orm(nullable)]
     pub updated_at: Option<DateTime>,

@@ -67,6 +67,31 @@ pub struct RbdBackendConfig {
 }
 
 impl RbdBackendConfig {
+    /// Reads `[backends.<name>]` of `backends` (the file's backend sections; a missing
+    /// section is every default). `volume_driver` may only say `rbd`.
+    pub fn from_backends(
+        backends: &std::collections::BTreeMap<String, serde_json::Value>,
+        name: &str,
+    ) -> Result<Self, String> {
+        let mut section = backends
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        let obj = section
+            .as_object_mut()
+            .ok_or_else(|| format!("[backends.{name}] must be a table"))?;
+        match obj.remove("volume_driver") {
+            None => {}
+            Some(serde_json::Value::String(d)) if d == "rbd" => {}
+            Some(other) => {
+                return Err(format!(
+                    "[backends.{name}] volume_driver = {other}: only \"rbd\" is supported"
+                ))
+            }
+        }
+        Self::from_section(section).map_err(|e| format!("in [backends.{name}]: {e}"))
+    }
+
     /// Reads a section (without `volume_driver`), checking both halves.
     pub fn from_section(section: serde_json::Value) -> Result<Self, String> {
         let serde_json::Value::Object(mut all) = section else {

@@ -226,9 +226,11 @@ macro_rules! topic {
     };
 }
 
+pub mod backup;
 pub mod scheduler;
 pub mod volume;
 
+pub use backup::*;
 pub use scheduler::*;
 pub use volume::*;
 

@@ -245,8 +245,39 @@ where
     }
 }
 
+/// One sample per message of the backup topic.
+fn backup_samples() -> Vec<(RpcVersion, BackupRequest)> {
+    const BACKUP: &str = "33333333-3333-3333-3333-333333333333";
+    vec![
+        (
+            V1_0,
+            CreateBackup {
+                backup_id: BACKUP.into(),
+            }
+            .into(),
+        ),
+        (
+            V1_0,
+            DeleteBackup {
+                backup_id: BACKUP.into(),
+            }
+            .into(),
+        ),
+        (
+            V1_0,
+            RestoreBackup {
+                backup_id: BACKUP.into(),
+                volume_id: VOL.into(),
+                new_volume: true,
+            }
+            .into(),
+        ),
+    ]
+}
+
 #[test]
 fn every_message_of_every_topic_matches_its_golden_file() {
+    check_topic::<BackupTopic>(backup_samples(), BackupRequest::METHODS);
     check_topic::<VolumeTopic>(volume_samples(), VolumeRequest::METHODS);
     check_topic::<SchedulerTopic>(scheduler_samples(), SchedulerRequest::METHODS);
 }

@@ -1,0 +1,475 @@
+//! Backups through the API against the real services: the API, a scheduler, a volume
+//! service and a backup service, the volumes on a pool of their own, the base images on
+//! a backup pool of their own (this cluster, or the second dev cluster), driven over
+//! HTTP and with the real `openstack` client, checked byte for byte on the images.
+
+use cinder_tests::{create_pool, delete_pool, unique};
+use rbd_driver::{ImageSpec, RbdDriver};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::api::{client, Api, Stack, ADMIN, ALICE};
+use crate::fixtures::{ceph, wait_for, InProcess};
+
+const GIB: u64 = 1 << 30;
+const MIB: usize = 1 << 20;
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+/// Writes `count` random chunks of up to `max_len` bytes at random offsets below
+/// `limit`; returns the bytes written.
+async fn scribble(
+    d: &RbdDriver,
+    spec: &ImageSpec,
+    rng: &mut Rng,
+    count: usize,
+    max_len: usize,
+    from: u64,
+    limit: u64,
+) -> u64 {
+    let mut total = 0;
+    for _ in 0..count {
+        let len = 1 + (rng.next() as usize % max_len);
+        let off = from + rng.next() % (limit - from - len as u64);
+        d.write(spec, off, rng.bytes(len)).await.unwrap();
+        total += len as u64;
+    }
+    total
+}
+
+/// SHA-256 of the first `size` bytes of `spec` (at `snap`), read in 4 MiB pieces.
+async fn sha(d: &RbdDriver, spec: &ImageSpec, snap: Option<&str>, size: u64) -> String {
+    let mut h = Sha256::new();
+    let mut off = 0;
+    while off < size {
+        let n = (size - off).min(4 * MIB as u64) as usize;
+        let buf = d.read(spec, snap, off, n).await.unwrap();
+        assert_eq!(buf.len(), n, "short read of {spec} at {off}");
+        h.update(&buf);
+        off += n as u64;
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// Polls backup `id` until `want`; on `error` (unwanted) panics with its reason.
+async fn wait_backup(api: &Api, token: &str, id: &str, want: &str) -> Value {
+    wait_for(&format!("backup {id} to be {want}"), 120, || async {
+        let r = api.get_v(&format!("/v3/backups/{id}"), token, "3.64").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let b = &r.body["backup"];
+        let s = b["status"].as_str().unwrap_or("").to_string();
+        if s == "error" && want != "error" {
+            panic!("backup {id} went to error: {}", b["fail_reason"]);
+        }
+        if s == want {
+            Ok(b.clone())
+        } else {
+            Err(format!("{s} {}", b["progress"]))
+        }
+    })
+    .await
+}
+
+/// The `backup.*` snapshots of `spec`.
+async fn backup_snaps(d: &RbdDriver, spec: &ImageSpec) -> Vec<String> {
+    d.list_snapshots(spec)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|n| n.starts_with("backup."))
+        .collect()
+}
+
+/// A backup pool of the test's own, and a backup service in-process on it.
+struct BackupSide {
+    conf: String,
+    pool: String,
+    svc: InProcess,
+    driver: RbdDriver,
+}
+
+impl BackupSide {
+    async fn up(s: &Stack, conf: &str) -> BackupSide {
+        let pool = unique("it-bk");
+        let (c, p) = (conf.to_string(), pool.clone());
+        tokio::task::spawn_blocking(move || create_pool(&c, &p))
+            .await
+            .unwrap();
+        let (svc, host) = InProcess::backup(&s.db_url, conf, &pool, &s.conf, &s.pool).await;
+        wait_for("the backup service to be up", 30, || async {
+            let r = s
+                .api
+                .get("/v3/os-services?binary=cinder-backup", ADMIN)
+                .await;
+            let up = r.body["services"].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|x| x["host"] == json!(host) && x["state"] == "up")
+            });
+            if up {
+                Ok(())
+            } else {
+                Err(r.body.to_string())
+            }
+        })
+        .await;
+        let cfg: rbd_driver::RbdConfig = serde_json::from_value(json!({
+            "rbd_ceph_conf": conf, "rbd_user": "admin", "rbd_pool": pool,
+        }))
+        .unwrap();
+        let driver = RbdDriver::connect(cfg).await.unwrap();
+        BackupSide {
+            conf: conf.to_string(),
+            pool,
+            svc,
+            driver,
+        }
+    }
+
+    async fn images(&self) -> Vec<String> {
+        self.driver
+            .list_images(&self.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
+    }
+
+    async fn down(self) {
+        self.svc.stop().await;
+        drop(self.driver);
+        let (c, p) = (self.conf, self.pool);
+        tokio::task::spawn_blocking(move || delete_pool(&c, &p))
+            .await
+            .unwrap();
+    }
+}
+
+/// Creates a backup through the API (`POST /backups`); returns its id.
+async fn backup_via_api(api: &Api, token: &str, body: Value) -> String {
+    let r = api
+        .call(
+            reqwest::Method::POST,
+            "/v3/backups",
+            token,
+            Some("3.64"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let b = &r.body["backup"];
+    assert_eq!(
+        crate::api::keys_of(b),
+        ["id", "links", "name"].map(String::from).into(),
+        "a create answers the summary"
+    );
+    b["id"].as_str().unwrap().to_string()
+}
+
+/// Restores `backup` to a new volume; returns the volume's id once available.
+async fn restore_new(api: &Api, token: &str, backup: &str) -> String {
+    let r = api
+        .post(
+            &format!("/v3/backups/{backup}/restore"),
+            token,
+            json!({"restore": {}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let v = r.body["restore"]["volume_id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["restore"]["backup_id"], json!(backup));
+    assert_eq!(
+        r.body["restore"]["volume_name"],
+        json!(format!("restore_backup_{backup}"))
+    );
+    wait_for(&format!("the restore of {backup}"), 120, || async {
+        let r = api.get(&format!("/v3/volumes/{v}"), token).await;
+        match r.body["volume"]["status"].as_str() {
+            Some("available") => Ok(()),
+            Some(s @ ("error" | "error_restoring")) => {
+                let b = api.get(&format!("/v3/backups/{backup}"), token).await;
+                panic!("restore of {backup} ended {s}: {}", b.body)
+            }
+            s => Err(format!("{s:?}")),
+        }
+    })
+    .await;
+    wait_backup(api, token, backup, "available").await;
+    v
+}
+
+/// The chain proof: a full backup and three incrementals with random writes between
+/// them (one after the volume grew from 1 to 2 GiB), the full and the first incremental
+/// through the real `openstack` client; every point restored to a new volume of that
+/// point's size, byte-identical (SHA-256 of the whole volume) to the source at the time
+/// of its backup; an older point restored onto a larger existing volume; incremental
+/// streams sized by the change; one `backup.*` snapshot left on the source at a time;
+/// a parent refused deletion while it has children; everything gone after the deletes
+/// (no base image, no source snapshot, quota back to zero).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_and_three_incrementals_restore_every_point_byte_identical_through_the_api_and_the_openstack_client(
+) {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let side = BackupSide::up(&s, &c.conf).await;
+    let api = &s.api;
+    let d = &c.driver;
+    let mut rng = Rng(0x5eed_b0c4_0001);
+
+    let r = api
+        .post(
+            "/v3/volumes",
+            ALICE,
+            json!({"volume": {"size": 1, "name": "src"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let vol = r.body["volume"]["id"].as_str().unwrap().to_string();
+    api.wait_volume(ALICE, &vol, "available").await;
+    let spec = ImageSpec::new(&s.pool, format!("volume-{vol}"));
+
+    // Point 0: 64 MiB in 16 random pieces, and a full backup with the openstack client.
+    scribble(d, &spec, &mut rng, 16, 4 * MIB, 0, GIB).await;
+    let mut points: Vec<(String, String, u64)> = Vec::new(); // (backup, sha, size)
+    let sha0 = sha(d, &spec, None, GIB).await;
+    let out = client(
+        "openstack",
+        api,
+        "alice",
+        "p1",
+        &[
+            "volume", "backup", "create", "--name", "full", "-f", "value", "-c", "id", &vol,
+        ],
+    )
+    .await;
+    let full = out.trim().to_string();
+    let b = wait_backup(api, ALICE, &full, "available").await;
+    assert_eq!(
+        (
+            &b["is_incremental"],
+            &b["size"],
+            &b["progress"],
+            &b["name"],
+            &b["has_dependent_backups"]
+        ),
+        (
+            &json!(false),
+            &json!(1),
+            &json!("100%"),
+            &json!("full"),
+            &json!(false)
+        ),
+        "{b}"
+    );
+    points.push((full.clone(), sha0, GIB));
+    api.wait_volume(ALICE, &vol, "available").await;
+
+    // Point 1: small random writes, an incremental with the openstack client.
+    let written1 = scribble(d, &spec, &mut rng, 24, 64 * 1024, 0, GIB).await;
+    let sha1 = sha(d, &spec, None, GIB).await;
+    let out = client(
+        "openstack",
+        api,
+        "alice",
+        "p1",
+        &[
+            "volume",
+            "backup",
+            "create",
+            "--incremental",
+            "--name",
+            "inc1",
+            "-f",
+            "value",
+            "-c",
+            "id",
+            &vol,
+        ],
+    )
+    .await;
+    let inc1 = out.trim().to_string();
+    let b = wait_backup(api, ALICE, &inc1, "available").await;
+    assert_eq!(b["is_incremental"], json!(true), "{b}");
+    points.push((inc1.clone(), sha1, GIB));
+    api.wait_volume(ALICE, &vol, "available").await;
+    let full_doc = wait_backup(api, ALICE, &full, "available").await;
+    assert_eq!(full_doc["has_dependent_backups"], json!(true));
+    // The incremental moved about what changed, not the volume.
+    let row = s.db.backup(&inc1).await.unwrap();
+    let rec: Value = serde_json::from_str(row.service_metadata.as_deref().unwrap()).unwrap();
+    let moved = rec["stream_bytes"].as_u64().unwrap();
+    assert!(
+        moved <= written1 + written1 / 20 + 64 * 1024 && moved >= 64 * 1024,
+        "incremental stream of {moved} bytes for {written1} bytes written"
+    );
+
+    // Point 2: the volume grows to 2 GiB and is written on both sides of the old end.
+    let r = api
+        .post(
+            &format!("/v3/volumes/{vol}/action"),
+            ALICE,
+            json!({"os-extend": {"new_size": 2}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_for("the extend", 60, || async {
+        let v = api.get(&format!("/v3/volumes/{vol}"), ALICE).await;
+        if v.body["volume"]["size"] == json!(2) && v.body["volume"]["status"] == "available" {
+            Ok(())
+        } else {
+            Err(v.body["volume"]["status"].to_string())
+        }
+    })
+    .await;
+    scribble(
+        d,
+        &spec,
+        &mut rng,
+        8,
+        256 * 1024,
+        GIB - 8 * MIB as u64,
+        GIB + 64 * MIB as u64,
+    )
+    .await;
+    let sha2 = sha(d, &spec, None, 2 * GIB).await;
+    let inc2 = backup_via_api(
+        api,
+        ALICE,
+        json!({"backup": {"volume_id": vol, "incremental": true, "name": "inc2", "metadata": {"k": "v"}}}),
+    )
+    .await;
+    let b = wait_backup(api, ALICE, &inc2, "available").await;
+    assert_eq!(
+        (&b["size"], &b["metadata"]),
+        (&json!(2), &json!({"k": "v"})),
+        "{b}"
+    );
+    points.push((inc2.clone(), sha2, 2 * GIB));
+    api.wait_volume(ALICE, &vol, "available").await;
+
+    // Point 3: overwrites and a discard of a written range.
+    scribble(d, &spec, &mut rng, 16, 128 * 1024, 0, 2 * GIB).await;
+    d.write(&spec, 0, vec![0u8; 4 * MIB]).await.unwrap();
+    let sha3 = sha(d, &spec, None, 2 * GIB).await;
+    let inc3 = backup_via_api(
+        api,
+        ALICE,
+        json!({"backup": {"volume_id": vol, "incremental": true, "name": "inc3"}}),
+    )
+    .await;
+    wait_backup(api, ALICE, &inc3, "available").await;
+    points.push((inc3.clone(), sha3, 2 * GIB));
+    api.wait_volume(ALICE, &vol, "available").await;
+
+    // Only the snapshot the next incremental needs stays on the source.
+    let left = backup_snaps(d, &spec).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with(&format!("backup.{inc3}.snap.")),
+        "{left:?}"
+    );
+
+    // Every point, restored to a new volume, is the source as it was.
+    for (i, (backup, want, size)) in points.iter().enumerate() {
+        let v = restore_new(api, ALICE, backup).await;
+        let doc = api.get(&format!("/v3/volumes/{v}"), ALICE).await;
+        assert_eq!(
+            doc.body["volume"]["size"],
+            json!(size / GIB),
+            "point {i} restores at its size"
+        );
+        let rs = ImageSpec::new(&s.pool, format!("volume-{v}"));
+        assert_eq!(
+            &sha(d, &rs, None, *size).await,
+            want,
+            "point {i} ({backup})"
+        );
+        assert!(
+            d.list_snapshots(&rs).await.unwrap().is_empty(),
+            "a restore leaves no snapshot on its volume"
+        );
+        if i == 3 {
+            // An older, smaller point onto this larger existing volume: its data, then
+            // zeroes.
+            let r = api
+                .post(
+                    &format!("/v3/backups/{}/restore", points[1].0),
+                    ALICE,
+                    json!({"restore": {"volume_id": v}}),
+                )
+                .await;
+            assert_eq!(r.status, 202, "{}", r.body);
+            assert_eq!(r.body["restore"]["volume_id"], json!(v));
+            api.wait_volume(ALICE, &v, "available").await;
+            assert_eq!(
+                sha(d, &rs, None, GIB).await,
+                points[1].1,
+                "point 1 onto a 2 GiB volume"
+            );
+            let tail = d.read(&rs, None, GIB, 4 * MIB).await.unwrap();
+            assert!(
+                tail.iter().all(|b| *b == 0),
+                "past the restored size it is zeroes"
+            );
+            let doc = api.get(&format!("/v3/volumes/{v}"), ALICE).await;
+            assert_eq!(
+                doc.body["volume"]["size"],
+                json!(2),
+                "the volume keeps its size"
+            );
+        }
+        let r = api.delete(&format!("/v3/volumes/{v}"), ALICE).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+
+    // A parent is not deleted while it has children.
+    let r = api.delete(&format!("/v3/backups/{full}"), ALICE).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        json!("Invalid backup: Incremental backups exist for this backup.")
+    );
+    let u = s.db.usage("p1", "backups").await.unwrap();
+    assert_eq!(u.in_use, 4);
+    for id in [&inc3, &inc2, &inc1, &full] {
+        let r = api.delete(&format!("/v3/backups/{id}"), ALICE).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        api.wait_gone(ALICE, &format!("/v3/backups/{id}")).await;
+    }
+    assert!(
+        backup_snaps(d, &spec).await.is_empty(),
+        "no backup snapshot left on the source"
+    );
+    let base = format!("volume-{vol}.backup.{full}");
+    assert!(
+        !side.images().await.contains(&base),
+        "the base image went with its last restore point"
+    );
+    let (u, g) = (
+        s.db.usage("p1", "backups").await.unwrap(),
+        s.db.usage("p1", "backup_gigabytes").await.unwrap(),
+    );
+    assert_eq!((u.in_use, g.in_use), (0, 0), "quota given back");
+    side.down().await;
+    s.down().await;
+}
