@@ -473,3 +473,329 @@ async fn a_full_and_three_incrementals_restore_every_point_byte_identical_throug
     side.down().await;
     s.down().await;
 }
+
+/// Bytes of `spec` held in objects (whole-object allocation, as `rbd du` counts it).
+async fn allocated(d: &RbdDriver, spec: &ImageSpec) -> u64 {
+    d.diff_extents(spec, None, None, true, &rbd_driver::OpCtl::new())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.exists)
+        .map(|e| e.length)
+        .sum()
+}
+
+/// Polls volume `id` until it leaves `busy`; returns its status.
+async fn settled_volume(api: &Api, token: &str, id: &str, busy: &[&str]) -> String {
+    wait_for(&format!("volume {id} to settle"), 120, || async {
+        let r = api.get(&format!("/v3/volumes/{id}"), token).await;
+        let s = r.body["volume"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if busy.contains(&s.as_str()) {
+            Err(s)
+        } else {
+            Ok(s)
+        }
+    })
+    .await
+}
+
+/// Backups on the second cluster (its own conf and pool): a sparse 4 GiB volume with
+/// 20 MiB written restores byte-identical and stays sparse on both clusters; a backup of
+/// a snapshot (incremental on the full) restores the snapshot's data, not the volume's
+/// later writes; an in-use volume needs `force` and goes back to in-use; a source
+/// snapshot or a base restore point removed out of band makes the next incremental fail
+/// with a reason naming it (nothing left behind); a base image overwritten behind our
+/// back makes the restore fail (`error_restoring`, the reason names the checksum), not
+/// succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backups_on_the_second_cluster_stay_sparse_cover_snapshots_and_in_use_volumes_and_fail_with_a_reason_when_damaged(
+) {
+    let conf_b = std::env::var("CEPH_CONF_B").unwrap_or_else(|_| {
+        panic!("CEPH_CONF_B is not set: run scripts/test.sh, or `export CEPH_CONF_B=$(scripts/ceph-dev.sh up /tmp/cinder-rs-ceph-b 6790)`")
+    });
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let side = BackupSide::up(&s, &conf_b).await;
+    let api = &s.api;
+    let d = &c.driver;
+    let mut rng = Rng(0x5eed_b0c4_0002);
+    assert_ne!(
+        side.driver.fsid(),
+        d.fsid(),
+        "the backups go to another cluster"
+    );
+
+    let r = api
+        .post(
+            "/v3/volumes",
+            ALICE,
+            json!({"volume": {"size": 4, "name": "sparse"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let vol = r.body["volume"]["id"].as_str().unwrap().to_string();
+    api.wait_volume(ALICE, &vol, "available").await;
+    let spec = ImageSpec::new(&s.pool, format!("volume-{vol}"));
+    for off in [
+        0,
+        GIB + 12345,
+        2 * GIB - 4 * MIB as u64,
+        3 * GIB + 7,
+        4 * GIB - 4 * MIB as u64,
+    ] {
+        d.write(&spec, off, rng.bytes(4 * MIB)).await.unwrap();
+    }
+    let sha_full = sha(d, &spec, None, 4 * GIB).await;
+    let full = backup_via_api(
+        api,
+        ALICE,
+        json!({"backup": {"volume_id": vol, "name": "full"}}),
+    )
+    .await;
+    wait_backup(api, ALICE, &full, "available").await;
+    api.wait_volume(ALICE, &vol, "available").await;
+    let base = ImageSpec::new(&side.pool, format!("volume-{vol}.backup.{full}"));
+    let on_b = allocated(&side.driver, &base).await;
+    assert!(
+        on_b <= 40 * MIB as u64,
+        "the base image on the second cluster holds {on_b} bytes"
+    );
+    let restored = restore_new(api, ALICE, &full).await;
+    let rs = ImageSpec::new(&s.pool, format!("volume-{restored}"));
+    assert_eq!(
+        sha(d, &rs, None, 4 * GIB).await,
+        sha_full,
+        "the sparse volume restores byte-identical"
+    );
+    let held = allocated(d, &rs).await;
+    assert!(
+        held <= 40 * MIB as u64,
+        "the restored volume stays sparse: {held} bytes held"
+    );
+    assert_eq!(
+        api.delete(&format!("/v3/volumes/{restored}"), ALICE)
+            .await
+            .status,
+        202
+    );
+
+    // A backup of a snapshot: the snapshot's data, incremental on the full.
+    let r = api
+        .post(
+            "/v3/snapshots",
+            ALICE,
+            json!({"snapshot": {"volume_id": vol, "name": "s1"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+    api.wait_snapshot(ALICE, &snap, "available").await;
+    d.write(&spec, 5 * MIB as u64, rng.bytes(MIB))
+        .await
+        .unwrap();
+    let sha_snap = sha(d, &spec, Some(&format!("snapshot-{snap}")), 4 * GIB).await;
+    let of_snap = backup_via_api(
+        api,
+        ALICE,
+        json!({"backup": {"volume_id": vol, "snapshot_id": snap, "incremental": true}}),
+    )
+    .await;
+    let b = wait_backup(api, ALICE, &of_snap, "available").await;
+    assert_eq!(
+        (&b["snapshot_id"], &b["is_incremental"]),
+        (&json!(snap), &json!(true)),
+        "{b}"
+    );
+    api.wait_snapshot(ALICE, &snap, "available").await;
+    let restored = restore_new(api, ALICE, &of_snap).await;
+    let rs = ImageSpec::new(&s.pool, format!("volume-{restored}"));
+    assert_eq!(
+        sha(d, &rs, None, 4 * GIB).await,
+        sha_snap,
+        "the snapshot's data"
+    );
+    assert_eq!(
+        api.delete(&format!("/v3/volumes/{restored}"), ALICE)
+            .await
+            .status,
+        202
+    );
+
+    // In use (attached as Nova attaches): refused without force, done with it, back
+    // to in-use.
+    let server = uuid::Uuid::new_v4().to_string();
+    let r = api
+        .call(
+            reqwest::Method::POST,
+            "/v3/attachments",
+            ALICE,
+            Some("3.44"),
+            Some(
+                json!({"attachment": {"volume_uuid": vol, "instance_uuid": server,
+                "connector": {"host": "compute-1", "ip": "127.0.0.1", "platform": "x86_64",
+                              "os_type": "linux", "multipath": false}}}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let att = r.body["attachment"]["id"].as_str().unwrap().to_string();
+    let r = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/v3/attachments/{att}/action"),
+            ALICE,
+            Some("3.44"),
+            Some(json!({"os-complete": null})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    api.wait_volume(ALICE, &vol, "in-use").await;
+    let r = api
+        .post("/v3/backups", ALICE, json!({"backup": {"volume_id": vol}}))
+        .await;
+    assert_eq!(
+        (r.status, &r.body["badRequest"]["message"]),
+        (
+            400,
+            &json!("Invalid volume: Backing up an in-use volume must use the force flag.")
+        ),
+        "{}",
+        r.body
+    );
+    let forced = backup_via_api(
+        api,
+        ALICE,
+        json!({"backup": {"volume_id": vol, "force": true, "incremental": true}}),
+    )
+    .await;
+    wait_backup(api, ALICE, &forced, "available").await;
+    api.wait_volume(ALICE, &vol, "in-use").await;
+    let r = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v3/attachments/{att}"),
+            ALICE,
+            Some("3.44"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    api.wait_volume(ALICE, &vol, "available").await;
+
+    // The source snapshot the next incremental needs, removed out of band.
+    let needed = backup_snaps(d, &spec).await;
+    assert_eq!(needed.len(), 1, "{needed:?}");
+    assert!(
+        needed[0].starts_with(&format!("backup.{forced}.")),
+        "{needed:?}"
+    );
+    d.remove_snapshot(&spec.snap(&needed[0]), &rbd_driver::OpCtl::new())
+        .await
+        .unwrap();
+    let broken = backup_via_api(
+        api,
+        ALICE,
+        json!({"backup": {"volume_id": vol, "incremental": true}}),
+    )
+    .await;
+    let b = wait_backup(api, ALICE, &broken, "error").await;
+    let reason = b["fail_reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains(&needed[0]) && reason.contains("take a full backup"),
+        "{reason}"
+    );
+    assert_eq!(
+        settled_volume(api, ALICE, &vol, &["backing-up"]).await,
+        "available"
+    );
+    assert!(
+        backup_snaps(d, &spec).await.is_empty(),
+        "a refused incremental leaves no snapshot"
+    );
+    assert_eq!(
+        api.delete(&format!("/v3/backups/{broken}"), ALICE)
+            .await
+            .status,
+        202
+    );
+    api.wait_gone(ALICE, &format!("/v3/backups/{broken}")).await;
+
+    // A new full backup; its restore point removed out of band on the backup cluster.
+    let full2 = backup_via_api(api, ALICE, json!({"backup": {"volume_id": vol}})).await;
+    wait_backup(api, ALICE, &full2, "available").await;
+    api.wait_volume(ALICE, &vol, "available").await;
+    let base2 = ImageSpec::new(&side.pool, format!("volume-{vol}.backup.{full2}"));
+    let points = side.driver.list_snapshots(&base2).await.unwrap();
+    assert_eq!(points.len(), 1);
+    side.driver
+        .remove_snapshot(&base2.snap(&points[0].name), &rbd_driver::OpCtl::new())
+        .await
+        .unwrap();
+    let broken = backup_via_api(
+        api,
+        ALICE,
+        json!({"backup": {"volume_id": vol, "incremental": true}}),
+    )
+    .await;
+    let b = wait_backup(api, ALICE, &broken, "error").await;
+    let reason = b["fail_reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("restore point") && reason.contains(&points[0].name),
+        "{reason}"
+    );
+    assert_eq!(
+        settled_volume(api, ALICE, &vol, &["backing-up"]).await,
+        "available"
+    );
+
+    // A new chain's base image overwritten behind our back (object 0, without a
+    // snapshot context: the restore point reads the damage): its restore fails.
+    let full3 = backup_via_api(api, ALICE, json!({"backup": {"volume_id": vol}})).await;
+    wait_backup(api, ALICE, &full3, "available").await;
+    api.wait_volume(ALICE, &vol, "available").await;
+    let base3 = ImageSpec::new(&side.pool, format!("volume-{vol}.backup.{full3}"));
+    let id_out = cinder_tests::rbd(&conf_b, &["info", "--format", "json", &base3.to_string()]);
+    let id: Value = serde_json::from_slice(&id_out).unwrap();
+    let object = format!("rbd_data.{}.{:016x}", id["id"].as_str().unwrap(), 0);
+    let garbage = std::env::temp_dir().join(unique("garbage"));
+    let junk = rng.bytes(4096);
+    std::fs::write(&garbage, &junk).unwrap();
+    cinder_tests::rados(
+        &conf_b,
+        &["-p", &side.pool, "put", &object, garbage.to_str().unwrap()],
+    );
+    std::fs::remove_file(&garbage).unwrap();
+    let point = side.driver.list_snapshots(&base3).await.unwrap()[0]
+        .name
+        .clone();
+    let seen = side
+        .driver
+        .read(&base3, Some(&point), 0, 4096)
+        .await
+        .unwrap();
+    assert!(
+        seen == junk,
+        "the damage shows at the restore point {point}"
+    );
+    let r = api
+        .post(
+            &format!("/v3/backups/{full3}/restore"),
+            ALICE,
+            json!({"restore": {}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let target = r.body["restore"]["volume_id"].as_str().unwrap().to_string();
+    // The backup is `restoring` from the answer on, until the restore ended.
+    let b = wait_backup(api, ALICE, &full3, "available").await;
+    let reason = b["fail_reason"].as_str().unwrap_or("");
+    assert!(reason.contains("checksum"), "{reason}");
+    let st = settled_volume(api, ALICE, &target, &["creating", "restoring-backup"]).await;
+    assert_eq!(st, "error_restoring", "a damaged backup does not restore");
+
+    side.down().await;
+    s.down().await;
+}
