@@ -799,3 +799,178 @@ async fn backups_on_the_second_cluster_stay_sparse_cover_snapshots_and_in_use_vo
     side.down().await;
     s.down().await;
 }
+
+/// The `cinder-backup` binary next to this test's executable (`target/<profile>/`).
+fn backup_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir.join("cinder-backup");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo test --workspace` builds it (cinder-backup has an integration test); \
+         alone, run `cargo build -p cinder-backup` first",
+        bin.display()
+    );
+    bin
+}
+
+/// The service process; killed if the test ends early.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_backup(config: &std::path::Path, log: &std::path::Path) -> Proc {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Proc(
+        std::process::Command::new(backup_binary())
+            .arg("--config")
+            .arg(config)
+            .env_remove("RUST_BACKTRACE")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn wait_backup_service(api: &Api, host: &str) {
+    wait_for("the backup service to be up", 30, || async {
+        let r = api.get("/v3/os-services?binary=cinder-backup", ADMIN).await;
+        let up = r.body["services"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|x| x["host"] == json!(host) && x["state"] == "up")
+        });
+        if up {
+            Ok(())
+        } else {
+            Err(r.body.to_string())
+        }
+    })
+    .await;
+}
+
+/// `kill -9` of the real `cinder-backup` process while a full backup of 1 GiB streams
+/// (seen under way: `creating`, progress past 0 %, the source snapshot and the base
+/// image made), then a restart on the same host: the backup is `error` with a reason,
+/// no snapshot is left on the source, no base image in the backup pool, the volume is
+/// back to `available`, no claim is left, and the restarted service takes a new backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_the_backup_service_mid_stream_leaves_an_error_and_nothing_half_made_after_restart(
+) {
+    let c = ceph().await;
+    let s = Stack::up(c, "").await;
+    let api = &s.api;
+    let d = &c.driver;
+    let pool = unique("it-bk");
+    let (conf, p) = (c.conf.clone(), pool.clone());
+    tokio::task::spawn_blocking(move || create_pool(&conf, &p))
+        .await
+        .unwrap();
+    let host = unique("it-backup-proc");
+    let config = std::env::temp_dir().join(format!("{}.toml", unique("cinder-backup")));
+    std::fs::write(
+        &config,
+        crate::fixtures::backup_config(&host, &s.db_url, &c.conf, &pool, &s.conf, &s.pool),
+    )
+    .unwrap();
+    let log = std::env::temp_dir().join(format!("{}.log", unique("cinder-backup")));
+    let mut proc = spawn_backup(&config, &log);
+    wait_backup_service(api, &host).await;
+
+    let r = api
+        .post(
+            "/v3/volumes",
+            ALICE,
+            json!({"volume": {"size": 1, "name": "big"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let vol = r.body["volume"]["id"].as_str().unwrap().to_string();
+    api.wait_volume(ALICE, &vol, "available").await;
+    let spec = ImageSpec::new(&s.pool, format!("volume-{vol}"));
+    let mut rng = Rng(0x5eed_b0c4_0003);
+    for i in 0..(GIB / (4 * MIB as u64)) {
+        d.write(&spec, i * 4 * MIB as u64, rng.bytes(4 * MIB))
+            .await
+            .unwrap();
+    }
+    let id = backup_via_api(api, ALICE, json!({"backup": {"volume_id": vol}})).await;
+    let progress = wait_for("the stream to be under way", 60, || async {
+        let b = s.db.backup(&id).await.unwrap();
+        match (b.status.as_str(), b.progress.as_deref()) {
+            ("creating", Some(p)) if p != "0%" => Ok(p.to_string()),
+            ("creating", p) => Err(format!("{p:?}")),
+            (st, p) => panic!(
+                "the backup ended ({st}, {p:?}) before the kill: the stream was too short to interrupt"
+            ),
+        }
+    })
+    .await;
+    proc.0.kill().unwrap();
+    proc.0.wait().unwrap();
+    // What the kill interrupted really was a stream: its snapshot and base image exist.
+    let b = s.db.backup(&id).await.unwrap();
+    assert_eq!(b.status.as_str(), "creating", "killed at {progress}");
+    assert_eq!(
+        backup_snaps(d, &spec).await.len(),
+        1,
+        "the source snapshot was made"
+    );
+    let base = format!("volume-{vol}.backup.{id}");
+    let images = |d: RbdDriver, pool: String| async move {
+        d.list_images(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        images(d.clone(), pool.clone()).await.contains(&base),
+        "the base image was made"
+    );
+
+    let _proc = spawn_backup(&config, &log);
+    let b = wait_backup(api, ALICE, &id, "error").await;
+    let reason = b["fail_reason"].as_str().unwrap_or("");
+    assert!(reason.contains("interrupted"), "{reason}");
+    assert!(
+        backup_snaps(d, &spec).await.is_empty(),
+        "no snapshot left on the source"
+    );
+    assert!(
+        !images(d.clone(), pool.clone()).await.contains(&base),
+        "no half-made base image"
+    );
+    api.wait_volume(ALICE, &vol, "available").await;
+    let svc =
+        s.db.find_service(&host, "cinder-backup")
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(
+        s.db.claims_of_service(svc.id).await.unwrap().is_empty(),
+        "no claim left"
+    );
+    let again = backup_via_api(api, ALICE, json!({"backup": {"volume_id": vol}})).await;
+    wait_backup(api, ALICE, &again, "available").await;
+
+    drop(_proc);
+    let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_file(&log);
+    let (conf, p) = (c.conf.clone(), pool.clone());
+    tokio::task::spawn_blocking(move || delete_pool(&conf, &p))
+        .await
+        .unwrap();
+    s.down().await;
+}
