@@ -7,6 +7,7 @@
 #   scripts/bench.sh volume_service     # creates/s through the queue; short under long work
 #   scripts/bench.sh scheduler          # placements/s through the queue; decisions/s in process
 #   scripts/bench.sh api                # the v3 API: idle RSS, creates and lists per second
+#   scripts/bench.sh backup             # full/incremental backup and restore against the CLI pipe
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -19,11 +20,11 @@ export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 ensure_postgres
 export CINDER_TEST_POSTGRES_URL=${CINDER_TEST_POSTGRES_URL:-postgres://cinder_test:cinder_test@127.0.0.1:5432/postgres}
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(rbd_diff volume_service scheduler api)
+[ ${#benches[@]} -gt 0 ] || benches=(rbd_diff volume_service scheduler api backup)
 for b in "${benches[@]}"; do
-    if [ "$b" = api ]; then
-        # The API bench runs the release binaries as their own processes.
-        cargo build --release --locked -p cinder-api -p cinder-scheduler -p cinder-volume -p cinder-manage --bins
+    if [ "$b" = api ] || [ "$b" = backup ]; then
+        # These benches run the release binaries as their own processes.
+        cargo build --release --locked -p cinder-api -p cinder-scheduler -p cinder-volume -p cinder-manage -p cinder-backup --bins
     fi
     cargo bench --locked -p cinder-tests --bench "$b"
     if [ "$b" = api ]; then

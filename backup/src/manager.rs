@@ -154,6 +154,26 @@ impl BackupManager {
     }
 }
 
+impl BackupManager {
+    /// What a create or restore holds busy besides its backup (the volume or snapshot
+    /// backed up, the volume restored onto), as the failure ending that releases it.
+    async fn held_source(&self, body: &BackupRequest) -> Option<cinder_db::Ending> {
+        use cinder_common::ops::{self, Outcome};
+        match body {
+            BackupRequest::CreateBackup(c) => {
+                let b = self.db.backup_including_deleted(&c.backup_id).await.ok()?;
+                Some(crate::ops::source_ending(&b, Outcome::Failed))
+            }
+            BackupRequest::RestoreBackup(r) => Some(cinder_db::Ending::volume(
+                &ops::volume::RESTORE,
+                &r.volume_id,
+                Outcome::Failed,
+            )),
+            BackupRequest::DeleteBackup(_) => None,
+        }
+    }
+}
+
 /// A registered stream; unregisters on drop.
 pub(crate) struct Running<'a> {
     map: &'a Mutex<HashMap<String, CancellationToken>>,
@@ -206,7 +226,7 @@ impl Handler<BackupTopic> for BackupManager {
             // Claimed and acknowledged: the intake slot goes back, the stream budget is
             // the backup driver's long lane.
             drop(intake);
-            let ending = match body {
+            let ending = match &body {
                 BackupRequest::CreateBackup(_) => self.create_backup(&id).await,
                 BackupRequest::DeleteBackup(_) => self.delete_backup(&id).await,
                 BackupRequest::RestoreBackup(r) => {
@@ -215,6 +235,16 @@ impl Handler<BackupTopic> for BackupManager {
             };
             match ending {
                 Ok(ending) => match self.claims.finish(&k, &ending).await {
+                    Ok(cinder_service::Finished::MovedOn { found }) => {
+                        // The backup moved on under the work (a forced delete cancelled
+                        // it): the source the work held goes back all the same.
+                        tracing::warn!(claim = %k, ?found, "the backup moved on; releasing what the work held");
+                        if let Some(source) = self.held_source(&body).await {
+                            if let Err(e) = self.db.finish(None, &source).await {
+                                tracing::debug!(error = %e, "the source had moved on too");
+                            }
+                        }
+                    }
                     Ok(f) => tracing::info!(claim = %k, done = f.done(), "backup work finished"),
                     Err(e) => {
                         tracing::error!(claim = %k, error = %e, "cannot record the end of the work; recovery retries it");

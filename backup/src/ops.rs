@@ -84,7 +84,7 @@ struct Made {
 }
 
 /// The ending of the backup's source: the volume's backup, or the snapshot's.
-fn source_ending(b: &backups::Model, outcome: Outcome) -> Ending {
+pub(crate) fn source_ending(b: &backups::Model, outcome: Outcome) -> Ending {
     match &b.snapshot_id {
         Some(s) => Ending::snapshot(&ops::snapshot::BACKUP, s, outcome),
         None => Ending::volume(&ops::volume::BACKUP, &b.volume_id, outcome),
@@ -131,6 +131,11 @@ impl BackupManager {
             }
             Err(e) => return Err(e.into()),
         };
+        if b.status != cinder_common::status::BackupStatus::Creating {
+            // Deleted (forced) before the work began: nothing to make; the finish finds
+            // it moved on and the source is released.
+            return Ok(Ending::backup(&ops::backup::CREATE, id, Outcome::Failed));
+        }
         let mut made = Made::default();
         let r = self.run_create(&b, &mut made).await;
         match r {
@@ -522,6 +527,9 @@ impl BackupManager {
             }
             Err(e) => return Err(e.into()),
         };
+        if b.status != cinder_common::status::BackupStatus::Restoring {
+            return Ok(fail(format!("backup {id} is {} now", b.status)));
+        }
         if new_volume {
             if let Err(reason) = self.wait_for_new_volume(volume_id).await? {
                 return Ok(fail(reason));

@@ -428,6 +428,17 @@ impl Db {
         self.backup(&b.id).await
     }
 
+    /// A backup, deleted or not (what a late message about a deleted backup needs).
+    pub async fn backup_including_deleted(&self, id: &str) -> Result<backups::Model> {
+        backups::Entity::find_by_id(id.to_string())
+            .one(&self.conn)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                kind: "backup",
+                id: id.to_string(),
+            })
+    }
+
     /// A non-deleted backup.
     pub async fn backup(&self, id: &str) -> Result<backups::Model> {
         backups::Entity::find_by_id(id.to_string())

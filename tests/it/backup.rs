@@ -8,7 +8,7 @@ use rbd_driver::{ImageSpec, RbdDriver};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::api::{client, Api, Stack, ADMIN, ALICE};
+use crate::api::{client, Api, Stack, ADMIN, ALICE, BOB};
 use crate::fixtures::{ceph, wait_for, InProcess};
 
 const GIB: u64 = 1 << 30;
@@ -184,6 +184,17 @@ async fn backup_via_api(api: &Api, token: &str, body: Value) -> String {
         "a create answers the summary"
     );
     b["id"].as_str().unwrap().to_string()
+}
+
+/// The value of `key` in a client's `| key | value |` table.
+fn table_value(out: &str, key: &str) -> String {
+    out.lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells.len() >= 3 && cells[1] == key).then(|| cells[2].to_string())
+        })
+        .next()
+        .unwrap_or_else(|| panic!("no {key} in {out}"))
 }
 
 /// Restores `backup` to a new volume; returns the volume's id once available.
@@ -391,7 +402,26 @@ async fn a_full_and_three_incrementals_restore_every_point_byte_identical_throug
 
     // Every point, restored to a new volume, is the source as it was.
     for (i, (backup, want, size)) in points.iter().enumerate() {
-        let v = restore_new(api, ALICE, backup).await;
+        let v = if i == 0 {
+            // The cinder client (Debian's openstack 6.0 sends the same request but
+            // cannot print its answer): a new volume named by the restore.
+            let out = client(
+                "cinder",
+                api,
+                "alice",
+                "p1",
+                &["backup-restore", "--name", "osc-restored", backup],
+            )
+            .await;
+            let v = table_value(&out, "volume_id");
+            api.wait_volume(ALICE, &v, "available").await;
+            wait_backup(api, ALICE, backup, "available").await;
+            let doc = api.get(&format!("/v3/volumes/{v}"), ALICE).await;
+            assert_eq!(doc.body["volume"]["name"], json!("osc-restored"));
+            v
+        } else {
+            restore_new(api, ALICE, backup).await
+        };
         let doc = api.get(&format!("/v3/volumes/{v}"), ALICE).await;
         assert_eq!(
             doc.body["volume"]["size"],
@@ -411,15 +441,16 @@ async fn a_full_and_three_incrementals_restore_every_point_byte_identical_throug
         if i == 3 {
             // An older, smaller point onto this larger existing volume: its data, then
             // zeroes.
-            let r = api
-                .post(
-                    &format!("/v3/backups/{}/restore", points[1].0),
-                    ALICE,
-                    json!({"restore": {"volume_id": v}}),
-                )
-                .await;
-            assert_eq!(r.status, 202, "{}", r.body);
-            assert_eq!(r.body["restore"]["volume_id"], json!(v));
+            // The cinder client again, onto an existing volume.
+            let out = client(
+                "cinder",
+                api,
+                "alice",
+                "p1",
+                &["backup-restore", "--volume", &v, &points[1].0],
+            )
+            .await;
+            assert_eq!(table_value(&out, "volume_id"), v);
             api.wait_volume(ALICE, &v, "available").await;
             assert_eq!(
                 sha(d, &rs, None, GIB).await,
@@ -441,6 +472,107 @@ async fn a_full_and_three_incrementals_restore_every_point_byte_identical_throug
         let r = api.delete(&format!("/v3/volumes/{v}"), ALICE).await;
         assert_eq!(r.status, 202, "{}", r.body);
     }
+
+    // Another project sees none of it; bad requests change nothing.
+    let r = api.get(&format!("/v3/backups/{full}"), BOB).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(
+        r.body["itemNotFound"]["message"],
+        json!(format!("Backup {full} could not be found."))
+    );
+    let r = api.get("/v3/backups/detail", BOB).await;
+    assert_eq!(r.body["backups"], json!([]), "{}", r.body);
+    let r = api.get("/v3/backups", ALICE).await;
+    assert_eq!(r.body["backups"].as_array().unwrap().len(), 4, "{}", r.body);
+    let before = (
+        s.db.usage("p1", "backups").await.unwrap().in_use,
+        s.db.backups_of_volume(&vol).await.unwrap().len(),
+    );
+    for (body, code, text) in [
+        (
+            json!({"backup": {"volume_id": vol, "bogus": 1}}),
+            400,
+            "bogus",
+        ),
+        (
+            json!({"backup": {"volume_id": vol, "metadata": {"k": "v"}}}),
+            400,
+            "metadata",
+        ),
+        (
+            json!({"backup": {"volume_id": "no-such-volume"}}),
+            404,
+            "could not be found",
+        ),
+        (
+            json!({"backup": {"volume_id": vol, "incremental": "maybe"}}),
+            400,
+            "maybe",
+        ),
+    ] {
+        let r = api.post("/v3/backups", ALICE, body.clone()).await;
+        assert_eq!(r.status, code, "{body}: {}", r.body);
+        assert!(r.body.to_string().contains(text), "{body}: {}", r.body);
+    }
+    let r = api
+        .post("/v3/backups", BOB, json!({"backup": {"volume_id": vol}}))
+        .await;
+    assert_eq!(r.status, 404, "another project's volume: {}", r.body);
+    let r = api
+        .post(
+            &format!("/v3/backups/{full}/restore"),
+            ALICE,
+            json!({"restore": {"size": 1}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        (
+            s.db.usage("p1", "backups").await.unwrap().in_use,
+            s.db.backups_of_volume(&vol).await.unwrap().len()
+        ),
+        before,
+        "refused requests change nothing"
+    );
+
+    // Export and import of a record (admins only).
+    let r = api
+        .get(&format!("/v3/backups/{full}/export_record"), ALICE)
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = api
+        .get(&format!("/v3/backups/{full}/export_record"), ADMIN)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let record = r.body["backup-record"].clone();
+    assert!(
+        record["backup_url"].as_str().is_some_and(|u| !u.is_empty()),
+        "{record}"
+    );
+    let r = api
+        .post(
+            "/v3/backups/import_record",
+            ADMIN,
+            json!({"backup-record": record}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["badRequest"]["message"]),
+        (
+            400,
+            &json!("Invalid backup: Backup already exists in database.")
+        ),
+        "{}",
+        r.body
+    );
+    let r = api
+        .post(
+            "/v3/backups/import_record",
+            ADMIN,
+            json!({"backup-record": {"backup_service": "x", "backup_url": "%%%"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
 
     // A parent is not deleted while it has children.
     let r = api.delete(&format!("/v3/backups/{full}"), ALICE).await;
@@ -964,6 +1096,53 @@ async fn kill_9_of_the_backup_service_mid_stream_leaves_an_error_and_nothing_hal
     );
     let again = backup_via_api(api, ALICE, json!({"backup": {"volume_id": vol}})).await;
     wait_backup(api, ALICE, &again, "available").await;
+    api.wait_volume(ALICE, &vol, "available").await;
+
+    // A forced delete of a backup whose stream runs cancels the stream: the backup goes,
+    // nothing of it is left, the volume is available again.
+    let third = backup_via_api(api, ALICE, json!({"backup": {"volume_id": vol}})).await;
+    wait_for("the third stream to be under way", 60, || async {
+        let b = s.db.backup(&third).await.unwrap();
+        match (b.status.as_str(), b.progress.as_deref()) {
+            ("creating", Some(p)) if p != "0%" => Ok(()),
+            ("creating", p) => Err(format!("{p:?}")),
+            (st, p) => panic!("the backup ended ({st}, {p:?}) before the forced delete"),
+        }
+    })
+    .await;
+    let r = api
+        .post(
+            &format!("/v3/backups/{third}/action"),
+            ADMIN,
+            json!({"os-force_delete": {}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.wait_gone(ALICE, &format!("/v3/backups/{third}")).await;
+    assert!(
+        !backup_snaps(d, &spec)
+            .await
+            .iter()
+            .any(|n| n.starts_with(&format!("backup.{third}."))),
+        "no snapshot of the cancelled backup"
+    );
+    assert!(
+        !images(d.clone(), pool.clone())
+            .await
+            .contains(&format!("volume-{vol}.backup.{third}")),
+        "no base image of the cancelled backup"
+    );
+    api.wait_volume(ALICE, &vol, "available").await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&third) && l.contains("ancel")),
+        "the stream was cancelled, not finished: {}",
+        text.lines()
+            .filter(|l| l.contains(&third))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     drop(_proc);
     let _ = std::fs::remove_file(&config);
