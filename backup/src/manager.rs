@@ -245,7 +245,14 @@ impl Handler<BackupTopic> for BackupManager {
                             }
                         }
                     }
-                    Ok(f) => tracing::info!(claim = %k, done = f.done(), "backup work finished"),
+                    Ok(f) => {
+                        tracing::info!(claim = %k, done = f.done(), "backup work finished");
+                        if matches!(body, BackupRequest::CreateBackup(_)) {
+                            let me = self.clone();
+                            let id = id.clone();
+                            tokio::spawn(async move { me.trim_source_snaps(&id).await });
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(claim = %k, error = %e, "cannot record the end of the work; recovery retries it");
                         self.claims.recover_later(busy);

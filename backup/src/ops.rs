@@ -140,7 +140,6 @@ impl BackupManager {
         let r = self.run_create(&b, &mut made).await;
         match r {
             Ok(record) => {
-                let keep = record.source_snap.clone();
                 let ending = Ending::backup(&ops::backup::CREATE, id, Outcome::Done)
                     .with_backup(BackupChanges {
                         service_metadata: Some(record.to_json()),
@@ -149,9 +148,6 @@ impl BackupManager {
                         ..Default::default()
                     })
                     .and_if_busy(source_ending(&b, Outcome::Done));
-                if let Err(e) = self.keep_only_newest_source_snap(&b, Some(&keep)).await {
-                    tracing::warn!(error = %e, volume_id = %b.volume_id, "cannot remove source snapshots no incremental needs; the next backup tries again");
-                }
                 Ok(ending)
             }
             Err(e) => {
@@ -195,6 +191,7 @@ impl BackupManager {
         b: &backups::Model,
         made: &mut Made,
     ) -> Result<ChainRecord, OpError> {
+        let started = std::time::Instant::now();
         let v = self.db.volume(&b.volume_id).await?;
         let (src, spec) = self.volume_image(&v).await?;
         let (source_snap, owned) = match &b.snapshot_id {
@@ -273,6 +270,7 @@ impl BackupManager {
                 .await?;
             made.base = Some(base.clone());
         }
+        let prepared = started.elapsed();
         let (ctl, _running) = self.stream_ctl(&b.id);
         let (ctl, progress) = self.watch_progress(&b.id, ctl);
         let digesting = match &since {
@@ -299,6 +297,8 @@ impl BackupManager {
             stream_bytes = stats.export.stream_bytes,
             data_bytes = stats.export.data_bytes,
             digest = %stats.digest,
+            prepare_ms = prepared.as_millis() as u64,
+            stream_ms = (started.elapsed() - prepared).as_millis() as u64,
             "backup streamed"
         );
         Ok(ChainRecord {
@@ -314,53 +314,61 @@ impl BackupManager {
         })
     }
 
+    /// After a backup became available: the source snapshots no future incremental
+    /// needs go (each removal is a monitor round, about a second: not on the backup's
+    /// own time). A failure is only logged: the next backup of the volume tries again.
+    pub(crate) async fn trim_source_snaps(&self, backup_id: &str) {
+        let t = std::time::Instant::now();
+        let r = match self.db.backup(backup_id).await {
+            Ok(b) => self.keep_only_newest_source_snap(&b).await,
+            Err(e) => Err(e.into()),
+        };
+        match r {
+            Ok(()) => tracing::info!(
+                backup_id,
+                ms = t.elapsed().as_millis() as u64,
+                "source snapshots trimmed"
+            ),
+            Err(e) => {
+                tracing::warn!(backup_id, error = %e, "cannot remove source snapshots no incremental needs; the next backup tries again")
+            }
+        }
+    }
+
     /// Removes the source snapshots of `b`'s volume that belong to backups (ours, not
-    /// creating) other than the newest available one (or `keep`, the one just made).
-    async fn keep_only_newest_source_snap(
-        &self,
-        b: &backups::Model,
-        keep: Option<&str>,
-    ) -> Result<(), OpError> {
+    /// creating) other than the newest available one.
+    async fn keep_only_newest_source_snap(&self, b: &backups::Model) -> Result<(), OpError> {
         let v = match self.db.volume(&b.volume_id).await {
             Ok(v) => v,
             Err(cinder_db::Error::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         let (src, spec) = self.volume_image(&v).await?;
-        let all = self.db.backups_of_volume(&v.id).await?;
-        // The newest available backup's source snapshot is what the next incremental
-        // starts from; a backup being created keeps its own.
-        let when = |x: &backups::Model| (x.data_timestamp.unwrap_or(x.created_at), x.created_at);
-        let newest = all
-            .iter()
-            .filter(|x| x.status == cinder_common::status::BackupStatus::Available)
-            .max_by_key(|x| when(x));
-        let keep: Vec<String> = match (keep, newest) {
-            // The one just made is the newest unless it backed up an older snapshot.
-            (Some(k), Some(n)) if when(n) > when(b) => {
-                ChainRecord::of(n.service_metadata.as_deref())
-                    .map(|r| r.source_snap)
-                    .into_iter()
-                    .chain([k.to_string()])
-                    .collect()
-            }
-            (Some(k), _) => vec![k.to_string()],
-            (None, n) => n
-                .and_then(|n| ChainRecord::of(n.service_metadata.as_deref()))
-                .map(|r| r.source_snap)
-                .into_iter()
-                .collect(),
-        };
-        let creating: Vec<&str> = all
-            .iter()
-            .filter(|x| x.status == cinder_common::status::BackupStatus::Creating && x.id != b.id)
-            .map(|x| x.id.as_str())
-            .collect();
+        // Snapshots first, rows second: every snapshot listed belongs to a row that
+        // exists by then (the API writes the row before the service takes the
+        // snapshot), so a backup starting meanwhile is seen `creating` and kept.
         let snaps = match src.list_snapshots(&spec).await {
             Ok(s) => s,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        let all = self.db.backups_of_volume(&v.id).await?;
+        // The newest available backup's source snapshot is what the next incremental
+        // starts from; a backup being created keeps its own.
+        let when = |x: &backups::Model| (x.data_timestamp.unwrap_or(x.created_at), x.created_at);
+        let keep: Vec<String> = all
+            .iter()
+            .filter(|x| x.status == cinder_common::status::BackupStatus::Available)
+            .max_by_key(|x| when(x))
+            .and_then(|n| ChainRecord::of(n.service_metadata.as_deref()))
+            .map(|r| r.source_snap)
+            .into_iter()
+            .collect();
+        let creating: Vec<&str> = all
+            .iter()
+            .filter(|x| x.status == cinder_common::status::BackupStatus::Creating && x.id != b.id)
+            .map(|x| x.id.as_str())
+            .collect();
         for s in snaps {
             let Some(owner) = snap_owner(&s.name) else {
                 continue;

@@ -24,7 +24,8 @@ use cinder_tests::{amqp_url, ceph_conf, create_pool, delete_pool, unique};
 use rbd_driver::{ImageSpec, RbdDriver};
 use serde_json::{json, Value};
 
-const TOKEN: &str = "bench:bench";
+// An admin: the readiness checks read the pools and the services.
+const TOKEN: &str = "admin:admin";
 const MIB: u64 = 1 << 20;
 
 fn bin(name: &str) -> PathBuf {
@@ -187,7 +188,10 @@ async fn main() {
         procs.0.push(
             Command::new(bin(name))
                 .args(["--config", cfg.to_str().unwrap()])
-                .env("RUST_LOG", "warn")
+                .env(
+                    "RUST_LOG",
+                    std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .spawn()
                 .unwrap(),
         );

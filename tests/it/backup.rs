@@ -393,8 +393,16 @@ async fn a_full_and_three_incrementals_restore_every_point_byte_identical_throug
     api.wait_volume(ALICE, &vol, "available").await;
 
     // Only the snapshot the next incremental needs stays on the source.
+    wait_for("the source snapshots to be trimmed", 30, || async {
+        let left = backup_snaps(d, &spec).await;
+        if left.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
     let left = backup_snaps(d, &spec).await;
-    assert_eq!(left.len(), 1, "{left:?}");
     assert!(
         left[0].starts_with(&format!("backup.{inc3}.snap.")),
         "{left:?}"
@@ -818,8 +826,16 @@ async fn backups_on_the_second_cluster_stay_sparse_cover_snapshots_and_in_use_vo
     api.wait_volume(ALICE, &vol, "available").await;
 
     // The source snapshot the next incremental needs, removed out of band.
+    wait_for("the source snapshots to be trimmed", 30, || async {
+        let left = backup_snaps(d, &spec).await;
+        if left.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
     let needed = backup_snaps(d, &spec).await;
-    assert_eq!(needed.len(), 1, "{needed:?}");
     assert!(
         needed[0].starts_with(&format!("backup.{forced}.")),
         "{needed:?}"
@@ -927,6 +943,22 @@ async fn backups_on_the_second_cluster_stay_sparse_cover_snapshots_and_in_use_vo
     assert!(reason.contains("checksum"), "{reason}");
     let st = settled_volume(api, ALICE, &target, &["creating", "restoring-backup"]).await;
     assert_eq!(st, "error_restoring", "a damaged backup does not restore");
+
+    // A backed-up volume is deleted with the snapshot its backups kept on it.
+    wait_for("the source snapshots to be trimmed", 30, || async {
+        let left = backup_snaps(d, &spec).await;
+        if left.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
+    let r = api
+        .delete(&format!("/v3/volumes/{vol}?cascade=true"), ALICE)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.wait_gone(ALICE, &format!("/v3/volumes/{vol}")).await;
 
     side.down().await;
     s.down().await;

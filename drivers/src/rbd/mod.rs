@@ -80,6 +80,13 @@ impl RbdVolumeDriver {
     }
 }
 
+/// A snapshot a backup took of the volume (`backup.<backup id>.snap.<time>`).
+fn is_backup_snap(name: &str) -> bool {
+    name.strip_prefix("backup.")
+        .and_then(|r| r.split_once(".snap."))
+        .is_some_and(|(id, ts)| !id.is_empty() && !ts.is_empty())
+}
+
 /// What the row records of `spec`, `depth` parents deep (asking `driver` for the parent).
 async fn created(driver: &RbdDriver, spec: &ImageSpec, depth: u32) -> Result<Created, DriverError> {
     let parent = if depth > 0 {
@@ -110,6 +117,20 @@ impl VolumeDriver for RbdVolumeDriver {
 
     async fn delete_volume(&self, volume_id: &str) -> Result<(), DriverError> {
         let spec = self.volume_image(volume_id);
+        // The source snapshots backups keep for the next incremental go with the
+        // volume (as Cinder's RBD driver removes them): the backups themselves live in
+        // the backup pool, and an image with snapshots is not removed.
+        match self.driver.list_snapshots(&spec).await {
+            Ok(snaps) => {
+                for s in snaps.iter().filter(|s| is_backup_snap(&s.name)) {
+                    self.driver
+                        .remove_snapshot(&spec.snap(&s.name), &OpCtl::new())
+                        .await?;
+                }
+            }
+            Err(e) if e.kind() == rbd_driver::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
         // Into the trash at once (clones of its snapshots do not block), then the purge
         // is queued with the mgr, outside this handler and surviving our restarts.
         if let RemoveOutcome::Trashed { trash_id } = self
