@@ -340,6 +340,16 @@ pub(crate) async fn create(
             .backups_of_volume(&v.id)
             .await
             .map_err(ApiError::from_db)?;
+        // Two incrementals of one volume at once would write the same base image.
+        if let Some(busy) = all
+            .iter()
+            .find(|x| x.status == BackupStatus::Creating && x.parent_id.is_some())
+        {
+            return Err(ApiError::bad_request(format!(
+                "Invalid backup: incremental backup {} of this volume is being created; try again when it is done.",
+                busy.id
+            )));
+        }
         let latest = all
             .into_iter()
             .filter(|x| x.project_id == r.ctx.project_id && x.status == BackupStatus::Available)

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use cinder_tests::{amqp_url, ceph_conf, create_pool, delete_pool, unique};
+use cinder_tests::{amqp_url, ceph_conf, create_pool, delete_pool, unique, Rng};
 use rbd_driver::{ImageSpec, RbdDriver};
 use serde_json::{json, Value};
 
@@ -109,37 +109,6 @@ fn timed_shell(script: &str) -> f64 {
         .unwrap();
     assert!(st.success(), "{script} failed");
     t.elapsed().as_secs_f64()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(n);
-        v
-    }
-
-    /// `k` distinct 4 MiB slots of a 1 GiB image.
-    fn slots(&mut self, k: usize) -> Vec<u64> {
-        let mut all: Vec<u64> = (0..256).collect();
-        for i in 0..k {
-            let j = i + (self.next() as usize % (256 - i));
-            all.swap(i, j);
-        }
-        all.truncate(k);
-        all
-    }
 }
 
 #[tokio::main]
@@ -243,7 +212,7 @@ async fn main() {
         api.until(&format!("/v3/volumes/{vol}"), "volume", "available")
             .await;
         let spec = ImageSpec::new(&pool, format!("volume-{vol}"));
-        let slots = rng.slots(64);
+        let slots = rng.distinct(64, 256);
         for &i in &slots {
             d.write(&spec, i * 4 * MIB, rng.bytes(4 * MIB as usize))
                 .await

@@ -3,7 +3,7 @@
 //! a backup pool of their own (this cluster, or the second dev cluster), driven over
 //! HTTP and with the real `openstack` client, checked byte for byte on the images.
 
-use cinder_tests::{create_pool, delete_pool, unique};
+use cinder_tests::{create_pool, delete_pool, unique, Rng};
 use rbd_driver::{ImageSpec, RbdDriver};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -13,27 +13,6 @@ use crate::fixtures::{ceph, wait_for, InProcess};
 
 const GIB: u64 = 1 << 30;
 const MIB: usize = 1 << 20;
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(n);
-        v
-    }
-}
 
 /// Writes `count` random chunks of up to `max_len` bytes at random offsets below
 /// `limit`; returns the bytes written.
@@ -48,8 +27,8 @@ async fn scribble(
 ) -> u64 {
     let mut total = 0;
     for _ in 0..count {
-        let len = 1 + (rng.next() as usize % max_len);
-        let off = from + rng.next() % (limit - from - len as u64);
+        let len = 1 + (rng.next_u64() as usize % max_len);
+        let off = from + rng.next_u64() % (limit - from - len as u64);
         d.write(spec, off, rng.bytes(len)).await.unwrap();
         total += len as u64;
     }
@@ -98,6 +77,20 @@ async fn backup_snaps(d: &RbdDriver, spec: &ImageSpec) -> Vec<String> {
         .map(|s| s.name)
         .filter(|n| n.starts_with("backup."))
         .collect()
+}
+
+/// Waits until `spec` holds one `backup.*` snapshot (the trim runs after a backup is
+/// available).
+async fn trimmed_to_one(d: &RbdDriver, spec: &ImageSpec) {
+    wait_for("the source snapshots to be trimmed", 30, || async {
+        let left = backup_snaps(d, spec).await;
+        if left.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
 }
 
 /// A backup pool of the test's own, and a backup service in-process on it.
@@ -393,15 +386,7 @@ async fn a_full_and_three_incrementals_restore_every_point_byte_identical_throug
     api.wait_volume(ALICE, &vol, "available").await;
 
     // Only the snapshot the next incremental needs stays on the source.
-    wait_for("the source snapshots to be trimmed", 30, || async {
-        let left = backup_snaps(d, &spec).await;
-        if left.len() == 1 {
-            Ok(())
-        } else {
-            Err(format!("{left:?}"))
-        }
-    })
-    .await;
+    trimmed_to_one(d, &spec).await;
     let left = backup_snaps(d, &spec).await;
     assert!(
         left[0].starts_with(&format!("backup.{inc3}.snap.")),
@@ -826,15 +811,7 @@ async fn backups_on_the_second_cluster_stay_sparse_cover_snapshots_and_in_use_vo
     api.wait_volume(ALICE, &vol, "available").await;
 
     // The source snapshot the next incremental needs, removed out of band.
-    wait_for("the source snapshots to be trimmed", 30, || async {
-        let left = backup_snaps(d, &spec).await;
-        if left.len() == 1 {
-            Ok(())
-        } else {
-            Err(format!("{left:?}"))
-        }
-    })
-    .await;
+    trimmed_to_one(d, &spec).await;
     let needed = backup_snaps(d, &spec).await;
     assert!(
         needed[0].starts_with(&format!("backup.{forced}.")),
@@ -945,15 +922,7 @@ async fn backups_on_the_second_cluster_stay_sparse_cover_snapshots_and_in_use_vo
     assert_eq!(st, "error_restoring", "a damaged backup does not restore");
 
     // A backed-up volume is deleted with the snapshot its backups kept on it.
-    wait_for("the source snapshots to be trimmed", 30, || async {
-        let left = backup_snaps(d, &spec).await;
-        if left.len() == 1 {
-            Ok(())
-        } else {
-            Err(format!("{left:?}"))
-        }
-    })
-    .await;
+    trimmed_to_one(d, &spec).await;
     let r = api
         .delete(&format!("/v3/volumes/{vol}?cascade=true"), ALICE)
         .await;

@@ -149,6 +149,40 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// A small deterministic generator (xorshift64*): random writes and their data.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
+    /// `k` distinct numbers below `n`, in random order.
+    pub fn distinct(&mut self, k: usize, n: u64) -> Vec<u64> {
+        let mut all: Vec<u64> = (0..n).collect();
+        for i in 0..k {
+            let j = i + (self.next_u64() as usize % (n as usize - i));
+            all.swap(i, j);
+        }
+        all.truncate(k);
+        all
+    }
+}
+
 /// A driver config for `pool` on the cluster of `conf`.
 pub fn driver_config(conf: &str, pool: &str) -> rbd_driver::RbdConfig {
     serde_json::from_value(serde_json::json!({ "rbd_ceph_conf": conf, "rbd_pool": pool }))
