@@ -109,22 +109,7 @@ impl BackupSide {
             .await
             .unwrap();
         let (svc, host) = InProcess::backup(&s.db_url, conf, &pool, &s.conf, &s.pool).await;
-        wait_for("the backup service to be up", 30, || async {
-            let r = s
-                .api
-                .get("/v3/os-services?binary=cinder-backup", ADMIN)
-                .await;
-            let up = r.body["services"].as_array().is_some_and(|l| {
-                l.iter()
-                    .any(|x| x["host"] == json!(host) && x["state"] == "up")
-            });
-            if up {
-                Ok(())
-            } else {
-                Err(r.body.to_string())
-            }
-        })
-        .await;
+        wait_backup_service(&s.api, &host).await;
         let cfg: rbd_driver::RbdConfig = serde_json::from_value(json!({
             "rbd_ceph_conf": conf, "rbd_user": "admin", "rbd_pool": pool,
         }))
