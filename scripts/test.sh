@@ -9,7 +9,8 @@
 # Environment: CEPH_DEV_DIR / CEPH_DEV_DIR_B (cluster directories), CEPH_DEV_PORT /
 # CEPH_DEV_PORT_B (mon ports, default 6789 / 6790); KEYSTONE_TEST_DIR / KEYSTONE_TEST_PORT
 # (the test Keystone, default /tmp/cinder-rs-keystone-test on 35358: tokens of 30 s, so
-# that the API test sees one expire).
+# that the API test sees one expire); GLANCE_TEST_DIR / GLANCE_TEST_PORT (the test Glance,
+# default /tmp/cinder-rs-glance-test on 9293).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -26,6 +27,7 @@ ensure_openstack_clients
 # Keystone to reach it over HTTPS.
 apt_install socat openssl
 scripts/keystone-dev.sh install
+scripts/glance-dev.sh install
 # The test Keystone starts in the background while cargo builds (it takes ~20 s of
 # Python start-up); the tests wait for it below.
 ks_out=$(mktemp)
@@ -33,6 +35,12 @@ ks_out=$(mktemp)
     "${KEYSTONE_TEST_DIR:-/tmp/cinder-rs-keystone-test}" "${KEYSTONE_TEST_PORT:-35358}" \
     >"$ks_out" 2>"$ks_out.log") &
 ks_pid=$!
+# The test Glance (images in the first cluster's `images` pool) likewise (~10 s).
+gl_out=$(mktemp)
+(CEPH_CONF=$CEPH_CONF scripts/glance-dev.sh up \
+    "${GLANCE_TEST_DIR:-/tmp/cinder-rs-glance-test}" "${GLANCE_TEST_PORT:-9293}" \
+    >"$gl_out" 2>"$gl_out.log") &
+gl_pid=$!
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export CINDER_TEST_POSTGRES_URL=${CINDER_TEST_POSTGRES_URL:-postgres://cinder_test:cinder_test@127.0.0.1:5432/postgres}
 export CINDER_TEST_MYSQL_URL=${CINDER_TEST_MYSQL_URL:-mysql://cinder_test:cinder_test@127.0.0.1:3306/mysql}
@@ -49,8 +57,8 @@ remove_test_pools
 finish() {
     remove_test_pools
     # An early failure (fmt, clippy) must not leave the Keystone start running.
-    kill "$ks_pid" 2>/dev/null || true
-    rm -f "$ks_out" "$ks_out.log"
+    kill "$ks_pid" "$gl_pid" 2>/dev/null || true
+    rm -f "$ks_out" "$ks_out.log" "$gl_out" "$gl_out.log"
 }
 trap finish EXIT
 
@@ -64,5 +72,11 @@ if ! wait "$ks_pid"; then
 fi
 KEYSTONE_URL=$(cat "$ks_out")
 export KEYSTONE_URL
-log "cargo test (CEPH_CONF=$CEPH_CONF, CEPH_CONF_B=$CEPH_CONF_B, KEYSTONE_URL=$KEYSTONE_URL)"
+if ! wait "$gl_pid"; then
+    cat "$gl_out.log" >&2
+    die "the test Glance did not start (scripts/glance-dev.sh up)"
+fi
+GLANCE_URL=$(cat "$gl_out")
+export GLANCE_URL
+log "cargo test (CEPH_CONF=$CEPH_CONF, CEPH_CONF_B=$CEPH_CONF_B, KEYSTONE_URL=$KEYSTONE_URL, GLANCE_URL=$GLANCE_URL)"
 cargo test --workspace --locked "$@"

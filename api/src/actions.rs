@@ -12,8 +12,8 @@ use cinder_common::ops;
 use cinder_common::status::{AttachStatus, SnapshotStatus, VolumeStatus};
 use cinder_db::entity::volumes;
 use cinder_rpc::messages::{
-    ExtendVolume, InitializeConnection, Retype, RevertToSnapshot, TerminateConnection,
-    UnmanageVolume, VolumeRequest,
+    CopyVolumeToImage, ExtendVolume, InitializeConnection, Retype, RevertToSnapshot,
+    TerminateConnection, UnmanageVolume, VolumeRequest,
 };
 use serde_json::{json, Value};
 
@@ -125,6 +125,46 @@ schema!(
                    "required": ["connector"], "additionalProperties": false}},
            "additionalProperties": false})
 );
+schema!(
+    SET_IMAGE_METADATA,
+    action_schema(
+        "os-set_image_metadata",
+        json!({"type": "object", "properties": {"metadata": {
+                   "type": "object",
+                   "patternProperties": {"^[a-zA-Z0-9-_:. /]{1,255}$": {"type": "string", "maxLength": 65535}},
+                   "additionalProperties": false}},
+               "required": ["metadata"], "additionalProperties": false})
+    )
+);
+schema!(
+    UNSET_IMAGE_METADATA,
+    action_schema(
+        "os-unset_image_metadata",
+        json!({"type": "object", "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 255}},
+               "required": ["key"], "additionalProperties": false})
+    )
+);
+fn upload_args(v31: bool) -> Value {
+    let mut props = json!({
+        "image_name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "force": schema::boolean(),
+        "disk_format": {"type": "string",
+                        "enum": ["raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop"]},
+        "container_format": {"type": ["string", "null"], "maxLength": 255},
+    });
+    if v31 {
+        props["visibility"] = json!({"type": "string",
+                                     "enum": ["community", "public", "private", "shared"]});
+        props["protected"] = schema::boolean();
+    }
+    action_schema(
+        "os-volume_upload_image",
+        json!({"type": "object", "properties": props, "required": ["image_name"],
+               "additionalProperties": false}),
+    )
+}
+schema!(UPLOAD_IMAGE, upload_args(false));
+schema!(UPLOAD_IMAGE_31, upload_args(true));
 schema!(
     REVERT,
     action_schema(
@@ -280,15 +320,226 @@ pub(crate) async fn volume_action(
             let v = visible_volume(s, &r, &id).await?;
             unmanage(s, &r, &v).await
         }
-        "os-volume_upload_image"
-        | "os-set_image_metadata"
-        | "os-unset_image_metadata"
-        | "os-show_image_metadata"
-        | "os-reimage" => Err(ApiError::bad_request(format!(
+        "os-set_image_metadata" => {
+            SET_IMAGE_METADATA.check(&body)?;
+            let v = visible_volume(s, &r, &id).await?;
+            image_metadata_writable(&v, "Updating")?;
+            let items = schema::string_map(Some(&body["os-set_image_metadata"]["metadata"]));
+            let all = crate::images::set(s, &v.id, &items).await?;
+            Ok((StatusCode::OK, Json(json!({ "metadata": all }))).into_response())
+        }
+        "os-unset_image_metadata" => {
+            UNSET_IMAGE_METADATA.check(&body)?;
+            let v = visible_volume(s, &r, &id).await?;
+            image_metadata_writable(&v, "Deleting")?;
+            let key = body["os-unset_image_metadata"]["key"]
+                .as_str()
+                .unwrap_or_default();
+            crate::images::unset(s, &v.id, key).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+        "os-show_image_metadata" => {
+            let v = visible_volume(s, &r, &id).await?;
+            let all = crate::images::show(s, &v.id).await?;
+            Ok((StatusCode::OK, Json(json!({ "metadata": all }))).into_response())
+        }
+        "os-volume_upload_image" => upload_image(s, &r, &id, &body).await,
+        "os-reimage" => Err(ApiError::bad_request(format!(
             "The action {name} needs the image service, which this release does not use yet."
         ))),
         _ => Err(no_such_action(&name)),
     }
+}
+
+/// Image properties an upload does not carry over from the volume's image metadata
+/// (Cinder's `glance_core_properties`: Glance sets them itself).
+const CORE_PROPERTIES: &[&str] = &[
+    "checksum",
+    "container_format",
+    "disk_format",
+    "image_name",
+    "image_id",
+    "min_disk",
+    "min_ram",
+    "name",
+    "size",
+];
+
+/// `os-volume_upload_image`: the image is created in Glance (`queued`) before the
+/// answer, the volume is `uploading`, and its backend fills the image.
+async fn upload_image(
+    state: &AppState,
+    r: &Req,
+    id: &str,
+    body: &Value,
+) -> Result<Response, ApiError> {
+    let v31 = r.v.at_least(1);
+    if v31 {
+        UPLOAD_IMAGE_31.check(body)?;
+    } else {
+        UPLOAD_IMAGE.check(body)?;
+    }
+    let a = &body["os-volume_upload_image"];
+    let v = visible_volume(state, r, id).await?;
+    let Some(glance) = state.glance.as_ref() else {
+        return Err(ApiError::bad_request(
+            "Invalid input received: no image service is configured ([glance] api_servers).",
+        ));
+    };
+    let force =
+        a.get("force").and_then(schema::as_bool).unwrap_or(false) && state.enable_force_upload;
+    let allowed: &[VolumeStatus] = if force {
+        &[VolumeStatus::Available, VolumeStatus::InUse]
+    } else {
+        &[VolumeStatus::Available]
+    };
+    if !allowed.contains(&v.status) {
+        return Err(invalid_volume(format!(
+            "Volume {} status must be {}",
+            v.id,
+            if force {
+                "available or in-use"
+            } else {
+                "available"
+            }
+        )));
+    }
+    let image_name = a["image_name"].as_str().unwrap_or_default().to_string();
+    let disk_format = a["disk_format"].as_str().unwrap_or("raw").to_string();
+    let container_format = a["container_format"].as_str().unwrap_or("bare").to_string();
+    let mut meta = json!({
+        "name": image_name,
+        "disk_format": disk_format,
+        "container_format": container_format,
+    });
+    if v31 {
+        meta["visibility"] = json!(a["visibility"].as_str().unwrap_or("private"));
+        meta["protected"] = json!(a
+            .get("protected")
+            .and_then(schema::as_bool)
+            .unwrap_or(false));
+    }
+    let image_meta = crate::images::show(state, &v.id).await.unwrap_or_default();
+    for (k, val) in &image_meta {
+        let reserved = ["os_glance", "img_signature", "signature_verified"]
+            .iter()
+            .any(|p| k.starts_with(p));
+        if !CORE_PROPERTIES.contains(&k.as_str()) && !reserved && meta.get(k).is_none() {
+            meta[k] = json!(val);
+        }
+    }
+    match state.db.begin(&ops::volume::UPLOAD, &v.id).await {
+        Ok(()) => {}
+        Err(cinder_db::Error::Conflict { .. }) => {
+            return Err(invalid_volume(format!(
+                "Volume {} status must be {}",
+                v.id,
+                if force {
+                    "available or in-use"
+                } else {
+                    "available"
+                }
+            )))
+        }
+        Err(e) => return Err(ApiError::from_db(e)),
+    }
+    let back = |state: &AppState, id: String| {
+        let state = state.clone();
+        async move {
+            let ending = cinder_db::Ending::volume(
+                &ops::volume::UPLOAD,
+                &id,
+                cinder_common::ops::Outcome::Failed,
+            );
+            if let Err(e) = state.db.finish(None, &ending).await {
+                tracing::error!(volume_id = %id, error = %e, "cannot put the volume back after a failed upload request");
+            }
+        }
+    };
+    let image = match glance.create(None, &meta).await {
+        Ok(i) => i,
+        Err(e) => {
+            back(state, v.id.clone()).await;
+            return Err(match e {
+                cinder_glance::Error::Refused { message, .. } => {
+                    ApiError::bad_request(format!("Glance refused the image: {message}"))
+                }
+                e => ApiError::unavailable(format!("The image service cannot be reached: {e}")),
+            });
+        }
+    };
+    let cast = cast_to_volume(
+        state,
+        r,
+        &v,
+        VolumeRequest::CopyVolumeToImage(CopyVolumeToImage {
+            volume_id: v.id.clone(),
+            image_id: image.id().to_string(),
+            disk_format: disk_format.clone(),
+            container_format: container_format.clone(),
+        }),
+    )
+    .await;
+    if let Err(e) = cast {
+        back(state, v.id.clone()).await;
+        let _ = glance.delete(None, image.id()).await;
+        return Err(e);
+    }
+    let volume_type = match &v.volume_type_id {
+        Some(t) => match state.db.type_record(t).await {
+            Ok(t) => json!({
+                "id": t.row.id,
+                "name": t.row.name,
+                "description": t.row.description,
+                "is_public": t.row.is_public,
+                "extra_specs": t.extra_specs,
+                "qos_specs_id": t.row.qos_specs_id,
+                "deleted": false,
+                "created_at": crate::views::ts(&t.row.created_at),
+                "updated_at": t.row.updated_at.as_ref().map(crate::views::ts),
+                "deleted_at": Value::Null,
+            }),
+            Err(_) => Value::Null,
+        },
+        None => Value::Null,
+    };
+    let mut out = json!({
+        "id": v.id,
+        "updated_at": v.updated_at.as_ref().map(crate::views::ts),
+        "status": "uploading",
+        "display_description": v.display_description,
+        "size": v.size,
+        "volume_type": volume_type,
+        "image_id": image.id(),
+        "container_format": container_format,
+        "disk_format": disk_format,
+        "image_name": image.name(),
+    });
+    for k in ["protected", "visibility"] {
+        if let Some(x) = image.0.get(k) {
+            out[k] = x.clone();
+        }
+    }
+    tracing::info!(volume_id = %v.id, image_id = %image.id(), "upload to image accepted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "os-volume_upload_image": out })),
+    )
+        .into_response())
+}
+
+/// Cinder refuses image metadata changes of a volume in maintenance or uploading.
+fn image_metadata_writable(v: &volumes::Model, verb: &str) -> Result<(), ApiError> {
+    if matches!(
+        v.status,
+        VolumeStatus::Maintenance | VolumeStatus::Uploading
+    ) {
+        return Err(invalid_volume(format!(
+            "{verb} volume metadata is not allowed for volumes in {} status.",
+            v.status
+        )));
+    }
+    Ok(())
 }
 
 async fn extend(state: &AppState, r: &Req, id: &str, body: &Value) -> Result<Response, ApiError> {

@@ -23,6 +23,7 @@ mod backups;
 pub mod body;
 pub mod context;
 pub mod error;
+mod images;
 pub mod listing;
 mod manage;
 pub mod microversion;
@@ -80,6 +81,10 @@ pub struct ApiSettings {
     /// Default `__DEFAULT__`, which the schema creates.
     #[serde(default = "default_type")]
     pub default_volume_type: String,
+    /// Whether `os-volume_upload_image` with `force` may upload an `in-use` volume
+    /// (Cinder's `enable_force_upload`; without it `force` is ignored). Default false.
+    #[serde(default)]
+    pub enable_force_upload: bool,
 }
 
 fn default_max_body() -> usize {
@@ -183,6 +188,7 @@ impl ApiSettings {
             osapi_max_request_body_size: default_max_body(),
             osapi_max_limit: default_max_limit(),
             default_volume_type: default_type(),
+            enable_force_upload: false,
         }
     }
 }
@@ -202,6 +208,9 @@ pub struct Settings {
     /// `[keystone_authtoken]`, for `auth_strategy = "keystone"`.
     #[serde(default)]
     pub keystone_authtoken: Option<auth::KeystoneSettings>,
+    /// `[glance]`: the image service volumes are made from and uploaded to.
+    #[serde(default)]
+    pub glance: cinder_common::settings::GlanceSettings,
 }
 
 impl ServiceConfig for Settings {
@@ -225,6 +234,10 @@ pub(crate) struct AppState {
     pub(crate) default_az: String,
     pub(crate) quota: QuotaSettings,
     pub(crate) service_down_time: u64,
+    /// The image service; `None` without `[glance] api_servers`.
+    pub(crate) glance: Option<cinder_glance::Glance>,
+    /// `[api] enable_force_upload`.
+    pub(crate) enable_force_upload: bool,
 }
 
 async fn no_route() -> ApiError {
@@ -419,6 +432,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         default_az: settings.common.service.storage_availability_zone.clone(),
         quota: settings.quota.clone(),
         service_down_time: settings.common.service.service_down_time,
+        enable_force_upload: settings.api.enable_force_upload,
+        glance: match cinder_glance::Glance::new(&settings.glance) {
+            Ok(g) => {
+                tracing::info!(servers = ?g.servers(), "images from glance");
+                Some(g)
+            }
+            Err(cinder_glance::Error::NotConfigured) => None,
+            Err(e) => return Err(e.into()),
+        },
     };
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await

@@ -155,6 +155,11 @@ impl Serialize for VolumeDetail<'_> {
         m.serialize_entry("snapshot_id", &v.snapshot_id)?;
         m.serialize_entry("source_volid", &v.source_volid)?;
         m.serialize_entry("metadata", x.metadata.get(&v.id).unwrap_or(&empty))?;
+        // Cinder's volume_image_metadata extension: present only for volumes that have
+        // image metadata.
+        if let Some(im) = x.image_metadata.get(&v.id) {
+            m.serialize_entry("volume_image_metadata", im)?;
+        }
         m.serialize_entry(
             "links",
             &Links {

@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::images;
 use crate::listing::{parse_metadata_filter, ListParams};
 use crate::request::Req;
 use crate::schema::{self, schema};
@@ -46,8 +47,8 @@ schema!(
                     "snapshot_id": schema::uuid_or_null(),
                     "source_volid": schema::uuid_or_null(),
                     "backup_id": schema::uuid_or_null(),
-                    "imageRef": schema::uuid_or_null(),
-                    "image_id": schema::uuid_or_null(),
+                    "imageRef": {"type": ["string", "null"], "maxLength": 1024},
+                    "image_id": {"type": ["string", "null"], "maxLength": 1024},
                     "metadata": schema::metadata(),
                     "multiattach": schema::boolean(),
                     "consistencygroup_id": schema::uuid_or_null(),
@@ -336,11 +337,6 @@ pub(crate) async fn create_volume(
 ) -> Result<volumes::Model, ApiError> {
     CREATE.check(body)?;
     let vol = &body["volume"];
-    if text(vol.get("imageRef")).is_some() || text(vol.get("image_id")).is_some() {
-        return Err(ApiError::bad_request(
-            "Creating a volume from an image is not available in this release.",
-        ));
-    }
     if text(vol.get("backup_id")).is_some() {
         return Err(ApiError::bad_request(
             "Creating a volume from a backup is not available in this release.",
@@ -353,15 +349,24 @@ pub(crate) async fn create_volume(
     }
     let snapshot_id = text(vol.get("snapshot_id"));
     let source_volid = text(vol.get("source_volid"));
-    if snapshot_id.is_some() && source_volid.is_some() {
+    // Cinder: `image_id` wins over `imageRef`.
+    let image_ref = text(vol.get("image_id")).or(text(vol.get("imageRef")));
+    let sources = [
+        snapshot_id.is_some(),
+        source_volid.is_some(),
+        image_ref.is_some(),
+    ];
+    if sources.into_iter().filter(|s| *s).count() > 1 {
         return Err(ApiError::bad_request(
-            "Only one of snapshot_id and source_volid may be given.",
+            "Invalid input received: May specify only one of backup, imageRef, snapshot, source volume",
         ));
     }
     let mut size = vol.get("size").and_then(schema::as_size);
     let mut inherited_type: Option<String> = None;
     let mut az = text(vol.get("availability_zone"));
     let mut bootable = false;
+    let mut image_metadata = Metadata::new();
+    let mut image: Option<cinder_glance::Image> = None;
     // The source decides what the request leaves out, and bounds the size.
     if let Some(sid) = &snapshot_id {
         let s = match state.db.snapshot(sid).await {
@@ -395,6 +400,11 @@ pub(crate) async fn create_volume(
             az = az.or(p.availability_zone.clone());
             bootable = p.bootable;
         }
+        image_metadata = state
+            .db
+            .image_metadata(cinder_db::ImageMetadataOf::Snapshot(sid))
+            .await
+            .map_err(ApiError::from_db)?;
     }
     if let Some(src) = &source_volid {
         let s = visible_volume(state, r, src).await?;
@@ -417,19 +427,40 @@ pub(crate) async fn create_volume(
         inherited_type = s.volume_type_id.clone();
         az = az.or(s.availability_zone.clone());
         bootable = s.bootable;
+        image_metadata = state
+            .db
+            .image_metadata(cinder_db::ImageMetadataOf::Volume(src))
+            .await
+            .map_err(ApiError::from_db)?;
     }
     let Some(size) = size else {
+        if image_ref.is_some() {
+            return Err(ApiError::bad_request(
+                "Invalid input received: a volume made from an image needs a size (GiB).",
+            ));
+        }
         return Err(ApiError::bad_request(
             "Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'",
         ));
     };
+    let mut image_type: Option<String> = None;
+    if let Some(reference) = &image_ref {
+        let i = images::resolve(state, reference).await?;
+        images::check(&i, size)?;
+        // The image's volume type when the request names none (as if the request named
+        // it: an unknown one is a 404, as Cinder's).
+        image_type = i.properties().get(images::TYPE_PROPERTY).cloned();
+        bootable = true;
+        image_metadata = images::metadata_of(&i);
+        image = Some(i);
+    }
     if state.quota.per_volume_gigabytes >= 0 && size > state.quota.per_volume_gigabytes {
         return Err(ApiError::too_large(format!(
             "Requested volume size {size}G is larger than maximum allowed limit {}G.",
             state.quota.per_volume_gigabytes
         )));
     }
-    let asked_type = text(vol.get("volume_type"));
+    let asked_type = text(vol.get("volume_type")).or(image_type);
     let ty = resolve_type(state, r, asked_type.as_deref(), inherited_type.as_deref()).await?;
     let az = az.unwrap_or_else(|| state.default_az.clone());
     if !zones(state).await?.contains(&az) {
@@ -476,10 +507,11 @@ pub(crate) async fn create_volume(
         volume_type_id: Some(ty.id.clone()),
         snapshot_id: snapshot_id.clone(),
         source_volid: source_volid.clone(),
-        image_id: None,
+        image_id: image.as_ref().map(|i| i.id().to_string()),
         multiattach,
         bootable,
         host: None,
+        image_metadata,
     };
     let row = match state
         .db
@@ -509,6 +541,7 @@ pub(crate) async fn create_volume(
         snapshot_id,
         source_volid,
         image_location: None,
+        image: image.as_ref().map(|i| Box::new(images::source_of(i))),
         scheduler_hints: hints,
         retry: Retry::default(),
     };

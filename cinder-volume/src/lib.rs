@@ -115,6 +115,11 @@ async fn start_backend(
         .with_context(|| format!("backend {name}: no answer from Ceph within 60 s"))?
         .with_context(|| format!("backend {name}: cannot use pool {pool}"))?;
     let (service, volume) = (&settings.common.service, &settings.volume);
+    let glance = match cinder_glance::Glance::new(&settings.glance) {
+        Ok(g) => Some(g),
+        Err(cinder_glance::Error::NotConfigured) => None,
+        Err(e) => return Err(e.into()),
+    };
     let host = format!("{}@{name}", service.host);
     let cluster = (!volume.cluster.is_empty()).then(|| format!("{}@{name}", volume.cluster));
     let mut queues = vec![cinder_rpc::topology::volume_queue(&service.host, &name)];
@@ -188,6 +193,11 @@ async fn start_backend(
         .with_scheduler(
             settings.common.amqp.transport_url.expose(),
             &settings.common.amqp.scheduler_topic,
+        )
+        .with_images(
+            glance.clone(),
+            &volume.image_conversion_dir,
+            &settings.glance.rbd_store_pool,
         ),
     );
     let recovery = Recovery::start(

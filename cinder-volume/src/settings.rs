@@ -47,6 +47,11 @@ pub struct VolumeSettings {
     /// of peers that are down. Empty (the default): no cluster.
     #[serde(default)]
     pub cluster: String,
+    /// Where an image of a format other than raw is kept while `qemu-img` converts it
+    /// into a volume (Cinder's `image_conversion_dir`). Default
+    /// `/var/lib/cinder-rs/conversion`.
+    #[serde(default = "default_conversion_dir")]
+    pub image_conversion_dir: String,
 }
 
 impl VolumeSettings {
@@ -60,10 +65,14 @@ impl VolumeSettings {
             metrics_listen: String::new(),
             cluster: String::new(),
             trash_purge_interval: default_trash_interval(),
+            image_conversion_dir: default_conversion_dir(),
         }
     }
 }
 
+fn default_conversion_dir() -> String {
+    "/var/lib/cinder-rs/conversion".into()
+}
 fn default_backends() -> Vec<String> {
     vec!["ceph".into()]
 }
@@ -95,6 +104,10 @@ pub struct Settings {
     /// `[backends.<name>]`: `volume_driver = "rbd"` (the default) plus the driver's options.
     #[serde(default)]
     pub backends: BTreeMap<String, serde_json::Value>,
+    /// `[glance]`: where images are downloaded from (volumes made from images that
+    /// cannot be cloned) and uploaded to.
+    #[serde(default)]
+    pub glance: cinder_common::settings::GlanceSettings,
 }
 
 impl ServiceConfig for Settings {

@@ -26,6 +26,11 @@ pub const SCHEDULE_ALLOCATE_VOLUME: Action = Action {
     id: "001",
     text: "schedule allocate volume",
 };
+/// Cinder's `COPY_VOLUME_TO_IMAGE`.
+pub const COPY_VOLUME_TO_IMAGE: Action = Action {
+    id: "003",
+    text: "copy volume to image",
+};
 /// Cinder's `CREATE_VOLUME_FROM_BACKEND`.
 pub const CREATE_VOLUME_FROM_BACKEND: Action = Action {
     id: "008",
@@ -41,6 +46,11 @@ pub const UNKNOWN_ERROR: Detail = Detail {
 pub const NO_BACKEND_AVAILABLE: Detail = Detail {
     id: "003",
     text: "Could not find any available weighted backend.",
+};
+/// Cinder's `FAILED_TO_UPLOAD_VOLUME`.
+pub const FAILED_TO_UPLOAD_VOLUME: Detail = Detail {
+    id: "004",
+    text: "Failed to upload volume to image at backend.",
 };
 /// Cinder's `DRIVER_FAILED_CREATE`.
 pub const DRIVER_FAILED_CREATE: Detail = Detail {
@@ -85,10 +95,15 @@ pub const BACKENDS_DOWN: Detail = Detail {
     text: "Every volume backend that could take the volume reports its storage down.",
 };
 
-const ACTIONS: &[Action] = &[SCHEDULE_ALLOCATE_VOLUME, CREATE_VOLUME_FROM_BACKEND];
+const ACTIONS: &[Action] = &[
+    SCHEDULE_ALLOCATE_VOLUME,
+    COPY_VOLUME_TO_IMAGE,
+    CREATE_VOLUME_FROM_BACKEND,
+];
 const DETAILS: &[Detail] = &[
     UNKNOWN_ERROR,
     NO_BACKEND_AVAILABLE,
+    FAILED_TO_UPLOAD_VOLUME,
     DRIVER_FAILED_CREATE,
     NO_BACKEND_IN_ZONE,
     INSUFFICIENT_CAPACITY,

@@ -117,6 +117,9 @@ pub struct Operation<S: 'static> {
     pub from: &'static [S],
     /// The status while it runs.
     pub busy: S,
+    /// Other statuses it may hold while it runs, moving there from `busy` and back
+    /// (a create's `downloading`); it finishes from any of them.
+    pub passes: &'static [S],
     /// Where success leaves the resource.
     pub done: Final<S>,
     /// Where failure leaves the resource.
@@ -130,6 +133,13 @@ impl<S: Status> Operation<S> {
             Outcome::Done => self.done,
             Outcome::Failed => self.failed,
         }
+    }
+
+    /// Every status it holds while it runs: `busy`, then those it `passes`.
+    pub fn running(&self) -> Vec<S> {
+        std::iter::once(self.busy)
+            .chain(self.passes.iter().copied())
+            .collect()
     }
 
     /// Whether the operation may begin from `status`.
@@ -157,6 +167,7 @@ pub mod volume {
         name: "create_volume",
         from: &[],
         busy: Creating,
+        passes: &[Downloading],
         done: Final::To(Available),
         failed: Final::To(Error),
     };
@@ -173,6 +184,7 @@ pub mod volume {
             ErrorManaging,
         ],
         busy: Deleting,
+        passes: &[],
         done: Final::Deleted,
         failed: Final::To(ErrorDeleting),
     };
@@ -181,6 +193,7 @@ pub mod volume {
         name: "extend_volume",
         from: &[Available, InUse],
         busy: Extending,
+        passes: &[],
         done: Final::Previous {
             otherwise: Available,
         },
@@ -191,6 +204,7 @@ pub mod volume {
         name: "revert_to_snapshot",
         from: &[Available],
         busy: Reverting,
+        passes: &[],
         done: Final::To(Available),
         failed: Final::To(Error),
     };
@@ -199,6 +213,7 @@ pub mod volume {
         name: "retype",
         from: &[Available, InUse],
         busy: Retyping,
+        passes: &[],
         done: Final::Previous {
             otherwise: Available,
         },
@@ -211,6 +226,7 @@ pub mod volume {
         name: "manage_existing",
         from: &[],
         busy: Managing,
+        passes: &[],
         done: Final::To(Available),
         failed: Final::To(ErrorManaging),
     };
@@ -219,6 +235,7 @@ pub mod volume {
         name: "unmanage_volume",
         from: &[Available, Error, ErrorManaging],
         busy: Unmanaging,
+        passes: &[],
         done: Final::Deleted,
         failed: Final::Previous {
             otherwise: Available,
@@ -229,6 +246,7 @@ pub mod volume {
         name: "backup_volume",
         from: &[Available, InUse],
         busy: BackingUp,
+        passes: &[],
         done: Final::Previous {
             otherwise: Available,
         },
@@ -241,6 +259,7 @@ pub mod volume {
         name: "restore_backup",
         from: &[Available],
         busy: RestoringBackup,
+        passes: &[],
         done: Final::To(Available),
         failed: Final::To(ErrorRestoring),
     };
@@ -249,6 +268,7 @@ pub mod volume {
         name: "copy_volume_to_image",
         from: &[Available, InUse],
         busy: Uploading,
+        passes: &[],
         done: Final::Previous {
             otherwise: Available,
         },
@@ -261,6 +281,7 @@ pub mod volume {
         name: "attach_volume",
         from: &[Available, Reserved, InUse],
         busy: Attaching,
+        passes: &[],
         done: Final::To(InUse),
         failed: Final::Previous {
             otherwise: Available,
@@ -284,6 +305,7 @@ pub mod snapshot {
         name: "create_snapshot",
         from: &[],
         busy: Creating,
+        passes: &[],
         done: Final::To(Available),
         failed: Final::To(Error),
     };
@@ -292,6 +314,7 @@ pub mod snapshot {
         name: "delete_snapshot",
         from: &[Available, Error, ErrorDeleting],
         busy: Deleting,
+        passes: &[],
         done: Final::Deleted,
         failed: Final::To(ErrorDeleting),
     };
@@ -300,6 +323,7 @@ pub mod snapshot {
         name: "revert_to_snapshot",
         from: &[Available],
         busy: Restoring,
+        passes: &[],
         done: Final::To(Available),
         failed: Final::To(Available),
     };
@@ -309,6 +333,7 @@ pub mod snapshot {
         name: "backup_snapshot",
         from: &[Available],
         busy: BackingUp,
+        passes: &[],
         done: Final::To(Available),
         failed: Final::To(Available),
     };
@@ -327,6 +352,7 @@ pub mod backup {
         name: "create_backup",
         from: &[],
         busy: Creating,
+        passes: &[],
         done: Final::To(Available),
         failed: Final::To(Error),
     };
@@ -335,6 +361,7 @@ pub mod backup {
         name: "delete_backup",
         from: &[Available, Error, ErrorDeleting],
         busy: Deleting,
+        passes: &[],
         done: Final::Deleted,
         failed: Final::To(ErrorDeleting),
     };
@@ -343,6 +370,7 @@ pub mod backup {
         name: "restore_backup",
         from: &[Available],
         busy: Restoring,
+        passes: &[],
         done: Final::To(Available),
         failed: Final::To(Available),
     };

@@ -180,3 +180,65 @@ fn default_level() -> String {
 fn default_format() -> LogFormat {
     LogFormat::Pretty
 }
+
+/// `[glance]`: where the image service is (Cinder's `glance_api_servers`,
+/// `glance_request_timeout`, `glance_num_retries`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlanceSettings {
+    /// Comma-separated Glance endpoints (`http://host:9292`), tried in turn. Default
+    /// empty: no image service, and requests that need one are refused.
+    #[serde(default)]
+    pub api_servers: String,
+    /// Seconds a request to Glance may take before it fails, data transfers excepted
+    /// (they fail when no byte moves for that long). Default 60.
+    #[serde(default = "default_glance_timeout")]
+    pub request_timeout: u64,
+    /// Further attempts of a request that found no server or a 5xx answer, each on the
+    /// next server. Default 3.
+    #[serde(default = "default_glance_retries")]
+    pub num_retries: u32,
+    /// Glance's RBD pool (its `rbd_store_pool`). A volume uploaded as a raw image goes
+    /// there as a flattened copy with a protected `snap`, registered by location, when
+    /// Glance accepts that location (its store is this pool of the volume's cluster);
+    /// otherwise its bytes are uploaded. Default `images`.
+    #[serde(default = "default_glance_pool")]
+    pub rbd_store_pool: String,
+}
+
+impl GlanceSettings {
+    /// The section with every field at its default.
+    pub fn defaults() -> Self {
+        GlanceSettings {
+            api_servers: String::new(),
+            request_timeout: default_glance_timeout(),
+            num_retries: default_glance_retries(),
+            rbd_store_pool: default_glance_pool(),
+        }
+    }
+
+    /// The endpoints, trimmed, without a trailing `/`.
+    pub fn servers(&self) -> Vec<String> {
+        self.api_servers
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+impl Default for GlanceSettings {
+    fn default() -> Self {
+        Self::defaults()
+    }
+}
+
+fn default_glance_timeout() -> u64 {
+    60
+}
+fn default_glance_pool() -> String {
+    "images".into()
+}
+fn default_glance_retries() -> u32 {
+    3
+}

@@ -24,6 +24,7 @@ mod backup;
 mod db;
 pub mod entity;
 mod error;
+mod glance_metadata;
 mod json_rows;
 mod list;
 mod metadata;
@@ -42,6 +43,7 @@ pub use backup::{
 };
 pub use db::{Db, DEFAULT_SQLITE_URL};
 pub use error::{Error, Result};
+pub use glance_metadata::ImageMetadataOf;
 pub use list::{
     SnapshotListQuery, SnapshotSortKey, SortDir, VolumeDetails, VolumeListQuery, VolumeSortKey,
 };
@@ -55,4 +57,4 @@ pub use volume::{NewVolume, Rename, VolumeChanges};
 pub use volume_type::{ProjectDefaultType, TypeRecord, TypeUpdate, VolumeType};
 
 /// The newest migration this code expects (see `cinder-migrations`).
-pub const SCHEMA_VERSION: &str = "m20261205_000001_add_backup_progress";
+pub const SCHEMA_VERSION: &str = "m20261206_000001_create_volume_glance_metadata";

@@ -27,6 +27,8 @@ pub struct VolumeDetails {
     pub attachments: HashMap<String, Vec<volume_attachment::Model>>,
     /// Type names by type id (deleted types too: a volume keeps its type's name).
     pub type_names: HashMap<String, String>,
+    /// Image metadata by volume id (volumes without any are absent).
+    pub image_metadata: HashMap<String, Metadata>,
 }
 
 /// Attachments oldest first (then by id), whichever way they were read.
@@ -246,6 +248,8 @@ impl Db {
                     }
                     out.push(r.volume);
                 }
+                let ids: Vec<String> = out.iter().map(|v| v.id.clone()).collect();
+                d.image_metadata = self.volumes_image_metadata(&ids).await?;
                 return Ok((out, d));
             }
         }
@@ -272,7 +276,7 @@ impl Db {
             .collect();
         type_ids.sort();
         type_ids.dedup();
-        let (metadata, mut attachments, type_names) = tokio::try_join!(
+        let (metadata, mut attachments, type_names, image_metadata) = tokio::try_join!(
             self.volume_metadata_many(&ids),
             async {
                 if attached.is_empty() {
@@ -282,6 +286,7 @@ impl Db {
                 }
             },
             self.volume_type_names(&type_ids),
+            self.volumes_image_metadata(&ids),
         )?;
         for list in attachments.values_mut() {
             *list = in_order(std::mem::take(list));
@@ -290,6 +295,7 @@ impl Db {
             metadata,
             attachments,
             type_names,
+            image_metadata,
         })
     }
 

@@ -122,6 +122,14 @@ impl Db {
                     .exec_without_returning(&txn)
                     .await?;
                 crate::metadata::write_snapshot_metadata(&txn, &s.id, metadata, false).await?;
+                // The volume's image metadata goes with the snapshot (and on to the
+                // volumes made from it), as Cinder copies it.
+                crate::glance_metadata::copy_in(
+                    &txn,
+                    crate::ImageMetadataOf::Volume(&s.volume_id),
+                    crate::ImageMetadataOf::Snapshot(&s.id),
+                )
+                .await?;
                 crate::quota::finish_reservations_in(&txn, reservations, true).await?;
                 txn.commit().await?;
                 Ok::<(), Error>(())

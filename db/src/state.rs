@@ -267,8 +267,9 @@ impl Ending {
         for (step, if_busy) in &self.steps {
             let r = match step {
                 Step::Volume(op, id, o, changes) => {
-                    let r = conditional(conn, id, &[op.busy], op.end(*o), changes, Previous::Keep)
-                        .await;
+                    let r =
+                        conditional(conn, id, &op.running(), op.end(*o), changes, Previous::Keep)
+                            .await;
                     if r.is_ok() && op.end(*o) == Final::Deleted {
                         release_volume_usage(conn, id).await?;
                     }
@@ -282,15 +283,16 @@ impl Ending {
                 }
                 Step::Snapshot(op, id, o) => {
                     let r =
-                        conditional(conn, id, &[op.busy], op.end(*o), &(), Previous::Keep).await;
+                        conditional(conn, id, &op.running(), op.end(*o), &(), Previous::Keep).await;
                     if r.is_ok() && op.end(*o) == Final::Deleted {
                         release_snapshot_usage(conn, id).await?;
                     }
                     r
                 }
                 Step::Backup(op, id, o, changes) => {
-                    let r = conditional(conn, id, &[op.busy], op.end(*o), changes, Previous::Keep)
-                        .await;
+                    let r =
+                        conditional(conn, id, &op.running(), op.end(*o), changes, Previous::Keep)
+                            .await;
                     if r.is_ok() && op.end(*o) == Final::Deleted {
                         crate::backup::release_backup(conn, id).await?;
                     }
@@ -393,6 +395,28 @@ impl Db {
                 Final::To(op.busy),
                 &S::Changes::default(),
                 Previous::Record
+            )
+            .await
+        )
+    }
+
+    /// Moves resource `id`, running `op`, from one of the statuses `op` holds to
+    /// `to`, another of them (a create from `creating` to `downloading`).
+    /// [`Error::Conflict`] when it is in none of them (it moved on).
+    pub async fn pass<S: Tracked>(&self, op: &Operation<S>, id: &str, to: S) -> Result<()> {
+        debug_assert!(
+            op.running().contains(&to),
+            "{to} is not a status of {}",
+            op.name
+        );
+        retry_transient!(
+            conditional(
+                &self.conn,
+                id,
+                &op.running(),
+                Final::To(to),
+                &S::Changes::default(),
+                Previous::Keep
             )
             .await
         )

@@ -43,6 +43,8 @@ pub struct NewVolume {
     pub bootable: bool,
     /// `host@backend#pool`, when the row is made on its backend already (manage).
     pub host: Option<String>,
+    /// Image metadata (`volume_glance_metadata`): the image's, or the source's.
+    pub image_metadata: crate::Metadata,
 }
 
 /// Columns a volume service sets together with a status change.
@@ -165,6 +167,12 @@ impl Db {
                     .exec_without_returning(&txn)
                     .await?;
                 crate::metadata::write_volume_metadata(&txn, &v.id, metadata, false).await?;
+                crate::glance_metadata::write_in(
+                    &txn,
+                    crate::ImageMetadataOf::Volume(&v.id),
+                    &v.image_metadata,
+                )
+                .await?;
                 crate::quota::finish_reservations_in(&txn, reservations, true).await?;
                 txn.commit().await?;
                 Ok::<(), Error>(())

@@ -18,6 +18,9 @@ pub enum DriverErrorKind {
     Unavailable,
     /// Cancelled (shutdown).
     Cancelled,
+    /// No location of an image can be cloned here (another cluster, a location that
+    /// is not RBD, a parent our user cannot open): copy the data instead.
+    NotCloneable,
     /// Anything else.
     Other,
 }

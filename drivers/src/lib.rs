@@ -112,6 +112,76 @@ pub trait VolumeDriver: Send + Sync + 'static {
         provisioned_gib: i64,
     ) -> impl Future<Output = Result<Capabilities, DriverError>> + Send;
 
+    /// Fills volume `volume_id`, new and blank, with the raw bytes arriving on `data`
+    /// (a Glance image being downloaded); returns the bytes written. Fails when the
+    /// data is larger than the volume.
+    fn import_raw(
+        &self,
+        volume_id: &str,
+        data: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> impl Future<Output = Result<u64, DriverError>> + Send {
+        let _ = (volume_id, data);
+        async { Err(DriverError::invalid("this driver cannot copy image data")) }
+    }
+
+    /// Converts the image file at `path`, of `format` (`qcow2`, `vmdk`, ...), into
+    /// volume `volume_id`, new and blank.
+    fn convert_into(
+        &self,
+        volume_id: &str,
+        path: &std::path::Path,
+        format: &str,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send {
+        let _ = (volume_id, path, format);
+        async {
+            Err(DriverError::invalid(
+                "this driver cannot convert image data",
+            ))
+        }
+    }
+
+    /// Sends volume `volume_id`'s bytes, as of a temporary snapshot taken now (one point
+    /// in time even while attached), to `data` in order; returns the bytes sent.
+    fn export_volume(
+        &self,
+        volume_id: &str,
+        data: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> impl Future<Output = Result<u64, DriverError>> + Send {
+        let _ = (volume_id, data);
+        async {
+            Err(DriverError::invalid(
+                "this driver cannot read volume data out",
+            ))
+        }
+    }
+
+    /// Nova's direct snapshot of a volume: a flattened copy `pool/name` with a
+    /// protected snapshot `snap`, in this cluster; returns its location
+    /// (`rbd://fsid/pool/name/snap`). Anything made is removed when it fails.
+    fn copy_to_image_pool(
+        &self,
+        volume_id: &str,
+        pool: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<String, DriverError>> + Send {
+        let _ = (volume_id, pool, name);
+        async {
+            Err(DriverError::invalid(
+                "this driver cannot copy volumes to images",
+            ))
+        }
+    }
+
+    /// Removes what [`VolumeDriver::copy_to_image_pool`] made (idempotent).
+    fn remove_image_copy(
+        &self,
+        pool: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send {
+        let _ = (pool, name);
+        async { Ok(()) }
+    }
+
     /// Removes whatever a failed create left (idempotent; `Busy` while another client,
     /// such as a killed predecessor's dead watch, still has the image open).
     fn cleanup_failed_create(

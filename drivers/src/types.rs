@@ -20,10 +20,12 @@ pub enum CreateSource {
         /// The source volume.
         volume_id: String,
     },
-    /// A Glance image stored in RBD (`rbd://fsid/pool/image/snap`).
+    /// A Glance image stored in RBD: the first of `locations`
+    /// (`rbd://fsid/pool/image/snap`) that is in this cluster and opens is cloned;
+    /// none: [`crate::DriverErrorKind::NotCloneable`].
     Image {
-        /// The image location.
-        location: String,
+        /// The image's locations, in Glance's order (raw images only).
+        locations: Vec<String>,
     },
 }
 

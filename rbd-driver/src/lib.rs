@@ -31,7 +31,7 @@ mod types;
 pub use config::RbdConfig;
 pub use ctl::{OpCtl, Progress, ProgressReport};
 pub use error::{kind_of_errno, Error, ErrorKind, Result};
-pub use ops::{Digesting, RbdDriver, SendStats};
+pub use ops::{Digesting, RawImportStats, RbdDriver, SendStats};
 pub use pool::{BlockingPool, Lane, LaneStats, PoolStats};
 pub use types::*;
 

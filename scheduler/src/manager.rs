@@ -177,6 +177,7 @@ impl SchedulerManager {
             snapshot_id: c.snapshot_id.clone(),
             source_volid: c.source_volid.clone(),
             image_location: c.image_location.clone(),
+            image: c.image.clone(),
             schedule: (self.max_attempts > 1).then(|| Box::new(schedule)),
         };
         match self
@@ -259,6 +260,11 @@ impl SchedulerManager {
             different_host,
             tried: c.retry.backends.clone(),
             source_backend,
+            image_clusters: c
+                .image
+                .as_ref()
+                .map(|i| i.rbd_fsids().into_iter().map(str::to_string).collect())
+                .unwrap_or_default(),
         }))
     }
 

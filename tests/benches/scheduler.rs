@@ -245,6 +245,7 @@ async fn queue_path(url: &str, label: &str) -> String {
             snapshot_id: None,
             source_volid: None,
             image_location: None,
+            image: None,
             scheduler_hints: Default::default(),
             retry: Default::default(),
         };

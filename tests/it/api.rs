@@ -177,6 +177,16 @@ impl Stack {
 
     /// The stack, with `admin` the token of an admin of the API's auth strategy.
     pub(crate) async fn up_as(c: &Ceph, api_extra: &str, admin: &str) -> Stack {
+        Stack::build(c, api_extra, admin, None).await
+    }
+
+    /// The stack with the test Glance (`GLANCE_URL`) as its image service.
+    pub(crate) async fn up_with_glance(c: &Ceph, glance: &str) -> Stack {
+        let extra = format!("[glance]\napi_servers = \"{glance}\"\n");
+        Stack::build(c, &extra, ADMIN, Some(glance)).await
+    }
+
+    async fn build(c: &Ceph, api_extra: &str, admin: &str, glance: Option<&str>) -> Stack {
         let pool = unique("it-api");
         let (conf, p) = (c.conf.clone(), pool.clone());
         tokio::task::spawn_blocking(move || {
@@ -200,6 +210,9 @@ impl Stack {
         let mut p = prepare().await;
         let topic = unique("cinder-scheduler-api");
         p.amqp_extra = format!("scheduler_topic = \"{topic}\"");
+        if let Some(g) = glance {
+            p.glance = g.to_string();
+        }
         let (db, url) = (p.db.clone(), p.url.clone());
         let backend = format!("{}@ceph", p.host);
         let svc = launch_on(c, p, &pool).await;

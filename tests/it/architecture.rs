@@ -10,12 +10,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cinder-migrations", &[]),
     ("cinder-db", &["cinder-common"]),
     ("cinder-rpc", &["cinder-common"]),
+    ("cinder-glance", &["cinder-common"]),
     (
         "cinder-service",
         &["cinder-common", "cinder-rpc", "cinder-db"],
     ),
     ("cinder-drivers", &["cinder-common", "cinder-rbd-driver"]),
-    ("cinder-api", &["cinder-common", "cinder-rpc", "cinder-db"]),
+    (
+        "cinder-api",
+        &["cinder-common", "cinder-rpc", "cinder-db", "cinder-glance"],
+    ),
     (
         "cinder-scheduler",
         &["cinder-common", "cinder-rpc", "cinder-db", "cinder-service"],
@@ -29,6 +33,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cinder-service",
             "cinder-drivers",
             "cinder-rbd-driver",
+            "cinder-glance",
         ],
     ),
     (

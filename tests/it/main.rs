@@ -9,6 +9,7 @@ mod crash;
 mod db;
 mod fixtures;
 mod heartbeat;
+mod images;
 mod protocol;
 mod rbd;
 mod rbd_diff;

@@ -33,6 +33,7 @@ fn request(id: &str, size: u64) -> ScheduleCreateVolume {
         snapshot_id: None,
         source_volid: None,
         image_location: None,
+        image: None,
         scheduler_hints: SchedulerHints::default(),
         retry: Default::default(),
     }

@@ -99,6 +99,7 @@ async fn volumes_live_and_die_through_the_queue() {
             snapshot_id: None,
             source_volid: Some(a.clone()),
             image_location: None,
+            image: None,
             schedule: None,
         }
         .into(),
@@ -200,6 +201,7 @@ async fn images_clone_across_pools_and_bad_locations_end_in_error_without_leftov
             snapshot_id: None,
             source_volid: None,
             image_location: Some(location),
+            image: None,
             schedule: None,
         }
         .into(),
@@ -229,6 +231,7 @@ async fn images_clone_across_pools_and_bad_locations_end_in_error_without_leftov
             snapshot_id: None,
             source_volid: None,
             image_location: Some(foreign),
+            image: None,
             schedule: None,
         }
         .into(),
@@ -246,6 +249,7 @@ async fn images_clone_across_pools_and_bad_locations_end_in_error_without_leftov
             snapshot_id: None,
             source_volid: Some(unique("nope")),
             image_location: None,
+            image: None,
             schedule: None,
         }
         .into(),
@@ -278,6 +282,7 @@ async fn a_redelivered_create_makes_one_volume() {
         snapshot_id: None,
         source_volid: None,
         image_location: None,
+        image: None,
         schedule: None,
     };
     let env = Envelope::new(VolumeTopic::VERSION, ctx(), VolumeRequest::from(msg));

@@ -16,6 +16,7 @@ pub fn create_request(id: &str, size_gib: u64, snapshot: Option<&str>) -> Volume
         snapshot_id: snapshot.map(str::to_string),
         source_volid: None,
         image_location: None,
+        image: None,
         schedule: None,
     }
     .into()

@@ -60,6 +60,12 @@ pub struct VolumeManager<D> {
     /// Where creates that failed here go back for another backend (`None`: a failed
     /// create is final).
     pub(crate) scheduler: Option<(cinder_rpc::Caster, String)>,
+    /// The image service (`None`: not configured; images that cannot be cloned fail).
+    pub(crate) glance: Option<cinder_glance::Glance>,
+    /// Where non-raw images wait while `qemu-img` converts them.
+    pub(crate) conversion_dir: std::path::PathBuf,
+    /// Glance's RBD pool, where raw uploads go as copies when Glance takes them.
+    pub(crate) glance_pool: String,
 }
 
 impl<D: VolumeDriver> Handler<VolumeTopic> for VolumeManager<D> {
@@ -89,7 +95,24 @@ impl<D: VolumeDriver> VolumeManager<D> {
             long_running: Arc::new(Semaphore::new(budgets.running.max(1))),
             stop,
             scheduler: None,
+            glance: None,
+            conversion_dir: std::env::temp_dir(),
+            glance_pool: "images".into(),
         }
+    }
+
+    /// Images that cannot be cloned are downloaded from `glance`; non-raw ones wait
+    /// in `conversion_dir` while they are converted.
+    pub fn with_images(
+        mut self,
+        glance: Option<cinder_glance::Glance>,
+        conversion_dir: impl Into<std::path::PathBuf>,
+        glance_pool: &str,
+    ) -> Self {
+        self.glance = glance;
+        self.conversion_dir = conversion_dir.into();
+        self.glance_pool = glance_pool.to_string();
+        self
     }
 
     /// Creates that fail here go back to the scheduler's `queue` through the broker at
@@ -108,7 +131,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
             _ => None,
         };
         let long = match (&req.envelope.body, &source) {
-            (VolumeRequest::RevertToSnapshot(_), _) => true,
+            (VolumeRequest::RevertToSnapshot(_) | VolumeRequest::CopyVolumeToImage(_), _) => true,
             (_, Some(Ok(s))) => self.driver.create_work(s) == Work::Long,
             // A create whose source cannot be read fails at once.
             _ => false,
@@ -216,6 +239,14 @@ impl<D: VolumeDriver> VolumeManager<D> {
                 let r = ops::manage::manageable(self).await;
                 self.answer(&req, r).await
             }
+            R::CopyVolumeToImage(u) => {
+                let key = ops::upload::OP.claim(&u.volume_id);
+                let request_id = req.envelope.request_id.clone();
+                self.claimed(&req, adm, key, |k| {
+                    ops::upload::run(self, k, &u, request_id)
+                })
+                .await
+            }
         }
     }
 
@@ -307,6 +338,26 @@ impl<D: VolumeDriver> VolumeManager<D> {
             Ok(v) if v.status == status => Ok(Some(v)),
             Ok(v) => {
                 tracing::warn!(volume_id = id, status = %v.status, expected = %status, "request for a volume in another status; ignored");
+                Ok(None)
+            }
+            Err(cinder_db::Error::NotFound { .. }) => {
+                tracing::info!(volume_id = id, "request for a volume that is gone; ignored");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The volume row if it is in one of `statuses` (as [`VolumeManager::volume_in`]).
+    pub(crate) async fn volume_in_any(
+        &self,
+        id: &str,
+        statuses: &[cinder_common::status::VolumeStatus],
+    ) -> Result<Option<cinder_db::entity::volumes::Model>, ManagerError> {
+        match self.db.volume(id).await {
+            Ok(v) if statuses.contains(&v.status) => Ok(Some(v)),
+            Ok(v) => {
+                tracing::warn!(volume_id = id, status = %v.status, expected = ?statuses, "request for a volume in another status; ignored");
                 Ok(None)
             }
             Err(cinder_db::Error::NotFound { .. }) => {

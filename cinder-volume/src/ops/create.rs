@@ -15,7 +15,7 @@ use cinder_service::Finished;
 
 use crate::manager::{Admission, ManagerError, Ran, VolumeManager};
 use crate::recovery::{settle, Reconciled, Resumed};
-use cinder_drivers::{CreateSource, VolumeDriver};
+use cinder_drivers::{CreateSource, DriverError, DriverErrorKind, VolumeDriver};
 
 /// The operation.
 pub const OP: &Operation<VolumeStatus> = &volume::CREATE;
@@ -29,6 +29,18 @@ pub(crate) async fn source<D: VolumeDriver>(
     c: &CreateVolume,
 ) -> Result<CreateSource, cinder_db::Error> {
     Ok(match (&c.snapshot_id, &c.source_volid, &c.image_location) {
+        (None, None, _) if c.image.is_some() => {
+            // Only raw images are cloned; others are downloaded (no location to try).
+            let image = c.image.as_ref().expect("matched");
+            let raw = image.disk_format.as_deref() == Some("raw");
+            CreateSource::Image {
+                locations: if raw {
+                    image.locations.clone()
+                } else {
+                    Vec::new()
+                },
+            }
+        }
         (Some(s), _, _) => {
             let snap = m.db.snapshot(s).await?;
             let depth = match m.db.volume(&snap.volume_id).await {
@@ -46,7 +58,7 @@ pub(crate) async fn source<D: VolumeDriver>(
             volume_id: v.clone(),
         },
         (None, None, Some(l)) => CreateSource::Image {
-            location: l.clone(),
+            locations: vec![l.clone()],
         },
         _ => CreateSource::Blank,
     })
@@ -90,15 +102,26 @@ async fn run<D: VolumeDriver>(
     (request_id, context): (String, RequestContext),
 ) -> Result<Ran, ManagerError> {
     // A redelivery after reconciliation failed the create: nothing to build.
-    let Some(row) = m.volume_in(&c.volume_id, OP.busy).await? else {
+    let Some(row) = m.volume_in_any(&c.volume_id, &OP.running()).await? else {
         m.release(&key).await?;
         return Ok(Ran::Ok);
     };
-    match m
+    let mut downloaded = false;
+    let made = match m
         .driver
         .create_volume(&c.volume_id, c.size_gib, &source)
         .await
     {
+        // An image none of whose locations can be cloned here: its data comes from
+        // Glance.
+        Err(e) if e.kind == DriverErrorKind::NotCloneable && c.image.is_some() => {
+            tracing::info!(volume_id = %c.volume_id, reason = %e, "the image is downloaded");
+            downloaded = true;
+            download(m, &c).await
+        }
+        other => other,
+    };
+    match made {
         Ok(created) => {
             let changes = VolumeChanges {
                 host: Some(m.pool_host()),
@@ -135,7 +158,9 @@ async fn run<D: VolumeDriver>(
                 tracing::warn!(volume_id = %c.volume_id, error = %e, "cannot record the user message");
             }
             discard_half_made(m, &c.volume_id).await;
-            if let Some(schedule) = reschedulable(&c, &source) {
+            // A download that failed fails here: another backend would fetch the same
+            // data.
+            if let Some(schedule) = reschedulable(&c, &source).filter(|_| !downloaded) {
                 if reschedule(m, &key, schedule, &e.to_string(), &context).await? {
                     return Ok(Ran::Failed);
                 }
@@ -145,6 +170,45 @@ async fn run<D: VolumeDriver>(
             Ok(Ran::Failed)
         }
     }
+}
+
+/// The download path of a create from an image: a blank volume, `downloading` while
+/// Glance's data goes in.
+async fn download<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    c: &CreateVolume,
+) -> Result<cinder_drivers::Created, DriverError> {
+    let image = c.image.as_ref().expect("checked by the caller");
+    let created = m
+        .driver
+        .create_volume(&c.volume_id, c.size_gib, &CreateSource::Blank)
+        .await?;
+    match m.db.pass(OP, &c.volume_id, VolumeStatus::Downloading).await {
+        Ok(()) => {}
+        Err(cinder_db::Error::Conflict { .. }) => {
+            return Err(DriverError::new(
+                DriverErrorKind::Cancelled,
+                "the volume moved on before its download",
+            ))
+        }
+        Err(e) => {
+            return Err(DriverError::new(
+                DriverErrorKind::Unavailable,
+                format!("database: {e}"),
+            ))
+        }
+    }
+    crate::ops::image::download(m, &c.volume_id, image)
+        .await
+        .map_err(|e| {
+            let kind = match &e {
+                crate::ops::image::DownloadError::Driver(d) => d.kind,
+                crate::ops::image::DownloadError::Glance(_) => DriverErrorKind::Unavailable,
+                _ => DriverErrorKind::Other,
+            };
+            DriverError::new(kind, format!("image {}: {e}", image.id))
+        })?;
+    Ok(created)
 }
 
 /// The scheduler's request for another attempt, when the create may go elsewhere: the
@@ -211,7 +275,7 @@ pub(crate) async fn resume<D: VolumeDriver>(
     key: &ClaimKey,
     report: &mut Reconciled,
 ) -> Result<Resumed, ManagerError> {
-    if m.volume_in(&key.id, OP.busy).await?.is_none() {
+    if m.volume_in_any(&key.id, &OP.running()).await?.is_none() {
         m.release(key).await?;
         return Ok(Resumed::Done);
     }

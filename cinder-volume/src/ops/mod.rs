@@ -6,10 +6,12 @@ pub mod connection;
 pub mod create;
 pub mod delete;
 pub mod extend;
+pub(crate) mod image;
 pub mod manage;
 pub mod retype;
 pub mod revert;
 pub mod snapshot;
+pub mod upload;
 
 use cinder_common::ops::{ClaimKey, Outcome};
 use cinder_drivers::DriverError;

@@ -27,6 +27,7 @@ pub const KNOWN_SECTIONS: &[&str] = &[
     "backends",
     "quota",
     "keystone_authtoken",
+    "glance",
 ];
 
 /// Loads `T` from the layers above. `path` is `--config`; a given path must exist.

@@ -16,6 +16,7 @@ pub mod snapshot_metadata;
 pub mod snapshots;
 pub mod volume_admin_metadata;
 pub mod volume_attachment;
+pub mod volume_glance_metadata;
 pub mod volume_metadata;
 pub mod volume_type_extra_specs;
 pub mod volume_type_projects;

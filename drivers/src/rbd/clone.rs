@@ -4,11 +4,7 @@
 use rbd_driver::{CloneOptions, CreateOptions, ImageSpec, Lineage, OpCtl, RbdDriver};
 
 use super::{RbdVolumeDriver, GIB};
-use crate::{CreateSource, Created, DriverError, Work};
-
-fn not_cloneable(location: &str) -> DriverError {
-    DriverError::invalid(format!("image location {location} is not cloneable here"))
-}
+use crate::{CreateSource, Created, DriverError, DriverErrorKind, Work};
 
 /// `rbd://fsid/pool/image/snap`, parsed.
 fn parse_location(location: &str) -> Option<(String, ImageSpec, String)> {
@@ -108,23 +104,41 @@ impl RbdVolumeDriver {
                 }
                 self.settle_clone(d, &spec, lineage, false).await
             }
-            CreateSource::Image { location } => {
-                let (fsid, image, snap) =
-                    parse_location(location).ok_or_else(|| not_cloneable(location))?;
-                if fsid != self.driver.fsid() {
-                    return Err(not_cloneable(location));
-                }
+            CreateSource::Image { locations } => {
                 let d = self.for_create(source);
-                let lineage = d
-                    .clone_grown(
-                        &image.snap(snap),
-                        &spec,
-                        &CloneOptions::default(),
-                        size_gib * GIB,
-                        None,
-                    )
-                    .await?;
-                self.settle_clone(d, &spec, lineage, false).await
+                for location in locations {
+                    let Some((fsid, image, snap)) = parse_location(location) else {
+                        continue;
+                    };
+                    if fsid != self.driver.fsid() {
+                        continue;
+                    }
+                    match d
+                        .clone_grown(
+                            &image.snap(snap),
+                            &spec,
+                            &CloneOptions::default(),
+                            size_gib * GIB,
+                            None,
+                        )
+                        .await
+                    {
+                        Ok(lineage) => return self.settle_clone(d, &spec, lineage, false).await,
+                        Err(e) => {
+                            // Gone, not readable with our user, ...: the next location,
+                            // after whatever the attempt left.
+                            tracing::warn!(volume_id, location = %location, error = %e, "image location not cloneable");
+                            crate::VolumeDriver::cleanup_failed_create(self, volume_id).await?;
+                        }
+                    }
+                }
+                Err(DriverError::new(
+                    DriverErrorKind::NotCloneable,
+                    format!(
+                        "no location of the image can be cloned in cluster {}",
+                        self.driver.fsid()
+                    ),
+                ))
             }
         }
     }

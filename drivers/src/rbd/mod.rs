@@ -9,6 +9,7 @@
 
 mod clone;
 mod config;
+mod image_data;
 
 pub use config::{CinderOptions, RbdBackendConfig};
 
@@ -369,6 +370,44 @@ impl VolumeDriver for RbdVolumeDriver {
             long_running: s.long.running as u64,
             long_waiting: s.long.waiting as u64,
         })
+    }
+
+    async fn import_raw(
+        &self,
+        volume_id: &str,
+        data: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<u64, DriverError> {
+        self.import_raw_data(volume_id, data).await
+    }
+
+    async fn convert_into(
+        &self,
+        volume_id: &str,
+        path: &std::path::Path,
+        format: &str,
+    ) -> Result<(), DriverError> {
+        self.convert_file(volume_id, path, format).await
+    }
+
+    async fn export_volume(
+        &self,
+        volume_id: &str,
+        data: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<u64, DriverError> {
+        self.export_volume_data(volume_id, data).await
+    }
+
+    async fn copy_to_image_pool(
+        &self,
+        volume_id: &str,
+        pool: &str,
+        name: &str,
+    ) -> Result<String, DriverError> {
+        self.publish(volume_id, pool, name).await
+    }
+
+    async fn remove_image_copy(&self, pool: &str, name: &str) -> Result<(), DriverError> {
+        self.unpublish(pool, name).await
     }
 
     async fn cleanup_failed_create(&self, volume_id: &str) -> Result<(), DriverError> {

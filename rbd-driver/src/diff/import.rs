@@ -94,6 +94,29 @@ impl<'a> Applier<'a> {
         Ok((data, zeroed))
     }
 
+    /// Writes the non-zero `SPARSE_SIZE` blocks of `buf` at `offset` and skips the
+    /// zero ones (the target reads zeroes there already: a new image). Returns the
+    /// data bytes written.
+    pub(crate) fn write_nonzero(&mut self, offset: u64, buf: Vec<u8>) -> Result<u64> {
+        let n = buf.len();
+        let buf = Rc::new(buf);
+        let mut data = 0;
+        let mut start = 0usize;
+        while start < n {
+            let zero = is_zero(&buf[start..(start + SPARSE_SIZE).min(n)]);
+            let mut end = (start + SPARSE_SIZE).min(n);
+            while end < n && is_zero(&buf[end..(end + SPARSE_SIZE).min(n)]) == zero {
+                end = (end + SPARSE_SIZE).min(n);
+            }
+            if !zero {
+                self.write(offset + start as u64, &buf, start..end)?;
+                data += (end - start) as u64;
+            }
+            start = end;
+        }
+        Ok(data)
+    }
+
     fn reap(&mut self, keep: usize) -> Result<()> {
         while self.queue.len() > keep {
             let mut f = self.queue.pop_front().expect("non-empty");

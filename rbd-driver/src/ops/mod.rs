@@ -12,10 +12,12 @@ mod backup;
 mod clone;
 mod diff;
 mod image;
+mod raw;
 mod snapshot;
 mod stats;
 
 pub use backup::{Digesting, SendStats};
+pub use raw::RawImportStats;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

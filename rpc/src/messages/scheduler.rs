@@ -4,6 +4,7 @@
 //!
 //! # Version history
 //! - 1.0: create_volume, get_pools.
+//! - 1.1: create_volume carries the Glance image a volume is made from (`image`).
 
 use std::collections::BTreeMap;
 
@@ -18,10 +19,14 @@ pub struct SchedulerTopic;
 impl Topic for SchedulerTopic {
     type Request = SchedulerRequest;
     const NAME: &'static str = "scheduler";
-    const VERSION: RpcVersion = RpcVersion { major: 1, minor: 0 };
+    const VERSION: RpcVersion = RpcVersion { major: 1, minor: 1 };
 
-    fn version_of(_: &SchedulerRequest) -> RpcVersion {
-        Self::VERSION
+    fn version_of(request: &SchedulerRequest) -> RpcVersion {
+        let minor = match request {
+            SchedulerRequest::ScheduleCreateVolume(c) if c.image.is_some() => 1,
+            _ => 0,
+        };
+        RpcVersion { major: 1, minor }
     }
 }
 
@@ -95,12 +100,48 @@ pub struct ScheduleCreateVolume {
     /// Clone from this image location (`rbd://fsid/pool/image/snap`).
     #[serde(default)]
     pub image_location: Option<String>,
+    /// The Glance image the volume is made from (1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Box<ImageSource>>,
     /// Scheduler hints.
     #[serde(default)]
     pub scheduler_hints: SchedulerHints,
     /// Earlier attempts (empty on the first).
     #[serde(default)]
     pub retry: Retry,
+}
+
+/// A Glance image a volume is made from, as the API found it: enough to clone it where
+/// it lives in RBD, or to download it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSource {
+    /// Image id.
+    pub id: String,
+    /// `raw`, `qcow2`, ... (only `raw` is cloned).
+    #[serde(default)]
+    pub disk_format: Option<String>,
+    /// `bare`, ...
+    #[serde(default)]
+    pub container_format: Option<String>,
+    /// Bytes stored.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Its locations in Glance's order (`direct_url` last when not among them): the
+    /// first `rbd://fsid/pool/image/snap` of the backend's cluster is cloned.
+    #[serde(default)]
+    pub locations: Vec<String>,
+}
+
+impl ImageSource {
+    /// The Ceph cluster ids (fsids) of its `rbd://` locations, in order.
+    pub fn rbd_fsids(&self) -> Vec<&str> {
+        self.locations
+            .iter()
+            .filter_map(|l| l.strip_prefix("rbd://"))
+            .filter_map(|l| l.split('/').next())
+            .filter(|f| !f.is_empty())
+            .collect()
+    }
 }
 
 /// `get_pools`.

@@ -17,6 +17,8 @@ const V1_0: RpcVersion = RpcVersion { major: 1, minor: 0 };
 const V1_1: RpcVersion = RpcVersion { major: 1, minor: 1 };
 const V1_2: RpcVersion = RpcVersion { major: 1, minor: 2 };
 const V1_3: RpcVersion = RpcVersion { major: 1, minor: 3 };
+const V1_4: RpcVersion = RpcVersion { major: 1, minor: 4 };
+const V1_5: RpcVersion = RpcVersion { major: 1, minor: 5 };
 const VOL: &str = "11111111-1111-1111-1111-111111111111";
 const SNAP: &str = "22222222-2222-2222-2222-222222222222";
 
@@ -45,6 +47,7 @@ fn volume_samples() -> Vec<(RpcVersion, VolumeRequest)> {
                 snapshot_id: None,
                 source_volid: None,
                 image_location: Some("rbd://fsid/images/img/snap".into()),
+                image: None,
                 schedule: None,
             }
             .into(),
@@ -137,11 +140,38 @@ fn volume_samples() -> Vec<(RpcVersion, VolumeRequest)> {
                 snapshot_id: None,
                 source_volid: None,
                 image_location: None,
+                image: None,
                 schedule: Some(Box::new(schedule_create(&v))),
             }
             .into(),
         ),
         (V1_3, GetManageableVolumes {}.into()),
+        (
+            V1_5,
+            CopyVolumeToImage {
+                volume_id: v.clone(),
+                image_id: "44444444-4444-4444-4444-444444444444".into(),
+                disk_format: "qcow2".into(),
+                container_format: "bare".into(),
+            }
+            .into(),
+        ),
+        (
+            V1_4,
+            CreateVolume {
+                volume_id: v.clone(),
+                size_gib: 10,
+                snapshot_id: None,
+                source_volid: None,
+                image_location: None,
+                image: Some(Box::new(image())),
+                schedule: Some(Box::new(ScheduleCreateVolume {
+                    image: Some(Box::new(image())),
+                    ..schedule_create(&v)
+                })),
+            }
+            .into(),
+        ),
     ]
 }
 
@@ -161,6 +191,7 @@ fn schedule_create(v: &str) -> ScheduleCreateVolume {
         snapshot_id: None,
         source_volid: None,
         image_location: None,
+        image: None,
         scheduler_hints: SchedulerHints {
             same_host: None,
             different_host: Some(vec![SNAP.into()]),
@@ -173,10 +204,32 @@ fn schedule_create(v: &str) -> ScheduleCreateVolume {
     }
 }
 
+/// A raw image in RBD, with a second location.
+fn image() -> ImageSource {
+    ImageSource {
+        id: "44444444-4444-4444-4444-444444444444".into(),
+        disk_format: Some("raw".into()),
+        container_format: Some("bare".into()),
+        size: Some(4 << 20),
+        locations: vec![
+            "rbd://fsid/images/44444444-4444-4444-4444-444444444444/snap".into(),
+            "file:///var/lib/glance/images/44444444-4444-4444-4444-444444444444".into(),
+        ],
+    }
+}
+
 /// One sample per message of the scheduler topic.
 fn scheduler_samples() -> Vec<(RpcVersion, SchedulerRequest)> {
     vec![
         (V1_0, schedule_create(VOL).into()),
+        (
+            V1_1,
+            ScheduleCreateVolume {
+                image: Some(Box::new(image())),
+                ..schedule_create(VOL)
+            }
+            .into(),
+        ),
         (
             V1_0,
             GetPools {

@@ -8,6 +8,9 @@
 //! - 1.2: create_volume carries the scheduler's request (`schedule`), so a create that
 //!   fails on this backend can go back to the scheduler for another.
 //! - 1.3: get_manageable_volumes.
+//! - 1.4: create_volume carries the Glance image (`image`): cloned when one of its
+//!   locations is in this cluster, downloaded otherwise.
+//! - 1.5: copy_volume_to_image.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,11 +23,12 @@ pub struct VolumeTopic;
 impl Topic for VolumeTopic {
     type Request = VolumeRequest;
     const NAME: &'static str = "volume";
-    const VERSION: RpcVersion = RpcVersion { major: 1, minor: 3 };
+    const VERSION: RpcVersion = RpcVersion { major: 1, minor: 5 };
 
     fn version_of(request: &VolumeRequest) -> RpcVersion {
         use VolumeRequest as R;
         let minor = match request {
+            R::CreateVolume(c) if c.image.is_some() => 4,
             R::CreateVolume(c) if c.schedule.is_some() => 2,
             R::CreateVolume(_)
             | R::DeleteVolume(_)
@@ -38,6 +42,7 @@ impl Topic for VolumeTopic {
                 1
             }
             R::GetManageableVolumes(_) => 3,
+            R::CopyVolumeToImage(_) => 5,
         };
         RpcVersion { major: 1, minor }
     }
@@ -72,6 +77,8 @@ topic! {
         cast "unmanage_volume" UnmanageVolume,
         /// The pool's images, each with whether it may be managed (1.3).
         call "get_manageable_volumes" GetManageableVolumes -> Vec<ManageableVolume>,
+        /// Upload the volume's data into a queued Glance image (1.5).
+        cast "copy_volume_to_image" CopyVolumeToImage,
     }
 }
 
@@ -91,11 +98,27 @@ pub struct CreateVolume {
     /// Clone from this image location (`rbd://fsid/pool/image/snap`).
     #[serde(default)]
     pub image_location: Option<String>,
+    /// The Glance image to make the volume from (1.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Box<super::ImageSource>>,
     /// The scheduler's request, with this attempt in its `retry` (1.2): when the
     /// create fails here, it goes back to the scheduler for another backend. `None`: a
     /// failure is final.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Box<super::ScheduleCreateVolume>>,
+}
+
+/// `copy_volume_to_image`: the volume is `uploading`, the Glance image `queued`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyVolumeToImage {
+    /// Volume id.
+    pub volume_id: String,
+    /// The Glance image to fill.
+    pub image_id: String,
+    /// `raw`, `qcow2`, ...
+    pub disk_format: String,
+    /// `bare`, ...
+    pub container_format: String,
 }
 
 /// `delete_volume`.

@@ -181,6 +181,9 @@ pub struct Request {
     pub tried: Vec<String>,
     /// Stay-put: the backend (`host@backend`) that holds the source.
     pub source_backend: Option<String>,
+    /// The Ceph clusters (fsids) holding the image the volume is made from: pools of
+    /// these clusters are preferred (a clone instead of a download).
+    pub image_clusters: Vec<String>,
 }
 
 /// Why no backend fits, naming the filter that eliminated the last candidates.
@@ -232,7 +235,27 @@ pub fn schedule(
             reason: filter.reason(req),
         });
     }
+    // A create from an image stays in a cluster that holds the image when one passed
+    // the filters (a copy-on-write clone); elsewhere it is a download.
+    if !req.image_clusters.is_empty() {
+        let near: Vec<usize> = passed
+            .iter()
+            .copied()
+            .filter(|&i| {
+                cluster_of(&pools[i].caps.location_info)
+                    .is_some_and(|f| req.image_clusters.iter().any(|c| c == f))
+            })
+            .collect();
+        if !near.is_empty() {
+            passed = near;
+        }
+    }
     Ok(weighers.best(pools, &passed, req))
+}
+
+/// The fsid in a pool's `location_info` (`cluster:conf:fsid:user:pool`).
+fn cluster_of(location_info: &str) -> Option<&str> {
+    location_info.split(':').nth(2).filter(|f| !f.is_empty())
 }
 
 #[cfg(test)]
@@ -356,5 +379,35 @@ mod tests {
         };
         let e = schedule(&pools, &req, &Weighers::default()).unwrap_err();
         assert_eq!(e.filter, Some(Filter::Capacity));
+    }
+
+    #[test]
+    fn a_create_from_an_image_stays_in_the_images_cluster_when_it_can() {
+        let at = |fsid: &str, provisioned: f64| {
+            json!({"location_info": format!("ceph:/etc/ceph/ceph.conf:{fsid}:cinder:volumes"),
+                   "provisioned_capacity_gb": provisioned})
+        };
+        // The emptier pool is in another cluster: capacity alone would pick it.
+        let pools = [
+            pool("a@rbd", at("fsid-a", 90.0)),
+            pool("b@rbd", at("fsid-b", 10.0)),
+        ];
+        let plain = Request {
+            size_gib: 1,
+            ..Default::default()
+        };
+        let w = Weighers::default();
+        assert_eq!(schedule(&pools, &plain, &w).unwrap(), 1);
+        let image_in_a = Request {
+            image_clusters: vec!["fsid-a".into()],
+            ..plain.clone()
+        };
+        assert_eq!(schedule(&pools, &image_in_a, &w).unwrap(), 0);
+        // No pool in the image's cluster: any pool (the image is downloaded).
+        let elsewhere = Request {
+            image_clusters: vec!["fsid-c".into()],
+            ..plain
+        };
+        assert_eq!(schedule(&pools, &elsewhere, &w).unwrap(), 1);
     }
 }
