@@ -125,7 +125,8 @@ pub(crate) async fn create(
     let allowed: &[VolumeStatus] = if r.v.at_least(66) {
         if force == Some(false) {
             return Err(ApiError::bad_request(
-                "Invalid input received: The 'force' flag is not supported from microversion 3.66: snapshots of in-use volumes need no flag.",
+                // Cinder's words, double space and spelling included.
+                "Since microversion 3.66 the 'force' flag is invalid for this request.  For backward compatability, however, when the 'force' flag is passed with a value evaluating to True, it is silently ignored.",
             ));
         }
         &[VolumeStatus::Available, VolumeStatus::InUse]
@@ -142,7 +143,7 @@ pub(crate) async fn create(
                 .iter()
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
-                .join(" or "),
+                .join(", "),
             v.status
         )));
     }

@@ -779,3 +779,203 @@ async fn a_volume_uploads_as_a_raw_copy_in_glances_pool_or_as_converted_qcow2_da
     .await;
     s.down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn novas_calls_for_a_volume_backed_server_work_as_nova_sends_them() {
+    let c = ceph().await;
+    let g = Glance::new();
+    let s = Stack::up_with_glance(c, &g.url).await;
+    let api = &s.api;
+    let image = g
+        .upload(
+            &cinder_tests::unique("nova"),
+            "raw",
+            pattern(8, MIB),
+            json!({"hw_disk_bus": "virtio"}),
+        )
+        .await;
+    // nova/virt/block_device.py through cinderclient at 3.0: every field, nulls
+    // included.
+    let r = api
+        .call(
+            Method::POST,
+            "/v3/volumes",
+            ALICE,
+            Some("3.0"),
+            Some(
+                json!({"volume": {"size": 1, "consistencygroup_id": null, "snapshot_id": null,
+                                   "name": "", "description": "", "volume_type": null,
+                                   "availability_zone": null, "metadata": {},
+                                   "imageRef": image, "source_volid": null, "backup_id": null}}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+    let v = api.wait_volume(ALICE, &id, "available").await;
+    // Nova reads the image metadata of a boot volume (block_device.py).
+    assert_eq!(v["volume_image_metadata"]["image_id"], image.as_str());
+    assert_eq!(v["volume_image_metadata"]["hw_disk_bus"], "virtio");
+    let r = api.get_v(&format!("/v3/volumes/{id}"), ALICE, "3.48").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Attachments at 3.44: reserve, connect, complete.
+    let server = uuid::Uuid::new_v4().to_string();
+    let r = api
+        .call(
+            Method::POST,
+            "/v3/attachments",
+            ALICE,
+            Some("3.44"),
+            Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let att = r.body["attachment"]["id"].as_str().unwrap().to_string();
+    let connector = json!({"host": "compute-1", "ip": "192.0.2.10", "initiator": "iqn.x",
+                           "platform": "x86_64", "os_type": "linux", "multipath": false,
+                           "do_local_attach": false, "mountpoint": "/dev/vda"});
+    let r = api
+        .call(
+            Method::PUT,
+            &format!("/v3/attachments/{att}"),
+            ALICE,
+            Some("3.44"),
+            Some(json!({"attachment": {"connector": connector}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // What nova/virt/libvirt/volume/net.py reads.
+    let ci = &r.body["attachment"]["connection_info"];
+    assert_eq!(ci["driver_volume_type"], "rbd", "{ci}");
+    assert_eq!(ci["name"], format!("{}/volume-{id}", s.pool));
+    assert!(
+        !ci["hosts"].as_array().unwrap().is_empty() && ci["ports"].is_array(),
+        "{ci}"
+    );
+    assert!(
+        ci["ports"].as_array().unwrap().iter().all(Value::is_string),
+        "{ci}"
+    );
+    assert!(
+        ci["auth_enabled"].is_boolean() && ci["secret_type"] == "ceph",
+        "{ci}"
+    );
+    assert_eq!(ci["access_mode"], "rw");
+    assert_eq!(ci["discard"], true);
+    assert_eq!(ci["volume_id"], id.as_str());
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/v3/attachments/{att}/action"),
+            ALICE,
+            Some("3.44"),
+            Some(json!({"os-complete": null})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    api.wait_volume(ALICE, &id, "in-use").await;
+
+    // A server snapshot of a volume-backed server: force=true at 3.0.
+    let r = api
+        .call(
+            Method::POST,
+            "/v3/snapshots",
+            ALICE,
+            Some("3.0"),
+            Some(json!({"snapshot": {"volume_id": id, "force": true,
+                                       "name": "snapshot for boot", "description": "",
+                                       "metadata": {}}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+    api.wait_snapshot(ALICE, &snap, "available").await;
+    // Without force at 3.65: refused for an in-use volume.
+    let r = api
+        .call(
+            Method::POST,
+            "/v3/snapshots",
+            ALICE,
+            Some("3.65"),
+            Some(json!({"snapshot": {"volume_id": id}})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        format!(
+            "Invalid volume: Volume {id} status must be available, but current status is: in-use."
+        )
+    );
+    // From 3.66 force=false is refused in Cinder's words; force=true is ignored.
+    let r = api
+        .call(
+            Method::POST,
+            "/v3/snapshots",
+            ALICE,
+            Some("3.66"),
+            Some(json!({"snapshot": {"volume_id": id, "force": false}})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        "Since microversion 3.66 the 'force' flag is invalid for this request.  For backward compatability, however, when the 'force' flag is passed with a value evaluating to True, it is silently ignored."
+    );
+    let r = api
+        .call(
+            Method::POST,
+            "/v3/snapshots",
+            ALICE,
+            Some("3.66"),
+            Some(json!({"snapshot": {"volume_id": id, "force": true}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let snap2 = r.body["snapshot"]["id"].as_str().unwrap().to_string();
+    api.wait_snapshot(ALICE, &snap2, "available").await;
+    // The server snapshot's volume (Nova's image of it, at 3.46+, is a volume from it)
+    // keeps the image metadata.
+    let r = api
+        .post(
+            "/v3/volumes",
+            ALICE,
+            json!({"volume": {"snapshot_id": snap}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let copy = r.body["volume"]["id"].as_str().unwrap().to_string();
+    let d = api.wait_volume(ALICE, &copy, "available").await;
+    assert_eq!(d["volume_image_metadata"]["hw_disk_bus"], "virtio", "{d}");
+
+    // Detach: attachment delete at 3.44.
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v3/attachments/{att}"),
+            ALICE,
+            Some("3.44"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    api.wait_volume(ALICE, &id, "available").await;
+    for sn in [&snap, &snap2] {
+        assert_eq!(
+            api.delete(&format!("/v3/snapshots/{sn}"), ALICE)
+                .await
+                .status,
+            202
+        );
+        api.wait_gone(ALICE, &format!("/v3/snapshots/{sn}")).await;
+    }
+    for v in [&copy, &id] {
+        assert_eq!(
+            api.delete(&format!("/v3/volumes/{v}"), ALICE).await.status,
+            202
+        );
+        api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
+    }
+    s.down().await;
+}
