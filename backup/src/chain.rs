@@ -31,6 +31,11 @@ pub struct ChainRecord {
     pub size_bytes: u64,
     /// The stream's bytes (data and records) this backup moved.
     pub stream_bytes: u64,
+    /// The source's image metadata (Cinder keeps it with the backup as
+    /// `volume-glance-metadata`): a restore gives it to the volume, which becomes
+    /// bootable. Absent: the source had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_metadata: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl ChainRecord {
@@ -84,6 +89,7 @@ mod tests {
     #[test]
     fn a_record_round_trips_and_garbage_reads_as_none() {
         let r = ChainRecord {
+            image_metadata: None,
             pool: "backups".into(),
             fsid: "f".into(),
             base: base_image("v", "b"),

@@ -193,6 +193,13 @@ impl BackupManager {
     ) -> Result<ChainRecord, OpError> {
         let started = std::time::Instant::now();
         let v = self.db.volume(&b.volume_id).await?;
+        let image_metadata = self
+            .db
+            .image_metadata(match &b.snapshot_id {
+                Some(s) => cinder_db::ImageMetadataOf::Snapshot(s),
+                None => cinder_db::ImageMetadataOf::Volume(&v.id),
+            })
+            .await?;
         let (src, spec) = self.volume_image(&v).await?;
         let (source_snap, owned) = match &b.snapshot_id {
             Some(s) => (format!("snapshot-{s}"), false),
@@ -311,6 +318,7 @@ impl BackupManager {
             digest: stats.digest.to_string(),
             size_bytes: stats.digest.size,
             stream_bytes: stats.export.stream_bytes,
+            image_metadata: Some(image_metadata).filter(|m| !m.is_empty()),
         })
     }
 
@@ -650,6 +658,13 @@ impl BackupManager {
         progress.abort();
         let stats = sent?;
         dst.resize(&spec, want, false, &ctl).await?;
+        // The image metadata the backup kept replaces the volume's (Cinder's restore of
+        // `volume-glance-metadata`), and the volume is bootable again.
+        if let Some(m) = &rec.image_metadata {
+            let of = cinder_db::ImageMetadataOf::Volume(&v.id);
+            self.db.replace_image_metadata(of, m).await?;
+            self.db.set_bootable(&v.id, true).await?;
+        }
         tracing::info!(backup_id = %b.id, volume_id = %v.id, stream_bytes = stats.export.stream_bytes, "restored");
         Ok(())
     }

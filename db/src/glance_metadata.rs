@@ -151,6 +151,31 @@ impl Db {
         self.image_metadata(of).await
     }
 
+    /// Makes `items` the whole image metadata of `of` (other keys go), in one
+    /// transaction.
+    pub async fn replace_image_metadata(
+        &self,
+        of: ImageMetadataOf<'_>,
+        items: &Metadata,
+    ) -> Result<()> {
+        retry_transient!(
+            async {
+                let txn = self.conn.begin().await?;
+                gm::Entity::update_many()
+                    .col_expr(gm::Column::Deleted, Expr::value(true))
+                    .col_expr(gm::Column::DeletedAt, Expr::value(Utc::now().naive_utc()))
+                    .filter(of.filter())
+                    .filter(gm::Column::Deleted.eq(false))
+                    .exec(&txn)
+                    .await?;
+                write_in(&txn, of, items).await?;
+                txn.commit().await?;
+                Ok::<(), Error>(())
+            }
+            .await
+        )
+    }
+
     /// Deletes `key` from the image metadata of `of`; [`Error::NotFound`] when absent.
     pub async fn delete_image_metadata_key(
         &self,

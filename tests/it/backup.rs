@@ -1139,3 +1139,73 @@ async fn kill_9_of_the_backup_service_mid_stream_leaves_an_error_and_nothing_hal
         .unwrap();
     s.down().await;
 }
+
+/// A volume made from a Glance image, backed up and restored to a new volume and onto
+/// a blank one: both become bootable with the image metadata the backup kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_gives_the_volume_the_image_metadata_its_backup_kept() {
+    let c = ceph().await;
+    let g = crate::fixtures::Glance::new();
+    let s = Stack::up_with_glance(c, &g.url).await;
+    let side = BackupSide::up(&s, &c.conf).await;
+    let api = &s.api;
+    let image = g
+        .upload(
+            &unique("bk-img"),
+            "raw",
+            Rng(3).bytes(MIB),
+            json!({"os_distro": "debian"}),
+        )
+        .await;
+    let r = api
+        .post(
+            "/v3/volumes",
+            ALICE,
+            json!({"volume": {"size": 1, "imageRef": image}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let src = r.body["volume"]["id"].as_str().unwrap().to_string();
+    api.wait_volume(ALICE, &src, "available").await;
+    let backup = backup_via_api(api, ALICE, json!({"backup": {"volume_id": src}})).await;
+    wait_backup(api, ALICE, &backup, "available").await;
+    let restored = restore_new(api, ALICE, &backup).await;
+    let r = api
+        .post("/v3/volumes", ALICE, json!({"volume": {"size": 1}}))
+        .await;
+    let blank = r.body["volume"]["id"].as_str().unwrap().to_string();
+    let v = api.wait_volume(ALICE, &blank, "available").await;
+    assert_eq!(v["bootable"], "false");
+    assert!(v.get("volume_image_metadata").is_none(), "{v}");
+    let r = api
+        .post(
+            &format!("/v3/backups/{backup}/restore"),
+            ALICE,
+            json!({"restore": {"volume_id": blank}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_backup(api, ALICE, &backup, "available").await;
+    for v in [&restored, &blank] {
+        let d = api.wait_volume(ALICE, v, "available").await;
+        assert_eq!(d["bootable"], "true", "{d}");
+        assert_eq!(
+            d["volume_image_metadata"]["image_id"],
+            image.as_str(),
+            "{d}"
+        );
+        assert_eq!(d["volume_image_metadata"]["os_distro"], "debian", "{d}");
+    }
+    let r = api.delete(&format!("/v3/backups/{backup}"), ALICE).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    api.wait_gone(ALICE, &format!("/v3/backups/{backup}")).await;
+    for v in [&restored, &blank, &src] {
+        assert_eq!(
+            api.delete(&format!("/v3/volumes/{v}"), ALICE).await.status,
+            202
+        );
+        api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
+    }
+    side.down().await;
+    s.down().await;
+}
