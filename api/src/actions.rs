@@ -12,7 +12,7 @@ use cinder_common::ops;
 use cinder_common::status::{AttachStatus, SnapshotStatus, VolumeStatus};
 use cinder_db::entity::volumes;
 use cinder_rpc::messages::{
-    CopyVolumeToImage, ExtendVolume, InitializeConnection, Retype, RevertToSnapshot,
+    CopyVolumeToImage, ExtendVolume, InitializeConnection, Reimage, Retype, RevertToSnapshot,
     TerminateConnection, UnmanageVolume, VolumeRequest,
 };
 use serde_json::{json, Value};
@@ -163,6 +163,16 @@ fn upload_args(v31: bool) -> Value {
                "additionalProperties": false}),
     )
 }
+schema!(
+    REIMAGE,
+    action_schema(
+        "os-reimage",
+        json!({"type": "object", "properties": {
+                   "image_id": schema::uuid(),
+                   "reimage_reserved": schema::boolean()},
+               "required": ["image_id"], "additionalProperties": false})
+    )
+);
 schema!(UPLOAD_IMAGE, upload_args(false));
 schema!(UPLOAD_IMAGE_31, upload_args(true));
 schema!(
@@ -344,9 +354,7 @@ pub(crate) async fn volume_action(
             Ok((StatusCode::OK, Json(json!({ "metadata": all }))).into_response())
         }
         "os-volume_upload_image" => upload_image(s, &r, &id, &body).await,
-        "os-reimage" => Err(ApiError::bad_request(format!(
-            "The action {name} needs the image service, which this release does not use yet."
-        ))),
+        "os-reimage" => reimage(s, &r, &id, &body).await,
         _ => Err(no_such_action(&name)),
     }
 }
@@ -428,7 +436,11 @@ async fn upload_image(
             meta[k] = json!(val);
         }
     }
-    match state.db.begin(&ops::volume::UPLOAD, &v.id).await {
+    match state
+        .db
+        .begin_from(&ops::volume::UPLOAD, &v.id, allowed)
+        .await
+    {
         Ok(()) => {}
         Err(cinder_db::Error::Conflict { .. }) => {
             return Err(invalid_volume(format!(
@@ -492,7 +504,8 @@ async fn upload_image(
                 "name": t.row.name,
                 "description": t.row.description,
                 "is_public": t.row.is_public,
-                "extra_specs": t.extra_specs,
+                // Extra specs name backends: admins only, as the types API shows them.
+                "extra_specs": if r.ctx.is_admin { json!(t.extra_specs) } else { json!({}) },
                 "qos_specs_id": t.row.qos_specs_id,
                 "deleted": false,
                 "created_at": crate::views::ts(&t.row.created_at),
@@ -526,6 +539,104 @@ async fn upload_image(
         Json(json!({ "os-volume_upload_image": out })),
     )
         .into_response())
+}
+
+/// `os-reimage` (3.68): the volume's data replaced by an image's. Checked here as a
+/// create from the image is; the volume is `downloading` until its backend is done.
+async fn reimage(state: &AppState, r: &Req, id: &str, body: &Value) -> Result<Response, ApiError> {
+    if !r.v.at_least(68) {
+        return Err(ApiError::not_found("The resource could not be found."));
+    }
+    REIMAGE.check(body)?;
+    let a = &body["os-reimage"];
+    let v = visible_volume(state, r, id).await?;
+    let reserved = a
+        .get("reimage_reserved")
+        .and_then(schema::as_bool)
+        .unwrap_or(false);
+    let live = state
+        .db
+        .attachments_of_volumes(std::slice::from_ref(&v.id))
+        .await
+        .map_err(ApiError::from_db)?
+        .remove(&v.id)
+        .unwrap_or_default();
+    if live.len() > 1 {
+        return Err(ApiError::conflict(
+            "Cannot re-image a volume which is attached to more than one server.",
+        ));
+    }
+    let allowed: &[VolumeStatus] = if reserved {
+        &[
+            VolumeStatus::Available,
+            VolumeStatus::Error,
+            VolumeStatus::Reserved,
+        ]
+    } else {
+        &[VolumeStatus::Available, VolumeStatus::Error]
+    };
+    let refused = |status: &str| {
+        invalid_volume(format!(
+            "Volume {} status must be {}, but current status is {status}.",
+            v.id,
+            if reserved {
+                "available or error or reserved"
+            } else {
+                "available or error"
+            }
+        ))
+    };
+    if !allowed.contains(&v.status) {
+        return Err(refused(v.status.as_str()));
+    }
+    let image_id = a["image_id"].as_str().unwrap_or_default();
+    let Some(glance) = state.glance.as_ref() else {
+        return Err(ApiError::bad_request(
+            "Invalid input received: no image service is configured ([glance] api_servers).",
+        ));
+    };
+    let image = match glance.image(None, image_id).await {
+        Ok(i) => i,
+        Err(cinder_glance::Error::NotFound(_) | cinder_glance::Error::Refused { .. }) => {
+            return Err(ApiError::not_found(format!(
+                "Image {image_id} could not be found."
+            )))
+        }
+        Err(e) => {
+            return Err(ApiError::unavailable(format!(
+                "The image service cannot be reached: {e}"
+            )))
+        }
+    };
+    crate::images::check(&image, i64::from(v.size))?;
+    match state.db.begin(&ops::volume::REIMAGE, &v.id).await {
+        Ok(()) => {}
+        Err(cinder_db::Error::Conflict { found, .. }) => return Err(refused(&found)),
+        Err(e) => return Err(ApiError::from_db(e)),
+    }
+    let cast = cast_to_volume(
+        state,
+        r,
+        &v,
+        VolumeRequest::Reimage(Reimage {
+            volume_id: v.id.clone(),
+            image: crate::images::source_of(&image),
+            image_metadata: crate::images::metadata_of(&image),
+        }),
+    )
+    .await;
+    if let Err(e) = cast {
+        // Nothing was touched: back to where it was (the done end), not `error`.
+        let ending = cinder_db::Ending::volume(
+            &ops::volume::REIMAGE,
+            &v.id,
+            cinder_common::ops::Outcome::Done,
+        );
+        let _ = state.db.finish(None, &ending).await;
+        return Err(e);
+    }
+    tracing::info!(volume_id = %v.id, image_id, "re-image accepted");
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// Cinder refuses image metadata changes of a volume in maintenance or uploading.

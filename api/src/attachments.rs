@@ -205,14 +205,12 @@ pub(crate) async fn create(
         attach_mode: Some(mode.unwrap_or_else(|| "null".into())),
         ..Default::default()
     };
+    // Not while `downloading`: the create still has to finish from there (Nova waits
+    // for `available` before it attaches anyway).
     let from: &[VolumeStatus] = if v.multiattach {
-        &[
-            VolumeStatus::Available,
-            VolumeStatus::InUse,
-            VolumeStatus::Downloading,
-        ]
+        &[VolumeStatus::Available, VolumeStatus::InUse]
     } else {
-        &[VolumeStatus::Available, VolumeStatus::Downloading]
+        &[VolumeStatus::Available]
     };
     let a = match state.db.reserve_attachment(&new, from).await {
         Ok(a) => a,

@@ -86,6 +86,9 @@ impl<D: VolumeDriver> Recover for VolumeManager<D> {
             ResourceKind::Volume if op == o::manage::MANAGE.name => {
                 o::manage::resume_manage(self, key, report).await
             }
+            ResourceKind::Volume if op == o::reimage::OP.name => {
+                o::reimage::resume(self, key, report).await
+            }
             ResourceKind::Volume if op == o::upload::OP.name => {
                 o::upload::resume(self, key, report).await
             }

@@ -31,6 +31,11 @@ pub const COPY_VOLUME_TO_IMAGE: Action = Action {
     id: "003",
     text: "copy volume to image",
 };
+/// Cinder's `REIMAGE_VOLUME`.
+pub const REIMAGE_VOLUME: Action = Action {
+    id: "016",
+    text: "reimage volume",
+};
 /// Cinder's `CREATE_VOLUME_FROM_BACKEND`.
 pub const CREATE_VOLUME_FROM_BACKEND: Action = Action {
     id: "008",
@@ -99,6 +104,7 @@ const ACTIONS: &[Action] = &[
     SCHEDULE_ALLOCATE_VOLUME,
     COPY_VOLUME_TO_IMAGE,
     CREATE_VOLUME_FROM_BACKEND,
+    REIMAGE_VOLUME,
 ];
 const DETAILS: &[Detail] = &[
     UNKNOWN_ERROR,

@@ -288,10 +288,23 @@ pub mod volume {
         },
     };
 
+    /// Re-image (`os-reimage`, 3.68): the volume's data replaced by an image's, while
+    /// it reads `downloading` (Cinder's); back to where it was, or `error`.
+    pub const REIMAGE: Operation<VolumeStatus> = Operation {
+        name: "reimage",
+        from: &[Available, Error, Reserved],
+        busy: Downloading,
+        passes: &[],
+        done: Final::Previous {
+            otherwise: Available,
+        },
+        failed: Final::To(Error),
+    };
+
     /// Every volume operation.
     pub const ALL: &[&Operation<VolumeStatus>] = &[
         &CREATE, &DELETE, &EXTEND, &REVERT, &RETYPE, &MANAGE, &UNMANAGE, &BACKUP, &RESTORE,
-        &UPLOAD, &ATTACH,
+        &UPLOAD, &ATTACH, &REIMAGE,
     ];
 }
 

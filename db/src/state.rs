@@ -400,6 +400,28 @@ impl Db {
         )
     }
 
+    /// Begins `op` on resource `id` from one of `from` only (a subset of `op.from`: an
+    /// upload without `force` takes only an available volume).
+    pub async fn begin_from<S: Tracked>(
+        &self,
+        op: &Operation<S>,
+        id: &str,
+        from: &[S],
+    ) -> Result<()> {
+        debug_assert!(from.iter().all(|s| op.from.contains(s)));
+        retry_transient!(
+            conditional(
+                &self.conn,
+                id,
+                from,
+                Final::To(op.busy),
+                &S::Changes::default(),
+                Previous::Record
+            )
+            .await
+        )
+    }
+
     /// Moves resource `id`, running `op`, from one of the statuses `op` holds to
     /// `to`, another of them (a create from `creating` to `downloading`).
     /// [`Error::Conflict`] when it is in none of them (it moved on).

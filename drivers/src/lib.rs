@@ -140,6 +140,16 @@ pub trait VolumeDriver: Send + Sync + 'static {
         }
     }
 
+    /// Empties volume `volume_id` at its size: it reads zeroes after (its snapshots
+    /// keep their data; a clone no longer shows its parent's).
+    fn empty_volume(
+        &self,
+        volume_id: &str,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send {
+        let _ = volume_id;
+        async { Err(DriverError::invalid("this driver cannot empty a volume")) }
+    }
+
     /// Sends volume `volume_id`'s bytes, as of a temporary snapshot taken now (one point
     /// in time even while attached), to `data` in order; returns the bytes sent.
     fn export_volume(

@@ -1,8 +1,8 @@
 //! A Glance v2 client: what the API (resolve and check an image) and the volume service
 //! (download, upload, register an RBD location) ask of the image service. Plain HTTP
 //! with the caller's token when there is one (`X-Auth-Token`); the servers of
-//! `[glance] api_servers` are tried in turn, a request that finds none, or a 5xx, is
-//! tried again on the next (not an upload: its body is gone).
+//! `[glance] api_servers` are tried in turn, a GET or DELETE that finds none, or a 5xx,
+//! is tried again on the next (not a POST, PATCH or upload: they are not repeatable).
 //!
 //! Knows nothing of Ceph, the database or the services' own API.
 
@@ -241,9 +241,12 @@ impl Glance {
         body: Body,
         whole: bool,
     ) -> Result<reqwest::Response> {
-        let attempts = match body {
-            Body::Stream(_) => 1,
-            _ => self.retries + 1,
+        // Only what may be repeated is: a lost answer to a POST or PATCH that Glance
+        // did carry out must not be carried out again.
+        let attempts = match (&method, &body) {
+            (_, Body::Stream(_)) => 1,
+            (&Method::GET | &Method::DELETE, _) => self.retries + 1,
+            _ => 1,
         };
         let (body, mut stream) = match body {
             Body::Stream(s) => (Body::None, Some(s)),
@@ -404,13 +407,21 @@ impl Glance {
     }
 
     /// `PUT /v2/images/{id}/file` with the pieces arriving on `rx`, until it closes.
+    /// Fewer than `length` bytes by then (the sender failed): the request breaks off,
+    /// and Glance keeps no image data.
     pub async fn upload_chunks(
         &self,
         token: Option<&str>,
         id: &str,
         rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        length: u64,
     ) -> Result<()> {
-        self.upload(token, id, reqwest::Body::wrap_stream(Chunks(rx)))
+        let body = Chunks {
+            rx,
+            want: length,
+            sent: 0,
+        };
+        self.upload(token, id, reqwest::Body::wrap_stream(body))
             .await
     }
 
@@ -490,8 +501,12 @@ impl Glance {
     }
 }
 
-/// Pieces arriving on a channel, as an HTTP body.
-struct Chunks(tokio::sync::mpsc::Receiver<Vec<u8>>);
+/// Pieces arriving on a channel, as an HTTP body that fails when it ends short.
+struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    want: u64,
+    sent: u64,
+}
 
 impl futures_core::Stream for Chunks {
     type Item = std::result::Result<Vec<u8>, std::io::Error>;
@@ -499,7 +514,23 @@ impl futures_core::Stream for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|p| p.map(Ok))
+        use std::task::Poll;
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(piece)) => {
+                self.sent += piece.len() as u64;
+                Poll::Ready(Some(Ok(piece)))
+            }
+            Poll::Ready(None) if self.sent != self.want => {
+                let e = std::io::Error::other(format!(
+                    "the data ended after {} of {} bytes",
+                    self.sent, self.want
+                ));
+                self.sent = self.want;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

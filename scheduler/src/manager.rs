@@ -260,9 +260,11 @@ impl SchedulerManager {
             different_host,
             tried: c.retry.backends.clone(),
             source_backend,
+            // Only raw images are cloned: others are downloaded wherever they land.
             image_clusters: c
                 .image
                 .as_ref()
+                .filter(|i| i.disk_format.as_deref() == Some("raw"))
                 .map(|i| i.rbd_fsids().into_iter().map(str::to_string).collect())
                 .unwrap_or_default(),
         }))

@@ -740,7 +740,48 @@ async fn a_volume_uploads_as_a_raw_copy_in_glances_pool_or_as_converted_qcow2_da
     let r = s.api.get_v("/v3/messages", ALICE, "3.3").await;
     assert_eq!(r.body["messages"], json!([]), "no failure: {}", r.body);
 
-    // Refusals: a volume that is not available; no answer changes anything.
+    // Refusals: a volume that is not available (reserved for a server), a format
+    // Cinder does not know, visibility before 3.1; none changes the volume.
+    let server = uuid::Uuid::new_v4().to_string();
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v3/attachments",
+            ALICE,
+            Some("3.44"),
+            Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let att = r.body["attachment"]["id"].as_str().unwrap().to_string();
+    let r = s
+        .api
+        .post(
+            &format!("/v3/volumes/{id}/action"),
+            ALICE,
+            json!({"os-volume_upload_image": {"image_name": "x", "force": true}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        format!("Invalid volume: Volume {id} status must be available"),
+        "force is ignored without enable_force_upload"
+    );
+    s.api.wait_volume(ALICE, &id, "reserved").await;
+    let r = s
+        .api
+        .call(
+            Method::DELETE,
+            &format!("/v3/attachments/{att}"),
+            ALICE,
+            Some("3.44"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.api.wait_volume(ALICE, &id, "available").await;
     let r = s
         .api
         .post(
@@ -977,5 +1018,112 @@ async fn novas_calls_for_a_volume_backed_server_work_as_nova_sends_them() {
         );
         api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
     }
+    s.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reimage_replaces_a_volumes_data_and_image_metadata_from_3_68() {
+    let c = ceph().await;
+    let g = Glance::new();
+    let s = Stack::up_with_glance(c, &g.url).await;
+    let api = &s.api;
+    let (old_data, new_data) = (pattern(21, 2 * MIB), pattern(22, MIB));
+    let old = g
+        .upload(
+            &cinder_tests::unique("old"),
+            "raw",
+            old_data.clone(),
+            json!({"os_distro": "old"}),
+        )
+        .await;
+    let new = g
+        .upload(
+            &cinder_tests::unique("new"),
+            "raw",
+            new_data.clone(),
+            json!({"os_distro": "new"}),
+        )
+        .await;
+    let id = create_from_image(&s, &old, 1).await;
+    api.wait_volume(ALICE, &id, "available").await;
+    let path = format!("/v3/volumes/{id}/action");
+    let body = json!({"os-reimage": {"image_id": new}});
+    let r = api
+        .call(Method::POST, &path, ALICE, Some("3.67"), Some(body.clone()))
+        .await;
+    assert_eq!(r.status, 404, "before 3.68: {}", r.body);
+    let r = api
+        .call(
+            Method::POST,
+            &path,
+            ALICE,
+            Some("3.68"),
+            Some(json!({"os-reimage": {"image_id": uuid::Uuid::new_v4().to_string()}})),
+        )
+        .await;
+    assert_eq!(r.status, 404, "an unknown image: {}", r.body);
+    let r = api
+        .call(Method::POST, &path, ALICE, Some("3.68"), Some(body.clone()))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let v = api.wait_volume(ALICE, &id, "available").await;
+    assert_eq!(v["volume_image_metadata"]["image_id"], new.as_str(), "{v}");
+    assert_eq!(v["volume_image_metadata"]["os_distro"], "new");
+    let got = volume_bytes(&s, &id, 2 * MIB).await;
+    assert!(got[..MIB] == new_data[..], "the new image's data");
+    assert!(
+        got[MIB..].iter().all(|b| *b == 0),
+        "nothing of the old image after it"
+    );
+    // A reserved volume needs reimage_reserved.
+    let server = uuid::Uuid::new_v4().to_string();
+    let r = api
+        .call(
+            Method::POST,
+            "/v3/attachments",
+            ALICE,
+            Some("3.44"),
+            Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let att = r.body["attachment"]["id"].as_str().unwrap().to_string();
+    let r = api
+        .call(Method::POST, &path, ALICE, Some("3.68"), Some(body.clone()))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        format!("Invalid volume: Volume {id} status must be available or error, but current status is reserved.")
+    );
+    let r = api
+        .call(
+            Method::POST,
+            &path,
+            ALICE,
+            Some("3.68"),
+            Some(json!({"os-reimage": {"image_id": old, "reimage_reserved": true}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let v = api.wait_volume(ALICE, &id, "reserved").await;
+    assert_eq!(v["volume_image_metadata"]["image_id"], old.as_str(), "{v}");
+    assert_eq!(volume_bytes(&s, &id, 2 * MIB).await, old_data);
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v3/attachments/{att}"),
+            ALICE,
+            Some("3.44"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    api.wait_volume(ALICE, &id, "available").await;
+    assert_eq!(
+        api.delete(&format!("/v3/volumes/{id}"), ALICE).await.status,
+        202
+    );
+    api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
     s.down().await;
 }

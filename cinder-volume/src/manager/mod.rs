@@ -131,7 +131,12 @@ impl<D: VolumeDriver> VolumeManager<D> {
             _ => None,
         };
         let long = match (&req.envelope.body, &source) {
-            (VolumeRequest::RevertToSnapshot(_) | VolumeRequest::CopyVolumeToImage(_), _) => true,
+            (
+                VolumeRequest::RevertToSnapshot(_)
+                | VolumeRequest::CopyVolumeToImage(_)
+                | VolumeRequest::Reimage(_),
+                _,
+            ) => true,
             (_, Some(Ok(s))) => self.driver.create_work(s) == Work::Long,
             // A create whose source cannot be read fails at once.
             _ => false,
@@ -238,6 +243,14 @@ impl<D: VolumeDriver> VolumeManager<D> {
             R::GetManageableVolumes(_) => {
                 let r = ops::manage::manageable(self).await;
                 self.answer(&req, r).await
+            }
+            R::Reimage(x) => {
+                let key = ops::reimage::OP.claim(&x.volume_id);
+                let request_id = req.envelope.request_id.clone();
+                self.claimed(&req, adm, key, |k| {
+                    ops::reimage::run(self, k, &x, request_id)
+                })
+                .await
             }
             R::CopyVolumeToImage(u) => {
                 let key = ops::upload::OP.claim(&u.volume_id);

@@ -8,6 +8,7 @@ pub mod delete;
 pub mod extend;
 pub(crate) mod image;
 pub mod manage;
+pub mod reimage;
 pub mod retype;
 pub mod revert;
 pub mod snapshot;

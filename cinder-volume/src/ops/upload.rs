@@ -149,10 +149,20 @@ async fn data<D: VolumeDriver>(
     g: &Glance,
     u: &CopyVolumeToImage,
 ) -> Result<(), String> {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(DEPTH);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(DEPTH);
     let read = m.driver.export_volume(&u.volume_id, tx);
     if u.disk_format == "raw" {
-        let (read, sent) = tokio::join!(read, g.upload_chunks(None, &u.image_id, rx));
+        // The volume's size: a stream that ends short fails the upload instead of
+        // leaving a truncated image.
+        let size = u64::try_from(
+            m.db.volume(&u.volume_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .size,
+        )
+        .unwrap_or(0)
+            << 30;
+        let (read, sent) = tokio::join!(read, g.upload_chunks(None, &u.image_id, rx, size));
         read.map_err(|e| e.to_string())?;
         return sent.map_err(|e| e.to_string());
     }
@@ -167,6 +177,8 @@ async fn data<D: VolumeDriver>(
     let raw = Removed(base.with_extension("raw"));
     let out = Removed(base.with_extension(&u.disk_format));
     let write = async {
+        // Owned here: a failed write drops the receiver, which stops the reader.
+        let mut rx = rx;
         let mut f = tokio::fs::File::create(&raw.0).await?;
         let mut pos = 0u64;
         while let Some(piece) = rx.recv().await {

@@ -81,9 +81,10 @@ impl RbdVolumeDriver {
     ) -> Result<(), DriverError> {
         // The file must be what the image says it is, stand alone (no backing or data
         // file another image could point anywhere), and fit the volume.
+        // Probed, not told: a file that is not what the image claims is refused.
         let info = run(
             Command::new("qemu-img")
-                .args(["info", "--output=json", "-f", format])
+                .args(["info", "--output=json"])
                 .arg(path),
             "qemu-img info",
         )
@@ -105,6 +106,21 @@ impl RbdVolumeDriver {
             return Err(DriverError::invalid(
                 "the image has a backing or data file: refused",
             ));
+        }
+        // A VMDK descriptor may name extents anywhere on this host: only the
+        // self-contained kinds (Cinder's rule).
+        if format == "vmdk" {
+            let kind = info
+                .format_specific
+                .as_ref()
+                .and_then(|f| f.pointer("/data/create-type"))
+                .and_then(|k| k.as_str())
+                .unwrap_or_default();
+            if !matches!(kind, "monolithicSparse" | "streamOptimized") {
+                return Err(DriverError::invalid(format!(
+                    "a vmdk of create-type {kind:?} is refused (monolithicSparse or streamOptimized only)"
+                )));
+            }
         }
         let spec = self.volume_image(volume_id);
         let size = self.background.image_info(&spec).await?.size;

@@ -82,6 +82,12 @@ impl RbdVolumeDriver {
 }
 
 /// A snapshot a backup took of the volume (`backup.<backup id>.snap.<time>`).
+/// A snapshot an upload to an image takes for its read (`upload-<tag>`) or its copy
+/// (`image-<image id>`), left behind when the service died mid-upload.
+fn is_upload_snap(name: &str) -> bool {
+    name.starts_with("upload-") || name.starts_with("image-")
+}
+
 fn is_backup_snap(name: &str) -> bool {
     name.strip_prefix("backup.")
         .and_then(|r| r.split_once(".snap."))
@@ -120,10 +126,14 @@ impl VolumeDriver for RbdVolumeDriver {
         let spec = self.volume_image(volume_id);
         // The source snapshots backups keep for the next incremental go with the
         // volume (as Cinder's RBD driver removes them): the backups themselves live in
-        // the backup pool, and an image with snapshots is not removed.
+        // the backup pool, and an image with snapshots is not removed. So do those an
+        // upload killed midway left.
         match self.driver.list_snapshots(&spec).await {
             Ok(snaps) => {
-                for s in snaps.iter().filter(|s| is_backup_snap(&s.name)) {
+                for s in snaps
+                    .iter()
+                    .filter(|s| is_backup_snap(&s.name) || is_upload_snap(&s.name))
+                {
                     self.driver
                         .remove_snapshot(&spec.snap(&s.name), &OpCtl::new())
                         .await?;
@@ -387,6 +397,15 @@ impl VolumeDriver for RbdVolumeDriver {
         format: &str,
     ) -> Result<(), DriverError> {
         self.convert_file(volume_id, path, format).await
+    }
+
+    async fn empty_volume(&self, volume_id: &str) -> Result<(), DriverError> {
+        let spec = self.volume_image(volume_id);
+        let d = &self.background;
+        let size = d.image_info(&spec).await?.size;
+        d.resize(&spec, 0, true, &self.ctl()).await?;
+        d.resize(&spec, size, false, &self.ctl()).await?;
+        Ok(())
     }
 
     async fn export_volume(

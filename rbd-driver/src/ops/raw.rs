@@ -107,7 +107,23 @@ impl RbdDriver {
             let img = Image::open(&io, Open::NameReadOnly(&spec.name, snap.as_deref()))?;
             let size = img.stat()?.size;
             let mut pos = 0u64;
-            let send = |buf: Vec<u8>| tx.blocking_send(buf).map_err(|_| Error::Cancelled);
+            // Waits for room without blocking past a cancellation (a receiver that
+            // stopped reading but lives on must not hold this thread).
+            let send = |mut buf: Vec<u8>| -> Result<()> {
+                loop {
+                    match tx.try_send(buf) {
+                        Ok(()) => return Ok(()),
+                        Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Cancelled),
+                        Err(mpsc::error::TrySendError::Full(b)) => {
+                            if ctl.is_cancelled() {
+                                return Err(Error::Cancelled);
+                            }
+                            buf = b;
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
+                    }
+                }
+            };
             let zeroes = |pos: &mut u64, to: u64| -> Result<()> {
                 while *pos < to {
                     let n = (to - *pos).min(PIECE as u64);

@@ -148,6 +148,15 @@ fn volume_samples() -> Vec<(RpcVersion, VolumeRequest)> {
         (V1_3, GetManageableVolumes {}.into()),
         (
             V1_5,
+            Reimage {
+                volume_id: v.clone(),
+                image: image(),
+                image_metadata: [("image_id".to_string(), image().id)].into_iter().collect(),
+            }
+            .into(),
+        ),
+        (
+            V1_5,
             CopyVolumeToImage {
                 volume_id: v.clone(),
                 image_id: "44444444-4444-4444-4444-444444444444".into(),

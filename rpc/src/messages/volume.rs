@@ -10,7 +10,7 @@
 //! - 1.3: get_manageable_volumes.
 //! - 1.4: create_volume carries the Glance image (`image`): cloned when one of its
 //!   locations is in this cluster, downloaded otherwise.
-//! - 1.5: copy_volume_to_image.
+//! - 1.5: copy_volume_to_image, reimage.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,7 @@ impl Topic for VolumeTopic {
                 1
             }
             R::GetManageableVolumes(_) => 3,
-            R::CopyVolumeToImage(_) => 5,
+            R::CopyVolumeToImage(_) | R::Reimage(_) => 5,
         };
         RpcVersion { major: 1, minor }
     }
@@ -79,6 +79,8 @@ topic! {
         call "get_manageable_volumes" GetManageableVolumes -> Vec<ManageableVolume>,
         /// Upload the volume's data into a queued Glance image (1.5).
         cast "copy_volume_to_image" CopyVolumeToImage,
+        /// Replace the volume's data by an image's (1.5).
+        cast "reimage" Reimage,
     }
 }
 
@@ -119,6 +121,17 @@ pub struct CopyVolumeToImage {
     pub disk_format: String,
     /// `bare`, ...
     pub container_format: String,
+}
+
+/// `reimage`: the volume is `downloading`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reimage {
+    /// Volume id.
+    pub volume_id: String,
+    /// The image whose data the volume takes.
+    pub image: super::ImageSource,
+    /// The image metadata the volume takes with it.
+    pub image_metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// `delete_volume`.

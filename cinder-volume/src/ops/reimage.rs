@@ -1,0 +1,78 @@
+//! `reimage` (`os-reimage`, 3.68): the volume, `downloading`, is emptied and takes the
+//! image's data (downloaded as for a create: streamed raw, or converted), then the
+//! image's metadata; it goes back to the status it had (Nova re-images a `reserved`
+//! volume of a server), or to `error` with a user message.
+
+use cinder_common::messages;
+use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
+use cinder_common::status::VolumeStatus;
+use cinder_db::{Ending, ImageMetadataOf};
+use cinder_drivers::VolumeDriver;
+use cinder_rpc::messages::Reimage;
+
+use crate::manager::{ManagerError, Ran, VolumeManager};
+use crate::recovery::{settle, Reconciled, Resumed};
+
+/// The operation.
+pub const OP: &Operation<VolumeStatus> = &volume::REIMAGE;
+
+pub(crate) async fn run<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    key: ClaimKey,
+    x: &Reimage,
+    request_id: String,
+) -> Result<Ran, ManagerError> {
+    let Some(row) = m.volume_in(&x.volume_id, OP.busy).await? else {
+        m.release(&key).await?;
+        return Ok(Ran::Ok);
+    };
+    let done = async {
+        m.driver
+            .empty_volume(&x.volume_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::ops::image::download(m, &x.volume_id, &x.image)
+            .await
+            .map_err(|e| e.to_string())?;
+        m.db.replace_image_metadata(ImageMetadataOf::Volume(&x.volume_id), &x.image_metadata)
+            .await
+            .map_err(|e| e.to_string())?;
+        m.db.set_bootable(&x.volume_id, true)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    let outcome = match &done {
+        Ok(()) => {
+            tracing::info!(volume_id = %x.volume_id, image_id = %x.image.id, "volume re-imaged");
+            Outcome::Done
+        }
+        Err(e) => {
+            tracing::error!(volume_id = %x.volume_id, image_id = %x.image.id, error = %e, "re-image failed");
+            let msg = cinder_db::NewMessage::volume_error(
+                row.project_id.clone(),
+                request_id,
+                &x.volume_id,
+                messages::REIMAGE_VOLUME,
+                messages::UNKNOWN_ERROR,
+            );
+            if let Err(e) = m.db.create_message(&msg).await {
+                tracing::warn!(volume_id = %x.volume_id, error = %e, "cannot record the user message");
+            }
+            Outcome::Failed
+        }
+    };
+    m.finish_or_release(&key, &Ending::volume(OP, &x.volume_id, outcome))
+        .await?;
+    Ok(if done.is_ok() { Ran::Ok } else { Ran::Failed })
+}
+
+/// An interrupted re-image: its data is half old, half new: `error`.
+pub(crate) async fn resume<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    key: &ClaimKey,
+    report: &mut Reconciled,
+) -> Result<Resumed, ManagerError> {
+    let ending = Ending::volume(OP, &key.id, Outcome::Failed);
+    settle(m, key, &ending, &mut report.failed_others).await
+}
