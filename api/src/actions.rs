@@ -389,11 +389,7 @@ async fn upload_image(
     }
     let a = &body["os-volume_upload_image"];
     let v = visible_volume(state, r, id).await?;
-    let Some(glance) = state.glance.as_ref() else {
-        return Err(ApiError::bad_request(
-            "Invalid input received: no image service is configured ([glance] api_servers).",
-        ));
-    };
+    let glance = crate::images::glance(state)?;
     let force =
         a.get("force").and_then(schema::as_bool).unwrap_or(false) && state.enable_force_upload;
     let allowed: &[VolumeStatus] = if force {
@@ -401,8 +397,8 @@ async fn upload_image(
     } else {
         &[VolumeStatus::Available]
     };
-    if !allowed.contains(&v.status) {
-        return Err(invalid_volume(format!(
+    let refused = || {
+        invalid_volume(format!(
             "Volume {} status must be {}",
             v.id,
             if force {
@@ -410,7 +406,10 @@ async fn upload_image(
             } else {
                 "available"
             }
-        )));
+        ))
+    };
+    if !allowed.contains(&v.status) {
+        return Err(refused());
     }
     let image_name = a["image_name"].as_str().unwrap_or_default().to_string();
     let disk_format = a["disk_format"].as_str().unwrap_or("raw").to_string();
@@ -442,17 +441,7 @@ async fn upload_image(
         .await
     {
         Ok(()) => {}
-        Err(cinder_db::Error::Conflict { .. }) => {
-            return Err(invalid_volume(format!(
-                "Volume {} status must be {}",
-                v.id,
-                if force {
-                    "available or in-use"
-                } else {
-                    "available"
-                }
-            )))
-        }
+        Err(cinder_db::Error::Conflict { .. }) => return Err(refused()),
         Err(e) => return Err(ApiError::from_db(e)),
     }
     let back = |state: &AppState, id: String| {
@@ -590,11 +579,7 @@ async fn reimage(state: &AppState, r: &Req, id: &str, body: &Value) -> Result<Re
         return Err(refused(v.status.as_str()));
     }
     let image_id = a["image_id"].as_str().unwrap_or_default();
-    let Some(glance) = state.glance.as_ref() else {
-        return Err(ApiError::bad_request(
-            "Invalid input received: no image service is configured ([glance] api_servers).",
-        ));
-    };
+    let glance = crate::images::glance(state)?;
     let image = match glance.image(None, image_id).await {
         Ok(i) => i,
         Err(cinder_glance::Error::NotFound(_) | cinder_glance::Error::Refused { .. }) => {

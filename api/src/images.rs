@@ -15,7 +15,8 @@ const GIB: u64 = 1 << 30;
 /// The image property naming the volume type of volumes made from the image.
 pub(crate) const TYPE_PROPERTY: &str = "cinder_img_volume_type";
 
-fn glance(state: &AppState) -> Result<&Glance, ApiError> {
+/// The image service, or 400 when none is configured.
+pub(crate) fn glance(state: &AppState) -> Result<&Glance, ApiError> {
     state.glance.as_ref().ok_or_else(|| {
         ApiError::bad_request(
             "Invalid input received: no image service is configured ([glance] api_servers).",

@@ -178,6 +178,9 @@ impl Serialize for VolumeDetail<'_> {
         m.serialize_entry("consistencygroup_id", &None::<()>)?;
         m.serialize_entry("multiattach", &v.multiattach)?;
         if r.ctx.is_admin {
+            // Ours, for operators: the RBD clone parent (`pool/image@snap`), such as the
+            // Glance image a volume was cloned from and keeps from being deleted.
+            m.serialize_entry("os-vol-rbd-attr:parent", &v.rbd_parent)?;
             m.serialize_entry("os-vol-tenant-attr:tenant_id", &v.project_id)?;
             m.serialize_entry("os-vol-host-attr:host", &v.host)?;
             m.serialize_entry("os-vol-mig-status-attr:migstat", &v.migration_status)?;

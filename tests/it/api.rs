@@ -2061,6 +2061,7 @@ async fn every_microversion_boundary_that_changes_a_shape_changes_exactly_there(
         "multiattach",
     ];
     let admin_volume = [
+        "os-vol-rbd-attr:parent",
         "os-vol-tenant-attr:tenant_id",
         "os-vol-host-attr:host",
         "os-vol-mig-status-attr:migstat",

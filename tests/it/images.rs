@@ -64,6 +64,28 @@ async fn action(s: &Stack, id: &str, body: Value) -> crate::api::Resp {
         .await
 }
 
+/// Deletes `kind` (`volumes`, `snapshots`) `ids` through the API, each gone before the
+/// next.
+async fn delete_all(api: &crate::api::Api, kind: &str, ids: &[&String]) {
+    for id in ids {
+        let path = format!("/v3/{kind}/{id}");
+        assert_eq!(api.delete(&path, ALICE).await.status, 202, "{path}");
+        api.wait_gone(ALICE, &path).await;
+    }
+}
+
+/// Waits until Glance deletes `image` (204): clones of it go to the trash first and
+/// leave it through a purge queued to the mgr.
+async fn glance_deletes(g: &Glance, image: &str) {
+    wait_for(&format!("glance to delete {image}"), 60, || async {
+        match g.delete(image).await {
+            204 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_raw_image_in_rbd_makes_a_copy_on_write_clone_that_keeps_its_metadata_and_holds_the_image(
 ) {
@@ -101,6 +123,18 @@ async fn a_raw_image_in_rbd_makes_a_copy_on_write_clone_that_keeps_its_metadata_
     assert_eq!(
         (p.pool.as_str(), p.image.as_str(), p.snap.as_str()),
         ("images", image.as_str(), "snap")
+    );
+    // Admins see the clone parent (what keeps Glance from deleting the image).
+    let r = s.api.get(&format!("/v3/volumes/{id}"), ADMIN).await;
+    assert_eq!(
+        r.body["volume"]["os-vol-rbd-attr:parent"],
+        format!("images/{image}@snap"),
+        "{}",
+        r.body
+    );
+    assert!(
+        v.get("os-vol-rbd-attr:parent").is_none(),
+        "not for members: {v}"
     );
     let info = c
         .driver
@@ -217,47 +251,15 @@ async fn a_raw_image_in_rbd_makes_a_copy_on_write_clone_that_keeps_its_metadata_
     // Glance refuses to delete the image while clones of it exist.
     assert_eq!(g.delete(&image).await, 409);
     assert_eq!(g.get(&image).await["status"], "active");
-    for v in [&from_snap, &cloned] {
-        assert_eq!(
-            s.api
-                .delete(&format!("/v3/volumes/{v}"), ALICE)
-                .await
-                .status,
-            202
-        );
-        s.api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
-    }
-    assert_eq!(
-        s.api
-            .delete(&format!("/v3/snapshots/{snap}"), ALICE)
-            .await
-            .status,
-        202
-    );
-    s.api
-        .wait_gone(ALICE, &format!("/v3/snapshots/{snap}"))
-        .await;
+    delete_all(&s.api, "volumes", &[&from_snap, &cloned]).await;
+    delete_all(&s.api, "snapshots", &[&snap]).await;
     assert_eq!(
         g.delete(&image).await,
         409,
         "the first volume still holds it"
     );
-    assert_eq!(
-        s.api
-            .delete(&format!("/v3/volumes/{id}"), ALICE)
-            .await
-            .status,
-        202
-    );
-    s.api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
-    // The volume's image leaves the trash through a purge queued to the mgr.
-    wait_for("glance to delete the image", 60, || async {
-        match g.delete(&image).await {
-            204 => Ok(()),
-            other => Err(other.to_string()),
-        }
-    })
-    .await;
+    delete_all(&s.api, "volumes", &[&id]).await;
+    glance_deletes(&g, &image).await;
     s.down().await;
 }
 
@@ -333,14 +335,7 @@ async fn a_qcow2_image_is_downloaded_and_converted_while_the_volume_reads_downlo
         got[96 * MIB..].iter().all(|b| *b == 0),
         "zeroes after the data"
     );
-    assert_eq!(
-        s.api
-            .delete(&format!("/v3/volumes/{id}"), ALICE)
-            .await
-            .status,
-        202
-    );
-    s.api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
+    delete_all(&s.api, "volumes", &[&id]).await;
     assert_eq!(
         g.delete(&image).await,
         204,
@@ -559,21 +554,8 @@ async fn an_image_made_as_novas_direct_snapshot_makes_clones() {
         ("images", image.as_str(), "snap")
     );
     assert_eq!(volume_bytes(&s, &id, 2 * MIB).await, data);
-    assert_eq!(
-        s.api
-            .delete(&format!("/v3/volumes/{id}"), ALICE)
-            .await
-            .status,
-        202
-    );
-    s.api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
-    wait_for("glance to delete the image", 60, || async {
-        match g.delete(&image).await {
-            204 => Ok(()),
-            other => Err(other.to_string()),
-        }
-    })
-    .await;
+    delete_all(&s.api, "volumes", &[&id]).await;
+    glance_deletes(&g, &image).await;
     c.driver
         .remove_image(&disk, rbd_driver::RemoveMode::PurgeNow, &OpCtl::new())
         .await
@@ -800,24 +782,9 @@ async fn a_volume_uploads_as_a_raw_copy_in_glances_pool_or_as_converted_qcow2_da
         )
         .await;
     assert_eq!(r.status, 400, "visibility needs 3.1: {}", r.body);
-    for v in [&from_raw, &from_qcow, &id] {
-        assert_eq!(
-            s.api
-                .delete(&format!("/v3/volumes/{v}"), ALICE)
-                .await
-                .status,
-            202
-        );
-        s.api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
-    }
+    delete_all(&s.api, "volumes", &[&from_raw, &from_qcow, &id]).await;
     assert_eq!(g.delete(&qimage).await, 204);
-    wait_for("glance to delete the raw image", 60, || async {
-        match g.delete(&image).await {
-            204 => Ok(()),
-            other => Err(other.to_string()),
-        }
-    })
-    .await;
+    glance_deletes(&g, &image).await;
     s.down().await;
 }
 
@@ -1002,22 +969,8 @@ async fn novas_calls_for_a_volume_backed_server_work_as_nova_sends_them() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     api.wait_volume(ALICE, &id, "available").await;
-    for sn in [&snap, &snap2] {
-        assert_eq!(
-            api.delete(&format!("/v3/snapshots/{sn}"), ALICE)
-                .await
-                .status,
-            202
-        );
-        api.wait_gone(ALICE, &format!("/v3/snapshots/{sn}")).await;
-    }
-    for v in [&copy, &id] {
-        assert_eq!(
-            api.delete(&format!("/v3/volumes/{v}"), ALICE).await.status,
-            202
-        );
-        api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
-    }
+    delete_all(api, "snapshots", &[&snap, &snap2]).await;
+    delete_all(api, "volumes", &[&copy, &id]).await;
     s.down().await;
 }
 

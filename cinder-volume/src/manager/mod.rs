@@ -347,18 +347,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
         id: &str,
         status: cinder_common::status::VolumeStatus,
     ) -> Result<Option<cinder_db::entity::volumes::Model>, ManagerError> {
-        match self.db.volume(id).await {
-            Ok(v) if v.status == status => Ok(Some(v)),
-            Ok(v) => {
-                tracing::warn!(volume_id = id, status = %v.status, expected = %status, "request for a volume in another status; ignored");
-                Ok(None)
-            }
-            Err(cinder_db::Error::NotFound { .. }) => {
-                tracing::info!(volume_id = id, "request for a volume that is gone; ignored");
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.volume_in_any(id, &[status]).await
     }
 
     /// The volume row if it is in one of `statuses` (as [`VolumeManager::volume_in`]).

@@ -147,16 +147,15 @@ async fn run<D: VolumeDriver>(
         Err(e) => {
             tracing::error!(volume_id = %c.volume_id, error = %e, "create failed");
             // Cinder's message for a driver's failed create, rescheduled or not.
-            let failed = cinder_db::NewMessage::volume_error(
+            super::tell_user(
+                m,
                 row.project_id.clone(),
                 request_id,
                 &c.volume_id,
                 messages::CREATE_VOLUME_FROM_BACKEND,
                 messages::DRIVER_FAILED_CREATE,
-            );
-            if let Err(e) = m.db.create_message(&failed).await {
-                tracing::warn!(volume_id = %c.volume_id, error = %e, "cannot record the user message");
-            }
+            )
+            .await;
             discard_half_made(m, &c.volume_id).await;
             // A download that failed fails here: another backend would fetch the same
             // data.

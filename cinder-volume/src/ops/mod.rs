@@ -30,3 +30,19 @@ pub(crate) fn outcome(done: &Result<(), DriverError>, claim: &ClaimKey) -> (Outc
         }
     }
 }
+
+/// Leaves user message (`action`, `detail`) about volume `volume_id` of `project` for
+/// request `request_id`; one that cannot be recorded is logged.
+pub(crate) async fn tell_user<D: cinder_drivers::VolumeDriver>(
+    m: &crate::manager::VolumeManager<D>,
+    project: String,
+    request_id: String,
+    volume_id: &str,
+    action: cinder_common::messages::Action,
+    detail: cinder_common::messages::Detail,
+) {
+    let msg = cinder_db::NewMessage::volume_error(project, request_id, volume_id, action, detail);
+    if let Err(e) = m.db.create_message(&msg).await {
+        tracing::warn!(volume_id, error = %e, "cannot record the user message");
+    }
+}

@@ -49,16 +49,15 @@ pub(crate) async fn run<D: VolumeDriver>(
         }
         Err(e) => {
             tracing::error!(volume_id = %x.volume_id, image_id = %x.image.id, error = %e, "re-image failed");
-            let msg = cinder_db::NewMessage::volume_error(
+            super::tell_user(
+                m,
                 row.project_id.clone(),
                 request_id,
                 &x.volume_id,
                 messages::REIMAGE_VOLUME,
                 messages::UNKNOWN_ERROR,
-            );
-            if let Err(e) = m.db.create_message(&msg).await {
-                tracing::warn!(volume_id = %x.volume_id, error = %e, "cannot record the user message");
-            }
+            )
+            .await;
             Outcome::Failed
         }
     };

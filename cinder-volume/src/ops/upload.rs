@@ -61,16 +61,15 @@ pub(crate) async fn run<D: VolumeDriver>(
         }
         Err(e) => {
             tracing::error!(volume_id = %u.volume_id, image_id = %u.image_id, error = %e, "upload to the image failed");
-            let msg = cinder_db::NewMessage::volume_error(
+            super::tell_user(
+                m,
                 row.project_id.clone(),
                 request_id,
                 &u.volume_id,
                 messages::COPY_VOLUME_TO_IMAGE,
                 messages::FAILED_TO_UPLOAD_VOLUME,
-            );
-            if let Err(e) = m.db.create_message(&msg).await {
-                tracing::warn!(volume_id = %u.volume_id, error = %e, "cannot record the user message");
-            }
+            )
+            .await;
             if let Some(g) = &m.glance {
                 discard_image(g, &u.image_id).await;
             }

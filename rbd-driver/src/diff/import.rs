@@ -72,24 +72,17 @@ impl<'a> Applier<'a> {
     /// Writes `buf` at `offset`: runs of zero `SPARSE_SIZE` blocks as write-zeroes (which
     /// keeps the target sparse), the rest as data. Returns (data bytes, zeroed bytes).
     pub(crate) fn write_data(&mut self, offset: u64, buf: Vec<u8>) -> Result<(u64, u64)> {
-        let n = buf.len();
         let buf = Rc::new(buf);
         let (mut data, mut zeroed) = (0, 0);
-        let mut start = 0usize;
-        while start < n {
-            let zero = is_zero(&buf[start..(start + SPARSE_SIZE).min(n)]);
-            let mut end = (start + SPARSE_SIZE).min(n);
-            while end < n && is_zero(&buf[end..(end + SPARSE_SIZE).min(n)]) == zero {
-                end = (end + SPARSE_SIZE).min(n);
-            }
+        for (range, zero) in runs(&buf) {
+            let len = range.len() as u64;
             if zero {
-                self.zero(offset + start as u64, (end - start) as u64)?;
-                zeroed += (end - start) as u64;
+                self.zero(offset + range.start as u64, len)?;
+                zeroed += len;
             } else {
-                self.write(offset + start as u64, &buf, start..end)?;
-                data += (end - start) as u64;
+                self.write(offset + range.start as u64, &buf, range)?;
+                data += len;
             }
-            start = end;
         }
         Ok((data, zeroed))
     }
@@ -98,21 +91,13 @@ impl<'a> Applier<'a> {
     /// zero ones (the target reads zeroes there already: a new image). Returns the
     /// data bytes written.
     pub(crate) fn write_nonzero(&mut self, offset: u64, buf: Vec<u8>) -> Result<u64> {
-        let n = buf.len();
         let buf = Rc::new(buf);
         let mut data = 0;
-        let mut start = 0usize;
-        while start < n {
-            let zero = is_zero(&buf[start..(start + SPARSE_SIZE).min(n)]);
-            let mut end = (start + SPARSE_SIZE).min(n);
-            while end < n && is_zero(&buf[end..(end + SPARSE_SIZE).min(n)]) == zero {
-                end = (end + SPARSE_SIZE).min(n);
-            }
+        for (range, zero) in runs(&buf) {
             if !zero {
-                self.write(offset + start as u64, &buf, start..end)?;
-                data += (end - start) as u64;
+                data += range.len() as u64;
+                self.write(offset + range.start as u64, &buf, range)?;
             }
-            start = end;
         }
         Ok(data)
     }
@@ -164,6 +149,24 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// `buf` cut into maximal runs of `SPARSE_SIZE` blocks (the last may be shorter) that
+/// are all zero or all not: (range, zero).
+fn runs(buf: &[u8]) -> Vec<(std::ops::Range<usize>, bool)> {
+    let n = buf.len();
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    while start < n {
+        let zero = is_zero(&buf[start..(start + SPARSE_SIZE).min(n)]);
+        let mut end = (start + SPARSE_SIZE).min(n);
+        while end < n && is_zero(&buf[end..(end + SPARSE_SIZE).min(n)]) == zero {
+            end = (end + SPARSE_SIZE).min(n);
+        }
+        out.push((start..end, zero));
+        start = end;
+    }
+    out
 }
 
 /// How to put the target back if the import fails after changing it.
