@@ -8,6 +8,9 @@
 #   scripts/bench.sh scheduler          # placements/s through the queue; decisions/s in process
 #   scripts/bench.sh api                # the v3 API: idle RSS, creates and lists per second
 #   scripts/bench.sh backup             # full/incremental backup and restore against the CLI pipe
+#   scripts/bench.sh images             # volumes from images by clone (1-16 GiB) and by download,
+#                                       # uploads; against Cinder's driver steps (needs Glance:
+#                                       # started on GLANCE_BENCH_PORT, default 9294)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -20,9 +23,14 @@ export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 ensure_postgres
 export CINDER_TEST_POSTGRES_URL=${CINDER_TEST_POSTGRES_URL:-postgres://cinder_test:cinder_test@127.0.0.1:5432/postgres}
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(rbd_diff volume_service scheduler api backup)
+[ ${#benches[@]} -gt 0 ] || benches=(rbd_diff volume_service scheduler api backup images)
 for b in "${benches[@]}"; do
-    if [ "$b" = api ] || [ "$b" = backup ]; then
+    if [ "$b" = images ]; then
+        GLANCE_URL=$(CEPH_CONF=$CEPH_CONF scripts/glance-dev.sh up \
+            "${GLANCE_BENCH_DIR:-/tmp/cinder-rs-glance-bench}" "${GLANCE_BENCH_PORT:-9294}")
+        export GLANCE_URL
+    fi
+    if [ "$b" = api ] || [ "$b" = backup ] || [ "$b" = images ]; then
         # These benches run the release binaries as their own processes.
         cargo build --release --locked -p cinder-api -p cinder-scheduler -p cinder-volume -p cinder-manage -p cinder-backup --bins
     fi

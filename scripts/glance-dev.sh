@@ -45,18 +45,7 @@ ensure_packages() {
     apt_install glance-api python3-rbd curl
 }
 
-server_pid() {
-    local pid
-    [ -f "$pidfile" ] || return 1
-    pid=$(cat "$pidfile" 2>/dev/null || true)
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q glance-api || return 1
-    echo "$pid"
-}
-
-http_status() { # url
-    curl -s --noproxy '*' -m 5 -o /dev/null -w '%{http_code}' "$1" 2>/dev/null || true
-}
+server_pid() { live_pid "$pidfile" glance-api; }
 
 # True when the Glance of $DIR runs, was fully set up and answers on its recorded URL
 # (GET /v2/images: `GET /` answers 300, the versions list).
@@ -67,25 +56,12 @@ answers() {
 }
 
 stop_glance() {
-    local pid state
+    local pid
     if pid=$(server_pid); then
         log "stopping glance-api ($pid)"
-        if [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ]; then
-            kill -9 -- "-$pid" 2>/dev/null || true
-        else
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-        for _ in $(seq 50); do
-            state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo gone)
-            [ "$state" = gone ] || [ "$state" = Z ] && break
-            sleep 0.1
-        done
+        kill_group "$pid"
     fi
-    if [ -d "$DIR" ]; then
-        [ -f "$conf" ] || [ -z "$(ls -A "$DIR")" ] \
-            || die "$DIR is not empty and holds no glance-api.conf: not removing it"
-        rm -rf "$DIR"
-    fi
+    remove_state_dir "$DIR" "$conf"
 }
 
 write_conf() {

@@ -62,18 +62,7 @@ ensure_packages() {
 }
 
 # The pid of the uWSGI master this script started in $DIR, when it still runs.
-server_pid() {
-    local pid
-    [ -f "$pidfile" ] || return 1
-    pid=$(cat "$pidfile" 2>/dev/null || true)
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qi uwsgi || return 1
-    echo "$pid"
-}
-
-http_status() { # url
-    curl -s --noproxy '*' -m 5 -o /dev/null -w '%{http_code}' "$1" 2>/dev/null || true
-}
+server_pid() { live_pid "$pidfile" uwsgi; }
 
 # True when the Keystone of $DIR runs, was fully set up and answers on its recorded URL.
 answers() {
@@ -83,28 +72,15 @@ answers() {
 }
 
 stop_keystone() {
-    local pid state
+    local pid
     if pid=$(server_pid); then
         log "stopping keystone (uwsgi master $pid and its workers)"
         # DIR goes away with it, so no graceful shutdown (on SIGTERM or SIGINT uWSGI takes
         # ~2 s and its workers segfault in greenlet's teardown anyway). The master leads its
         # own process group (setsid at start): SIGKILL the group, workers included.
-        if [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ]; then
-            kill -9 -- "-$pid" 2>/dev/null || true
-        else
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-        for _ in $(seq 50); do
-            state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo gone)
-            [ "$state" = gone ] || [ "$state" = Z ] && break
-            sleep 0.1
-        done
+        kill_group "$pid"
     fi
-    if [ -d "$DIR" ]; then
-        [ -f "$conf" ] || [ -z "$(ls -A "$DIR")" ] \
-            || die "$DIR is not empty and holds no keystone.conf: not removing it"
-        rm -rf "$DIR"
-    fi
+    remove_state_dir "$DIR" "$conf"
 }
 
 write_conf() {

@@ -98,3 +98,44 @@ ensure_rabbitmq() {
     for _ in $(seq 120); do port_in_use 5672 && break; sleep 0.5; done
     port_in_use 5672 || die "RabbitMQ did not start listening on 5672"
 }
+
+# The pid recorded in file $1 when that process still runs and its command line matches
+# $2 (grep -i pattern): a stale pid file or a reused pid does not count.
+live_pid() { # pidfile pattern
+    local pid
+    [ -f "$1" ] || return 1
+    pid=$(cat "$1" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qi -- "$2" || return 1
+    echo "$pid"
+}
+
+# The HTTP status code of GET $1 (empty when nothing answers within 5 s).
+http_status() { # url
+    curl -s --noproxy '*' -m 5 -o /dev/null -w '%{http_code}' "$1" 2>/dev/null || true
+}
+
+# SIGKILLs process $1 and, when it leads one (started under setsid), its whole process
+# group; waits up to 5 s until it is gone or a zombie.
+kill_group() { # pid
+    local pid=$1 state
+    if [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ]; then
+        kill -9 -- "-$pid" 2>/dev/null || true
+    else
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    for _ in $(seq 50); do
+        state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo gone)
+        [ "$state" = gone ] || [ "$state" = Z ] && break
+        sleep 0.1
+    done
+}
+
+# Removes a service's state directory $1, refusing when it is not empty and lacks the
+# file $2 that says it is ours (a mistyped DIR must not cost anyone their files).
+remove_state_dir() { # dir marker
+    [ -d "$1" ] || return 0
+    [ -f "$2" ] || [ -z "$(ls -A "$1")" ] \
+        || die "$1 is not empty and holds no ${2##*/}: not removing it"
+    rm -rf "$1"
+}

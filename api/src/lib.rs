@@ -433,14 +433,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         quota: settings.quota.clone(),
         service_down_time: settings.common.service.service_down_time,
         enable_force_upload: settings.api.enable_force_upload,
-        glance: match cinder_glance::Glance::new(&settings.glance) {
-            Ok(g) => {
-                tracing::info!(servers = ?g.servers(), "images from glance");
-                Some(g)
-            }
-            Err(cinder_glance::Error::NotConfigured) => None,
-            Err(e) => return Err(e.into()),
-        },
+        glance: cinder_glance::Glance::from_settings(&settings.glance)?,
     };
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await

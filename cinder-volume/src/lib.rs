@@ -115,11 +115,7 @@ async fn start_backend(
         .with_context(|| format!("backend {name}: no answer from Ceph within 60 s"))?
         .with_context(|| format!("backend {name}: cannot use pool {pool}"))?;
     let (service, volume) = (&settings.common.service, &settings.volume);
-    let glance = match cinder_glance::Glance::new(&settings.glance) {
-        Ok(g) => Some(g),
-        Err(cinder_glance::Error::NotConfigured) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let glance = cinder_glance::Glance::from_settings(&settings.glance)?;
     let host = format!("{}@{name}", service.host);
     let cluster = (!volume.cluster.is_empty()).then(|| format!("{}@{name}", volume.cluster));
     let mut queues = vec![cinder_rpc::topology::volume_queue(&service.host, &name)];

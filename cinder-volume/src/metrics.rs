@@ -1,6 +1,7 @@
 //! Prometheus metrics of the volume service, served as text on `GET /metrics`:
 //! operations by method and outcome with latency histograms, operations in flight,
-//! the driver pool's lanes (running, waiting), heartbeat age, and backend capacity.
+//! the driver pool's lanes (running, waiting), heartbeat age, backend capacity, and the
+//! progress of each image download in flight.
 //!
 //! Plain atomics and one small HTTP responder on the async runtime; no framework.
 
@@ -45,6 +46,33 @@ pub struct Metrics {
     in_flight: AtomicI64,
     backends: Mutex<BTreeMap<String, BackendProbe>>,
     scrapes: AtomicU64,
+    downloads: Mutex<BTreeMap<String, Arc<DownloadProgress>>>,
+}
+
+/// The bytes an image download into a volume has written so far, and how many it
+/// will (when Glance said).
+#[derive(Debug, Default)]
+pub struct DownloadProgress {
+    /// Bytes received so far.
+    pub done: AtomicU64,
+    /// The image's size (0: unknown).
+    pub total: AtomicU64,
+}
+
+/// Shows a download on the metrics until dropped.
+pub struct Downloading<'a> {
+    metrics: &'a Metrics,
+    volume_id: String,
+    /// Its progress, to update.
+    pub progress: Arc<DownloadProgress>,
+}
+
+impl Drop for Downloading<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut d) = self.metrics.downloads.lock() {
+            d.remove(&self.volume_id);
+        }
+    }
 }
 
 /// Counts an operation in flight until dropped.
@@ -68,6 +96,22 @@ impl Metrics {
     pub fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self)
+    }
+
+    /// Shows the download of an image into `volume_id` until the guard is dropped.
+    pub fn downloading(&self, volume_id: &str, total: Option<u64>) -> Downloading<'_> {
+        let progress = Arc::new(DownloadProgress::default());
+        progress
+            .total
+            .store(total.unwrap_or_default(), Ordering::Relaxed);
+        if let Ok(mut d) = self.downloads.lock() {
+            d.insert(volume_id.to_string(), progress.clone());
+        }
+        Downloading {
+            metrics: self,
+            volume_id: volume_id.to_string(),
+            progress,
+        }
     }
 
     /// Records a finished operation.
@@ -169,6 +213,18 @@ impl Metrics {
         out.push_str("# HELP cinder_volume_heartbeat_max_gap_seconds Largest gap between two heartbeat writes.\n# TYPE cinder_volume_heartbeat_max_gap_seconds gauge\n");
         out.push_str("# HELP cinder_volume_capacity_gb Backend capacity from the last report.\n# TYPE cinder_volume_capacity_gb gauge\n");
         out.push_str(&rest);
+        out.push_str("# HELP cinder_volume_image_download_bytes Image downloads in flight: bytes received and the image's size (0: unknown).\n# TYPE cinder_volume_image_download_bytes gauge\n");
+        if let Ok(d) = self.downloads.lock() {
+            for (volume, p) in d.iter() {
+                for (kind, v) in [("done", &p.done), ("total", &p.total)] {
+                    let _ = writeln!(
+                        out,
+                        "cinder_volume_image_download_bytes{{volume_id=\"{volume}\",kind=\"{kind}\"}} {}",
+                        v.load(Ordering::Relaxed)
+                    );
+                }
+            }
+        }
         out
     }
 }
@@ -208,5 +264,32 @@ pub async fn serve_metrics(
             );
             let _ = sock.write_all(resp.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_download_shows_its_progress_until_it_ends() {
+        let m = Metrics::default();
+        let d = m.downloading("v-1", Some(4096));
+        d.progress.done.store(1024, Ordering::Relaxed);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "cinder_volume_image_download_bytes{volume_id=\"v-1\",kind=\"done\"} 1024"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cinder_volume_image_download_bytes{volume_id=\"v-1\",kind=\"total\"} 4096"
+            ),
+            "{text}"
+        );
+        drop(d);
+        assert!(!m.render().contains("volume_id=\"v-1\""));
     }
 }

@@ -16,3 +16,4 @@ pub mod shutdown;
 pub mod status;
 pub mod strutils;
 pub mod telemetry;
+pub mod temp;

@@ -17,6 +17,7 @@ use sea_orm::{
 use crate::db::retry_transient;
 use crate::entity::{volume_admin_metadata, volume_attachment, volumes};
 use crate::error::{Error, Result};
+use crate::soft_delete::soft_delete;
 use crate::Db;
 
 /// A new attachment.
@@ -348,16 +349,13 @@ impl Db {
             async {
                 let txn = self.conn.begin().await?;
                 let now = Utc::now().naive_utc();
-                volume_attachment::Entity::update_many()
+                soft_delete::<volume_attachment::Entity>()
                     .col_expr(
                         volume_attachment::Column::AttachStatus,
                         Expr::value(AttachStatus::Detached.as_str()),
                     )
                     .col_expr(volume_attachment::Column::DetachTime, Expr::value(now))
-                    .col_expr(volume_attachment::Column::Deleted, Expr::value(true))
-                    .col_expr(volume_attachment::Column::DeletedAt, Expr::value(now))
                     .filter(volume_attachment::Column::Id.eq(id))
-                    .filter(volume_attachment::Column::Deleted.eq(false))
                     .exec(&txn)
                     .await?;
                 recompute(&txn, &a.volume_id).await?;
@@ -433,12 +431,9 @@ impl Db {
     /// Sets admin metadata `key` of volume `id` (`readonly`, `attached_mode`).
     pub async fn set_admin_metadata(&self, id: &str, key: &str, value: &str) -> Result<()> {
         let now = Utc::now().naive_utc();
-        volume_admin_metadata::Entity::update_many()
-            .col_expr(volume_admin_metadata::Column::Deleted, Expr::value(true))
-            .col_expr(volume_admin_metadata::Column::DeletedAt, Expr::value(now))
+        soft_delete::<volume_admin_metadata::Entity>()
             .filter(volume_admin_metadata::Column::VolumeId.eq(id))
             .filter(volume_admin_metadata::Column::Key.eq(key))
-            .filter(volume_admin_metadata::Column::Deleted.eq(false))
             .exec(&self.conn)
             .await?;
         volume_admin_metadata::Entity::insert(volume_admin_metadata::ActiveModel {

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait,
@@ -16,6 +15,7 @@ use sea_orm::{
 use crate::db::retry_transient;
 use crate::entity::volume_glance_metadata as gm;
 use crate::error::{Error, Result};
+use crate::soft_delete::soft_delete;
 use crate::{Db, Metadata};
 
 /// Whose image metadata.
@@ -62,11 +62,8 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
         return Ok(());
     }
     let now = Utc::now().naive_utc();
-    gm::Entity::update_many()
-        .col_expr(gm::Column::Deleted, Expr::value(true))
-        .col_expr(gm::Column::DeletedAt, Expr::value(now))
+    soft_delete::<gm::Entity>()
         .filter(of.filter())
-        .filter(gm::Column::Deleted.eq(false))
         .filter(gm::Column::Key.is_in(items.keys().cloned()))
         .exec(conn)
         .await?;
@@ -161,11 +158,8 @@ impl Db {
         retry_transient!(
             async {
                 let txn = self.conn.begin().await?;
-                gm::Entity::update_many()
-                    .col_expr(gm::Column::Deleted, Expr::value(true))
-                    .col_expr(gm::Column::DeletedAt, Expr::value(Utc::now().naive_utc()))
+                soft_delete::<gm::Entity>()
                     .filter(of.filter())
-                    .filter(gm::Column::Deleted.eq(false))
                     .exec(&txn)
                     .await?;
                 write_in(&txn, of, items).await?;
@@ -182,13 +176,9 @@ impl Db {
         of: ImageMetadataOf<'_>,
         key: &str,
     ) -> Result<()> {
-        let now = Utc::now().naive_utc();
-        let res = gm::Entity::update_many()
-            .col_expr(gm::Column::Deleted, Expr::value(true))
-            .col_expr(gm::Column::DeletedAt, Expr::value(now))
+        let res = soft_delete::<gm::Entity>()
             .filter(of.filter())
             .filter(gm::Column::Key.eq(key))
-            .filter(gm::Column::Deleted.eq(false))
             .exec(&self.conn)
             .await?;
         if res.rows_affected == 0 {

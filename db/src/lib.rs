@@ -32,6 +32,7 @@ mod quota;
 mod schedule;
 mod service;
 mod snapshot;
+mod soft_delete;
 mod state;
 mod volume;
 mod volume_type;

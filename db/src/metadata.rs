@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
 };
@@ -14,6 +13,7 @@ use sea_orm::{
 use crate::db::retry_transient;
 use crate::entity::{backup_metadata, snapshot_metadata, volume_metadata};
 use crate::error::{Error, Result};
+use crate::soft_delete::soft_delete;
 use crate::Db;
 
 /// Key → value.
@@ -65,13 +65,9 @@ macro_rules! metadata_table {
 
             #[doc = concat!("Deletes `key` from the metadata of ", $kind, " `id`; [`Error::NotFound`] when absent.")]
             pub async fn $delete_key(&self, id: &str, key: &str) -> Result<()> {
-                let now = Utc::now().naive_utc();
-                let res = $entity::Entity::update_many()
-                    .col_expr($entity::Column::Deleted, Expr::value(true))
-                    .col_expr($entity::Column::DeletedAt, Expr::value(now))
+                let res = soft_delete::<$entity::Entity>()
                     .filter($entity::Column::$owner.eq(id))
                     .filter($entity::Column::Key.eq(key))
-                    .filter($entity::Column::Deleted.eq(false))
                     .exec(&self.conn)
                     .await?;
                 if res.rows_affected == 0 {
@@ -92,11 +88,8 @@ macro_rules! metadata_table {
             replace: bool,
         ) -> Result<()> {
             let now = Utc::now().naive_utc();
-            let mut gone = $entity::Entity::update_many()
-                .col_expr($entity::Column::Deleted, Expr::value(true))
-                .col_expr($entity::Column::DeletedAt, Expr::value(now))
-                .filter($entity::Column::$owner.eq(id))
-                .filter($entity::Column::Deleted.eq(false));
+            let mut gone = soft_delete::<$entity::Entity>()
+                .filter($entity::Column::$owner.eq(id));
             if !replace {
                 gone = gone.filter($entity::Column::Key.is_in(items.keys().cloned()));
             }

@@ -20,6 +20,7 @@ use sea_orm::{
 use crate::db::retry_transient;
 use crate::entity::{quota_classes, quota_usages, quotas, reservations};
 use crate::error::{Error, Result};
+use crate::soft_delete::soft_delete;
 use crate::Db;
 
 /// Hard limits by resource (`volumes`, `gigabytes`, `snapshots`, `backups`,
@@ -269,12 +270,8 @@ impl Db {
 
     /// Removes every limit of `project`'s own: it has the defaults again.
     pub async fn delete_project_quotas(&self, project: &str) -> Result<()> {
-        let now = Utc::now().naive_utc();
-        quotas::Entity::update_many()
-            .col_expr(quotas::Column::Deleted, Expr::value(true))
-            .col_expr(quotas::Column::DeletedAt, Expr::value(now))
+        soft_delete::<quotas::Entity>()
             .filter(quotas::Column::ProjectId.eq(project))
-            .filter(quotas::Column::Deleted.eq(false))
             .exec(&self.conn)
             .await?;
         Ok(())
@@ -316,11 +313,8 @@ pub(crate) async fn finish_reservations_in<C: ConnectionTrait>(
 ) -> Result<()> {
     let now = Utc::now().naive_utc();
     for ReservationId(id) in ids {
-        let claimed = reservations::Entity::update_many()
-            .col_expr(reservations::Column::Deleted, Expr::value(true))
-            .col_expr(reservations::Column::DeletedAt, Expr::value(now))
+        let claimed = soft_delete::<reservations::Entity>()
             .filter(reservations::Column::Uuid.eq(id.as_str()))
-            .filter(reservations::Column::Deleted.eq(false))
             .exec(txn)
             .await?;
         if claimed.rows_affected == 0 {

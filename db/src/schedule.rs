@@ -15,6 +15,7 @@ use sea_orm::{
 use crate::db::retry_transient;
 use crate::entity::{messages, services, volumes};
 use crate::error::{Error, Result};
+use crate::soft_delete::soft_delete;
 use crate::Db;
 
 /// A placement: where the scheduler put a volume.
@@ -266,10 +267,7 @@ impl Db {
 
     /// Deletes message `id`.
     pub async fn delete_message(&self, id: &str) -> Result<()> {
-        let now = Utc::now().naive_utc();
-        messages::Entity::update_many()
-            .col_expr(messages::Column::Deleted, Expr::value(true))
-            .col_expr(messages::Column::DeletedAt, Expr::value(now))
+        soft_delete::<messages::Entity>()
             .filter(messages::Column::Id.eq(id))
             .exec(&self.conn)
             .await?;

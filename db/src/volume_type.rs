@@ -10,6 +10,7 @@ use crate::entity::{
     default_volume_types, volume_type_extra_specs, volume_type_projects, volume_types,
 };
 use crate::error::{Error, Result};
+use crate::soft_delete::soft_delete;
 use crate::Db;
 
 /// A volume type with its extra specs.
@@ -278,12 +279,9 @@ impl Db {
                 Ok(())
             }
             (false, true) => {
-                volume_type_projects::Entity::update_many()
-                    .col_expr(volume_type_projects::Column::Deleted, Expr::value(true))
-                    .col_expr(volume_type_projects::Column::DeletedAt, Expr::value(now))
+                soft_delete::<volume_type_projects::Entity>()
                     .filter(volume_type_projects::Column::VolumeTypeId.eq(id))
                     .filter(volume_type_projects::Column::ProjectId.eq(project))
-                    .filter(volume_type_projects::Column::Deleted.eq(false))
                     .exec(&self.conn)
                     .await?;
                 Ok(())
@@ -356,12 +354,8 @@ impl Db {
             .from(default_volume_types::Entity)
             .and_where(default_volume_types::Column::VolumeTypeId.eq(id))
             .to_owned();
-        let now = Utc::now().naive_utc();
-        let res = volume_types::Entity::update_many()
-            .col_expr(volume_types::Column::Deleted, Expr::value(true))
-            .col_expr(volume_types::Column::DeletedAt, Expr::value(now))
+        let res = soft_delete::<volume_types::Entity>()
             .filter(volume_types::Column::Id.eq(id))
-            .filter(volume_types::Column::Deleted.eq(false))
             .filter(Expr::exists(used).not())
             .filter(Expr::exists(a_default).not())
             .exec(&self.conn)
@@ -388,12 +382,9 @@ impl Db {
     pub async fn set_extra_specs(&self, id: &str, specs: &BTreeMap<String, String>) -> Result<()> {
         let now = Utc::now().naive_utc();
         for (k, v) in specs {
-            volume_type_extra_specs::Entity::update_many()
-                .col_expr(volume_type_extra_specs::Column::Deleted, Expr::value(true))
-                .col_expr(volume_type_extra_specs::Column::DeletedAt, Expr::value(now))
+            soft_delete::<volume_type_extra_specs::Entity>()
                 .filter(volume_type_extra_specs::Column::VolumeTypeId.eq(id))
                 .filter(volume_type_extra_specs::Column::Key.eq(k.as_str()))
-                .filter(volume_type_extra_specs::Column::Deleted.eq(false))
                 .exec(&self.conn)
                 .await?;
             volume_type_extra_specs::Entity::insert(volume_type_extra_specs::ActiveModel {
@@ -414,13 +405,9 @@ impl Db {
 
     /// Deletes extra spec `key` of type `id` ([`Error::NotFound`] when absent).
     pub async fn delete_extra_spec(&self, id: &str, key: &str) -> Result<()> {
-        let now = Utc::now().naive_utc();
-        let res = volume_type_extra_specs::Entity::update_many()
-            .col_expr(volume_type_extra_specs::Column::Deleted, Expr::value(true))
-            .col_expr(volume_type_extra_specs::Column::DeletedAt, Expr::value(now))
+        let res = soft_delete::<volume_type_extra_specs::Entity>()
             .filter(volume_type_extra_specs::Column::VolumeTypeId.eq(id))
             .filter(volume_type_extra_specs::Column::Key.eq(key))
-            .filter(volume_type_extra_specs::Column::Deleted.eq(false))
             .exec(&self.conn)
             .await?;
         if res.rows_affected == 0 {

@@ -165,6 +165,24 @@ pub trait VolumeDriver: Send + Sync + 'static {
         }
     }
 
+    /// Writes volume `volume_id`'s bytes, as of a temporary snapshot taken now, to a new
+    /// file at `path` in `format` (`raw`, `qcow2`, ...); returns the volume's size in
+    /// bytes. Anything written beside `path` on the way is removed, and so is `path`
+    /// when it fails.
+    fn export_volume_as(
+        &self,
+        volume_id: &str,
+        format: &str,
+        path: &std::path::Path,
+    ) -> impl Future<Output = Result<u64, DriverError>> + Send {
+        let _ = (volume_id, format, path);
+        async {
+            Err(DriverError::invalid(
+                "this driver cannot convert volume data",
+            ))
+        }
+    }
+
     /// Nova's direct snapshot of a volume: a flattened copy `pool/name` with a
     /// protected snapshot `snap`, in this cluster; returns its location
     /// (`rbd://fsid/pool/name/snap`). Anything made is removed when it fails.

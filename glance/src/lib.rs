@@ -228,6 +228,19 @@ impl Glance {
         })
     }
 
+    /// A client when `settings` name any server, `None` when they name none (images
+    /// are then refused with a message saying so).
+    pub fn from_settings(settings: &GlanceSettings) -> Result<Option<Glance>> {
+        match Glance::new(settings) {
+            Ok(g) => {
+                tracing::info!(servers = ?g.servers(), "images from glance");
+                Ok(Some(g))
+            }
+            Err(Error::NotConfigured) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The servers, in the order they are tried.
     pub fn servers(&self) -> &[String] {
         &self.servers

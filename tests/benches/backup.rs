@@ -16,10 +16,9 @@
 //!
 //! Run with `scripts/bench.sh backup` (which builds the release binaries first).
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use cinder_tests::release::{free_port, median, start, timed_shell, Api};
 use cinder_tests::{amqp_url, ceph_conf, create_pool, delete_pool, unique, Rng};
 use rbd_driver::{ImageSpec, RbdDriver};
 use serde_json::{json, Value};
@@ -27,89 +26,6 @@ use serde_json::{json, Value};
 // An admin: the readiness checks read the pools and the services.
 const TOKEN: &str = "admin:admin";
 const MIB: u64 = 1 << 20;
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let b = dir.join(name);
-    assert!(
-        b.exists(),
-        "{} is missing: run `scripts/bench.sh backup`, which builds the release binaries",
-        b.display()
-    );
-    b
-}
-
-/// Child processes, killed at the end.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut rb = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("X-Auth-Token", TOKEN);
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let r = rb.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// Polls `path` every 20 ms until `key.status` is `want`; panics on an error status.
-    async fn until(&self, path: &str, key: &str, want: &str) -> Instant {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let (_, v) = self.call(reqwest::Method::GET, path, None).await;
-            let s = v[key]["status"].as_str().unwrap_or("").to_string();
-            if s == want {
-                return Instant::now();
-            }
-            assert!(
-                !s.starts_with("error"),
-                "{path} went to {s}: {}",
-                v[key]["fail_reason"]
-            );
-            assert!(
-                Instant::now() < deadline,
-                "{path} never became {want} ({s})"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Runs `script` in bash; its wall time in seconds.
-fn timed_shell(script: &str) -> f64 {
-    let t = Instant::now();
-    let st = Command::new("bash")
-        .args(["-o", "pipefail", "-c", script])
-        .status()
-        .unwrap();
-    assert!(st.success(), "{script} failed");
-    t.elapsed().as_secs_f64()
-}
 
 #[tokio::main]
 async fn main() {
@@ -123,11 +39,7 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let dbfile = dir.join("cinder.sqlite");
     let db_url = format!("sqlite://{}?mode=rwc", dbfile.display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let topic = unique("cinder-scheduler-bench");
     let config = format!(
         "[service]\nhost = \"{host}\"\nreport_interval = 1\n[database]\nconnection = \"{db_url}\"\n\
@@ -142,33 +54,17 @@ async fn main() {
     );
     let cfg = dir.join("cinder.toml");
     std::fs::write(&cfg, config).unwrap();
-    let st = Command::new(bin("cinder-manage"))
-        .args(["--config", cfg.to_str().unwrap(), "db", "sync"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "cinder-manage db sync failed");
-    let mut procs = Procs(vec![]);
-    for name in [
-        "cinder-volume",
-        "cinder-scheduler",
-        "cinder-api",
-        "cinder-backup",
-    ] {
-        procs.0.push(
-            Command::new(bin(name))
-                .args(["--config", cfg.to_str().unwrap()])
-                .env(
-                    "RUST_LOG",
-                    std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
-                )
-                .spawn()
-                .unwrap(),
-        );
-    }
-    let api = Api {
-        base: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
-    };
+    let procs = start(
+        &cfg,
+        &[
+            "cinder-volume",
+            "cinder-scheduler",
+            "cinder-api",
+            "cinder-backup",
+        ],
+        "backup",
+    );
+    let api = Api::new(format!("http://127.0.0.1:{port}"), TOKEN);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (s, v) = api
@@ -316,20 +212,7 @@ async fn main() {
             "rbd -c {c} snap purge {src} && rbd -c {c} snap purge {base} && rbd -c {c} rm --no-progress {base} && rbd -c {c} snap purge {back} && rbd -c {c} rm --no-progress {back}"
         ));
         for id in [&inc, &full] {
-            let (s, _) = api
-                .call(reqwest::Method::DELETE, &format!("/v3/backups/{id}"), None)
-                .await;
-            assert_eq!(s, 202);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while api
-                .call(reqwest::Method::GET, &format!("/v3/backups/{id}"), None)
-                .await
-                .0
-                != 404
-            {
-                assert!(Instant::now() < deadline, "backup {id} was not deleted");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            api.delete_gone(&format!("/v3/backups/{id}")).await;
         }
         for v in [&vol, &target] {
             api.call(reqwest::Method::DELETE, &format!("/v3/volumes/{v}"), None)

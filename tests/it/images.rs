@@ -66,6 +66,37 @@ async fn action(s: &Stack, id: &str, body: Value) -> crate::api::Resp {
 
 /// Deletes `kind` (`volumes`, `snapshots`) `ids` through the API, each gone before the
 /// next.
+/// Reserves volume `id` for a new server, as Nova does first (attachment create at
+/// 3.44 without a connector); returns the attachment id.
+async fn reserve(api: &crate::api::Api, id: &str) -> String {
+    let server = uuid::Uuid::new_v4().to_string();
+    let r = api
+        .call(
+            Method::POST,
+            "/v3/attachments",
+            ALICE,
+            Some("3.44"),
+            Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["attachment"]["id"].as_str().unwrap().to_string()
+}
+
+/// Deletes attachment `att` (Nova's detach at 3.44).
+async fn unreserve(api: &crate::api::Api, att: &str) {
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v3/attachments/{att}"),
+            ALICE,
+            Some("3.44"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 async fn delete_all(api: &crate::api::Api, kind: &str, ids: &[&String]) {
     for id in ids {
         let path = format!("/v3/{kind}/{id}");
@@ -724,19 +755,7 @@ async fn a_volume_uploads_as_a_raw_copy_in_glances_pool_or_as_converted_qcow2_da
 
     // Refusals: a volume that is not available (reserved for a server), a format
     // Cinder does not know, visibility before 3.1; none changes the volume.
-    let server = uuid::Uuid::new_v4().to_string();
-    let r = s
-        .api
-        .call(
-            Method::POST,
-            "/v3/attachments",
-            ALICE,
-            Some("3.44"),
-            Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let att = r.body["attachment"]["id"].as_str().unwrap().to_string();
+    let att = reserve(&s.api, &id).await;
     let r = s
         .api
         .post(
@@ -752,17 +771,7 @@ async fn a_volume_uploads_as_a_raw_copy_in_glances_pool_or_as_converted_qcow2_da
         "force is ignored without enable_force_upload"
     );
     s.api.wait_volume(ALICE, &id, "reserved").await;
-    let r = s
-        .api
-        .call(
-            Method::DELETE,
-            &format!("/v3/attachments/{att}"),
-            ALICE,
-            Some("3.44"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    unreserve(&s.api, &att).await;
     s.api.wait_volume(ALICE, &id, "available").await;
     let r = s
         .api
@@ -828,18 +837,7 @@ async fn novas_calls_for_a_volume_backed_server_work_as_nova_sends_them() {
     assert_eq!(r.status, 200, "{}", r.body);
 
     // Attachments at 3.44: reserve, connect, complete.
-    let server = uuid::Uuid::new_v4().to_string();
-    let r = api
-        .call(
-            Method::POST,
-            "/v3/attachments",
-            ALICE,
-            Some("3.44"),
-            Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let att = r.body["attachment"]["id"].as_str().unwrap().to_string();
+    let att = reserve(api, &id).await;
     let connector = json!({"host": "compute-1", "ip": "192.0.2.10", "initiator": "iqn.x",
                            "platform": "x86_64", "os_type": "linux", "multipath": false,
                            "do_local_attach": false, "mountpoint": "/dev/vda"});
@@ -958,16 +956,7 @@ async fn novas_calls_for_a_volume_backed_server_work_as_nova_sends_them() {
     assert_eq!(d["volume_image_metadata"]["hw_disk_bus"], "virtio", "{d}");
 
     // Detach: attachment delete at 3.44.
-    let r = api
-        .call(
-            Method::DELETE,
-            &format!("/v3/attachments/{att}"),
-            ALICE,
-            Some("3.44"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    unreserve(api, &att).await;
     api.wait_volume(ALICE, &id, "available").await;
     delete_all(api, "snapshots", &[&snap, &snap2]).await;
     delete_all(api, "volumes", &[&copy, &id]).await;
@@ -1029,18 +1018,7 @@ async fn reimage_replaces_a_volumes_data_and_image_metadata_from_3_68() {
         "nothing of the old image after it"
     );
     // A reserved volume needs reimage_reserved.
-    let server = uuid::Uuid::new_v4().to_string();
-    let r = api
-        .call(
-            Method::POST,
-            "/v3/attachments",
-            ALICE,
-            Some("3.44"),
-            Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let att = r.body["attachment"]["id"].as_str().unwrap().to_string();
+    let att = reserve(api, &id).await;
     let r = api
         .call(Method::POST, &path, ALICE, Some("3.68"), Some(body.clone()))
         .await;
@@ -1062,16 +1040,7 @@ async fn reimage_replaces_a_volumes_data_and_image_metadata_from_3_68() {
     let v = api.wait_volume(ALICE, &id, "reserved").await;
     assert_eq!(v["volume_image_metadata"]["image_id"], old.as_str(), "{v}");
     assert_eq!(volume_bytes(&s, &id, 2 * MIB).await, old_data);
-    let r = api
-        .call(
-            Method::DELETE,
-            &format!("/v3/attachments/{att}"),
-            ALICE,
-            Some("3.44"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    unreserve(api, &att).await;
     api.wait_volume(ALICE, &id, "available").await;
     assert_eq!(
         api.delete(&format!("/v3/volumes/{id}"), ALICE).await.status,

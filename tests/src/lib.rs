@@ -6,6 +6,9 @@
 
 use std::process::{Command, Output};
 
+pub mod glance;
+pub mod release;
+
 use cinder_rpc::messages::{CreateVolume, VolumeRequest};
 
 /// A create request for volume `id` of `size_gib` GiB: blank, or from `snapshot`.

@@ -48,7 +48,7 @@ pub struct VolumeManager<D> {
     pub(crate) host: String,
     /// The claim protocol (and the work running in this process).
     pub(crate) claims: Arc<Claims>,
-    metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The long budget: requests that may run long librbd work accepted at once.
     long: Arc<Semaphore>,
     /// Long requests running at once (the rest of the accepted ones wait here, holding

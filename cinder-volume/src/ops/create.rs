@@ -285,6 +285,7 @@ pub(crate) async fn resume<D: VolumeDriver>(
         }
         Ok(()) => {}
     }
+    super::image::remove_leftovers(m, &key.id).await;
     let ending = Ending::volume(OP, &key.id, Outcome::Failed);
     settle(m, key, &ending, &mut report.failed_creates).await
 }

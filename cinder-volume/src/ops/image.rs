@@ -4,8 +4,7 @@
 //! random access, so the image is kept in `image_conversion_dir` as Glance stores it
 //! while `qemu-img` converts it into the volume, and removed afterwards.
 
-use std::path::PathBuf;
-
+use cinder_common::temp::TempPath;
 use cinder_drivers::VolumeDriver;
 use cinder_rpc::messages::ImageSource;
 use tokio::io::AsyncWriteExt;
@@ -35,26 +34,23 @@ pub(crate) enum DownloadError {
     Data(String),
 }
 
-/// Removes the temporary file when the conversion ends, however it ends.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Logs the download's progress at each quarter.
+/// The download's progress: on the metrics while it runs, and in the log at each
+/// quarter.
 struct Progress<'a> {
     volume_id: &'a str,
     total: Option<u64>,
     done: u64,
     said: u64,
+    shown: crate::metrics::Downloading<'a>,
 }
 
 impl Progress<'_> {
     fn add(&mut self, n: usize) {
         self.done += n as u64;
+        self.shown
+            .progress
+            .done
+            .store(self.done, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = self.total.filter(|t| *t > 0) {
             let quarter = self.done * 4 / t;
             if quarter > self.said {
@@ -82,11 +78,13 @@ pub(crate) async fn download<D: VolumeDriver>(
         .as_ref()
         .ok_or(cinder_glance::Error::NotConfigured)?;
     let mut dl = glance.download(None, &image.id).await?;
+    let total = image.size.or(dl.length);
     let mut progress = Progress {
         volume_id,
-        total: image.size.or(dl.length),
+        total,
         done: 0,
         said: 0,
+        shown: m.metrics.downloading(volume_id, total),
     };
     let format = image.disk_format.as_deref().unwrap_or("raw");
     if format == "raw" {
@@ -126,7 +124,7 @@ pub(crate) async fn download<D: VolumeDriver>(
     let path = m
         .conversion_dir
         .join(format!("image-{}-volume-{volume_id}.{format}", image.id));
-    let temp = TempFile(path.clone());
+    let temp = TempPath::new(&path);
     let mut file = tokio::fs::File::create(&path).await?;
     while let Some(chunk) = dl.chunk().await? {
         progress.add(chunk.len());
@@ -135,7 +133,9 @@ pub(crate) async fn download<D: VolumeDriver>(
     file.flush().await?;
     drop(file);
     check_size(image, progress.done)?;
-    m.driver.convert_into(volume_id, &temp.0, format).await?;
+    m.driver
+        .convert_into(volume_id, temp.path(), format)
+        .await?;
     Ok(())
 }
 
@@ -146,5 +146,68 @@ fn check_size(image: &ImageSource, got: u64) -> Result<(), DownloadError> {
             image.id
         ))),
         _ => Ok(()),
+    }
+}
+
+/// Whether `name`, a file in `image_conversion_dir`, is one a download into
+/// (`image-<image>-volume-<id>.<fmt>`, and its `.raw` beside) or an upload from
+/// (`volume-<id>-image-<image>.<fmt>`) volume `volume_id` made.
+fn is_leftover_of(name: &str, volume_id: &str) -> bool {
+    let mine = format!("volume-{volume_id}");
+    name.starts_with(&format!("{mine}-image-"))
+        || (name.starts_with("image-")
+            && name
+                .rsplit_once('.')
+                .is_some_and(|(stem, _)| stem.ends_with(&format!("-{mine}"))))
+}
+
+/// Removes what an interrupted download into, or upload from, volume `volume_id` left in
+/// `image_conversion_dir` (the process that wrote it was killed: no guard ran). Only
+/// this volume's files: other services may share the directory.
+pub(crate) async fn remove_leftovers<D: VolumeDriver>(m: &VolumeManager<D>, volume_id: &str) {
+    let Ok(mut dir) = tokio::fs::read_dir(&m.conversion_dir).await else {
+        return;
+    };
+    while let Ok(Some(e)) = dir.next_entry().await {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_leftover_of(name, volume_id) {
+            match tokio::fs::remove_file(e.path()).await {
+                Ok(()) => {
+                    tracing::info!(volume_id, file = %e.path().display(), "removed an interrupted conversion's file")
+                }
+                Err(err) => {
+                    tracing::warn!(volume_id, file = %e.path().display(), error = %err, "cannot remove an interrupted conversion's file")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_leftover_of;
+
+    #[test]
+    fn only_the_interrupted_volumes_conversion_files_are_leftovers() {
+        let v = "0b7c6c7e-1d7e-4a43-9a4e-6f1f3d7c2b10";
+        let other = "5e2d1f4a-2c41-4c35-8f5b-0d8a3b1e9c77";
+        let img = "c8a1f5d2-9e7b-4f6a-8c3d-2b1a0e9f8d76";
+        for mine in [
+            format!("image-{img}-volume-{v}.qcow2"),
+            format!("image-{img}-volume-{v}.raw"),
+            format!("volume-{v}-image-{img}.qcow2"),
+            format!("volume-{v}-image-{img}.raw"),
+        ] {
+            assert!(is_leftover_of(&mine, v), "{mine}");
+        }
+        for theirs in [
+            format!("image-{img}-volume-{other}.qcow2"),
+            format!("volume-{other}-image-{img}.raw"),
+            format!("volume-{v}.raw"),
+            "systemd-private-x".to_string(),
+        ] {
+            assert!(!is_leftover_of(&theirs, v), "{theirs}");
+        }
     }
 }

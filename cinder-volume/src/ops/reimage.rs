@@ -72,6 +72,7 @@ pub(crate) async fn resume<D: VolumeDriver>(
     key: &ClaimKey,
     report: &mut Reconciled,
 ) -> Result<Resumed, ManagerError> {
+    super::image::remove_leftovers(m, &key.id).await;
     let ending = Ending::volume(OP, &key.id, Outcome::Failed);
     settle(m, key, &ending, &mut report.failed_others).await
 }

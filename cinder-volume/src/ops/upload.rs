@@ -11,16 +11,14 @@
 //! Either way the volume goes back to the status it had; a failure also leaves a user
 //! message and deletes the half-made image while it is still `queued` or `saving`.
 
-use std::path::PathBuf;
-
 use cinder_common::messages;
 use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
 use cinder_common::status::VolumeStatus;
+use cinder_common::temp::TempPath;
 use cinder_db::Ending;
 use cinder_drivers::VolumeDriver;
 use cinder_glance::Glance;
 use cinder_rpc::messages::CopyVolumeToImage;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::manager::{ManagerError, Ran, VolumeManager};
@@ -31,8 +29,6 @@ pub const OP: &Operation<VolumeStatus> = &volume::UPLOAD;
 
 /// Pieces in flight between the driver and the upload.
 const DEPTH: usize = 4;
-/// Zero runs of this size are holes in the temporary raw file.
-const BLOCK: usize = 4096;
 
 /// Which way the data went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +49,7 @@ pub(crate) async fn run<D: VolumeDriver>(
         m.release(&key).await?;
         return Ok(Ran::Ok);
     };
-    let done = upload(m, u).await;
+    let done = upload(m, u, row.size).await;
     let outcome = match &done {
         Ok(path) => {
             tracing::info!(volume_id = %u.volume_id, image_id = %u.image_id, path = ?path, "volume uploaded to the image");
@@ -102,6 +98,7 @@ async fn discard_image(g: &Glance, id: &str) {
 async fn upload<D: VolumeDriver>(
     m: &VolumeManager<D>,
     u: &CopyVolumeToImage,
+    size_gib: i32,
 ) -> Result<Path, String> {
     let g = m
         .glance
@@ -115,7 +112,7 @@ async fn upload<D: VolumeDriver>(
             }
         }
     }
-    data(m, g, u).await.map(|_| Path::Data)
+    data(m, g, u, size_gib).await.map(|_| Path::Data)
 }
 
 /// The direct path: Glance's pool of this cluster gets a flattened copy, Glance its
@@ -147,101 +144,47 @@ async fn data<D: VolumeDriver>(
     m: &VolumeManager<D>,
     g: &Glance,
     u: &CopyVolumeToImage,
+    size_gib: i32,
 ) -> Result<(), String> {
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(DEPTH);
-    let read = m.driver.export_volume(&u.volume_id, tx);
     if u.disk_format == "raw" {
         // The volume's size: a stream that ends short fails the upload instead of
         // leaving a truncated image.
-        let size = u64::try_from(
-            m.db.volume(&u.volume_id)
-                .await
-                .map_err(|e| e.to_string())?
-                .size,
-        )
-        .unwrap_or(0)
-            << 30;
+        let size = u64::try_from(size_gib).unwrap_or(0) << 30;
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(DEPTH);
+        let read = m.driver.export_volume(&u.volume_id, tx);
         let (read, sent) = tokio::join!(read, g.upload_chunks(None, &u.image_id, rx, size));
         read.map_err(|e| e.to_string())?;
         return sent.map_err(|e| e.to_string());
     }
-    // Another format: the raw bytes into a sparse file, qemu-img into the format, the
-    // file to Glance.
+    // Another format: the driver writes the volume as a file of that format (through a
+    // sparse raw file), and the file goes to Glance.
     tokio::fs::create_dir_all(&m.conversion_dir)
         .await
         .map_err(|e| format!("{}: {e}", m.conversion_dir.display()))?;
-    let base = m
-        .conversion_dir
-        .join(format!("volume-{}-image-{}", u.volume_id, u.image_id));
-    let raw = Removed(base.with_extension("raw"));
-    let out = Removed(base.with_extension(&u.disk_format));
-    let write = async {
-        // Owned here: a failed write drops the receiver, which stops the reader.
-        let mut rx = rx;
-        let mut f = tokio::fs::File::create(&raw.0).await?;
-        let mut pos = 0u64;
-        while let Some(piece) = rx.recv().await {
-            let mut at = 0;
-            while at < piece.len() {
-                let end = (at + BLOCK).min(piece.len());
-                if piece[at..end].iter().any(|b| *b != 0) {
-                    f.seek(std::io::SeekFrom::Start(pos + at as u64)).await?;
-                    f.write_all(&piece[at..end]).await?;
-                }
-                at = end;
-            }
-            pos += piece.len() as u64;
-        }
-        f.set_len(pos).await?;
-        f.flush().await?;
-        Ok::<u64, std::io::Error>(pos)
-    };
-    let (read, written) = tokio::join!(read, write);
-    let sent = read.map_err(|e| e.to_string())?;
-    let written = written.map_err(|e| format!("{}: {e}", raw.0.display()))?;
-    if sent != written {
-        return Err(format!("{sent} bytes read, {written} written"));
-    }
-    let st = tokio::process::Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", &u.disk_format])
-        .arg(&raw.0)
-        .arg(&out.0)
-        .kill_on_drop(true)
-        .output()
+    let out = TempPath::new(m.conversion_dir.join(format!(
+        "volume-{}-image-{}.{}",
+        u.volume_id, u.image_id, u.disk_format
+    )));
+    m.driver
+        .export_volume_as(&u.volume_id, &u.disk_format, out.path())
         .await
-        .map_err(|e| format!("qemu-img: {e}"))?;
-    if !st.status.success() {
-        return Err(format!(
-            "qemu-img convert to {} failed: {}",
-            u.disk_format,
-            String::from_utf8_lossy(&st.stderr).trim()
-        ));
-    }
-    drop(raw);
-    let file = tokio::fs::File::open(&out.0)
+        .map_err(|e| e.to_string())?;
+    let file = tokio::fs::File::open(out.path())
         .await
-        .map_err(|e| format!("{}: {e}", out.0.display()))?;
+        .map_err(|e| format!("{}: {e}", out.path().display()))?;
     g.upload_file(None, &u.image_id, file)
         .await
         .map_err(|e| e.to_string())
 }
 
-/// A file removed when dropped.
-struct Removed(PathBuf);
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// An interrupted upload: back to the volume's previous status, the image left to
-/// whoever looks (Cinder does not track it either).
+/// An interrupted upload: back to the volume's previous status, its conversion files
+/// removed; the image is left to whoever looks (Cinder does not track it either).
 pub(crate) async fn resume<D: VolumeDriver>(
     m: &VolumeManager<D>,
     key: &ClaimKey,
     report: &mut Reconciled,
 ) -> Result<Resumed, ManagerError> {
+    super::image::remove_leftovers(m, &key.id).await;
     let ending = Ending::volume(OP, &key.id, Outcome::Failed);
     settle(m, key, &ending, &mut report.failed_others).await
 }

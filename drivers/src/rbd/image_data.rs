@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use cinder_common::temp::TempPath;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use rbd_driver::{CloneOptions, ImageSpec, OpCtl, RemoveMode};
@@ -28,13 +30,11 @@ struct QemuInfo {
 /// Bytes read from the converted file at once.
 const PIECE: usize = 4 << 20;
 
-/// A file removed when dropped, however the conversion ends.
-struct Removed(std::path::PathBuf);
+/// Zero runs of this size become holes in a raw file written from a volume.
+const BLOCK: usize = 4096;
 
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+fn other(what: impl std::fmt::Display, e: impl std::fmt::Display) -> DriverError {
+    DriverError::new(crate::DriverErrorKind::Other, format!("{what}: {e}"))
 }
 
 async fn run(cmd: &mut Command, what: &str) -> Result<Vec<u8>, DriverError> {
@@ -134,21 +134,18 @@ impl RbdVolumeDriver {
         // download. qemu-img's own rbd driver would skip the second copy, but Debian
         // ships it in a separate module package that must match qemu-img's version
         // exactly.
-        let raw = Removed(path.with_extension("raw"));
+        let raw = TempPath::new(path.with_extension("raw"));
         run(
             Command::new("qemu-img")
                 .args(["convert", "-f", format, "-O", "raw"])
                 .arg(path)
-                .arg(&raw.0),
+                .arg(raw.path()),
             "qemu-img convert",
         )
         .await?;
-        let mut file = tokio::fs::File::open(&raw.0).await.map_err(|e| {
-            DriverError::new(
-                crate::DriverErrorKind::Other,
-                format!("{}: {e}", raw.0.display()),
-            )
-        })?;
+        let mut file = tokio::fs::File::open(raw.path())
+            .await
+            .map_err(|e| other(raw.path().display(), e))?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
         let write = self.import_raw_data(volume_id, rx);
         let feed = async {
@@ -176,12 +173,7 @@ impl RbdVolumeDriver {
             Ok::<(), std::io::Error>(())
         };
         let (written, fed) = tokio::join!(write, feed);
-        fed.map_err(|e| {
-            DriverError::new(
-                crate::DriverErrorKind::Other,
-                format!("{}: {e}", raw.0.display()),
-            )
-        })?;
+        fed.map_err(|e| other(raw.path().display(), e))?;
         let written = written?;
         if written != info.virtual_size {
             return Err(DriverError::new(
@@ -219,6 +211,60 @@ impl RbdVolumeDriver {
             tracing::warn!(snapshot = %temp, error = %e, "cannot remove the upload's snapshot");
         }
         Ok(sent?)
+    }
+
+    pub(super) async fn export_volume_file(
+        &self,
+        volume_id: &str,
+        format: &str,
+        path: &Path,
+    ) -> Result<u64, DriverError> {
+        // The raw bytes into a sparse file (the target itself when raw), then qemu-img.
+        let out = TempPath::new(path);
+        let raw = (format != "raw").then(|| TempPath::new(path.with_extension("raw")));
+        let raw_path = raw.as_ref().map_or(path, |r| r.path());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let read = self.export_volume_data(volume_id, tx);
+        let write = async {
+            // Owned here: a failed write drops the receiver, which stops the reader.
+            let mut f = tokio::fs::File::create(raw_path).await?;
+            let mut pos = 0u64;
+            while let Some(piece) = rx.recv().await {
+                for (at, block) in piece.chunks(BLOCK).enumerate() {
+                    if block.iter().any(|b| *b != 0) {
+                        f.seek(std::io::SeekFrom::Start(pos + (at * BLOCK) as u64))
+                            .await?;
+                        f.write_all(block).await?;
+                    }
+                }
+                pos += piece.len() as u64;
+            }
+            drop(rx);
+            f.set_len(pos).await?;
+            f.flush().await?;
+            Ok::<u64, std::io::Error>(pos)
+        };
+        let (sent, written) = tokio::join!(read, write);
+        let sent = sent?;
+        let written = written.map_err(|e| other(raw_path.display(), e))?;
+        if sent != written {
+            return Err(other(
+                raw_path.display(),
+                format!("{sent} bytes read, {written} written"),
+            ));
+        }
+        if raw.is_some() {
+            run(
+                Command::new("qemu-img")
+                    .args(["convert", "-f", "raw", "-O", format])
+                    .arg(raw_path)
+                    .arg(path),
+                "qemu-img convert",
+            )
+            .await?;
+        }
+        out.keep();
+        Ok(sent)
     }
 
     pub(super) async fn publish(

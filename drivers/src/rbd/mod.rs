@@ -416,6 +416,15 @@ impl VolumeDriver for RbdVolumeDriver {
         self.export_volume_data(volume_id, data).await
     }
 
+    async fn export_volume_as(
+        &self,
+        volume_id: &str,
+        format: &str,
+        path: &std::path::Path,
+    ) -> Result<u64, DriverError> {
+        self.export_volume_file(volume_id, format, path).await
+    }
+
     async fn copy_to_image_pool(
         &self,
         volume_id: &str,
