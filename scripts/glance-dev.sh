@@ -17,7 +17,14 @@
 # string "None" to librados). A `policy.d` file opens the calls Zed's defaults reserve to a
 # literal `role:admin` (public images, locations), which the unauthenticated pipeline
 # never has. Everything lives in DIR: glance-api.conf, the database, staging, pid, logs.
-# `up` reuses a running Glance of DIR only when it serves the same cluster (same fsid).
+# `up` reuses a running Glance of DIR only when it serves the same cluster (same fsid) in
+# the same mode.
+#
+# With GLANCE_DEV_KEYSTONE_URL (a Keystone's .../v3, such as scripts/keystone-dev.sh's) it
+# validates tokens instead (`flavor = keystone`): images belong to the token's project
+# and private ones are invisible to other projects. keystonemiddleware checks tokens as
+# that Keystone's service user GLANCE_DEV_SERVICE_USER / GLANCE_DEV_SERVICE_PASSWORD
+# (default cinder / cinder, the user keystone-dev.sh makes; project `service`).
 # Everything but the final URL goes to stderr, so `url=$(glance-dev.sh up)` works.
 set -euo pipefail
 
@@ -26,6 +33,11 @@ DIR=${2:-${GLANCE_DEV_DIR:-/tmp/cinder-rs-glance}}
 PORT=${3:-${GLANCE_DEV_PORT:-9292}}
 CEPH_CONF=${CEPH_CONF:-/tmp/cinder-rs-ceph/ceph.conf}
 POOL=${GLANCE_DEV_POOL:-images}
+KEYSTONE=${GLANCE_DEV_KEYSTONE_URL:-}
+mode=${KEYSTONE:-noauth}
+# What an anonymous GET /v2/images answers once Glance serves.
+ready_code=200
+[ -z "$KEYSTONE" ] || ready_code=401
 
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -52,7 +64,7 @@ server_pid() { live_pid "$pidfile" glance-api; }
 answers() {
     [ -f "$DIR/ready" ] && [ -f "$DIR/endpoint" ] || return 1
     server_pid >/dev/null || return 1
-    [ "$(http_status "$(cat "$DIR/endpoint")/v2/images?limit=1")" = 200 ]
+    [ "$(http_status "$(cat "$DIR/endpoint")/v2/images?limit=1")" = "$ready_code" ]
 }
 
 stop_glance() {
@@ -62,6 +74,24 @@ stop_glance() {
         kill_group "$pid"
     fi
     remove_state_dir "$DIR" "$conf"
+}
+
+# The pipeline and keystonemiddleware's settings when tokens are validated.
+keystone_conf() {
+    [ -n "$KEYSTONE" ] || return 0
+    cat <<EOF
+flavor = keystone
+
+[keystone_authtoken]
+www_authenticate_uri = $KEYSTONE
+auth_url = $KEYSTONE
+auth_type = password
+username = ${GLANCE_DEV_SERVICE_USER:-cinder}
+password = ${GLANCE_DEV_SERVICE_PASSWORD:-cinder}
+user_domain_id = default
+project_name = service
+project_domain_id = default
+EOF
 }
 
 write_conf() {
@@ -84,6 +114,7 @@ connection = sqlite:///$DIR/glance.sqlite
 
 [paste_deploy]
 config_file = /usr/share/glance-common/glance-api-paste.ini
+$(keystone_conf)
 
 [glance_store]
 default_backend = ceph
@@ -132,7 +163,7 @@ start_glance() {
         </dev/null >>"$DIR/log/stdout.log" 2>&1 &
     echo "$!" >"$pidfile"
     local pid=$! deadline=$((SECONDS + 120))
-    until [ "$(http_status "$url/v2/images?limit=1")" = 200 ]; do
+    until [ "$(http_status "$url/v2/images?limit=1")" = "$ready_code" ]; do
         if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
             tail -n 20 "$DIR/log/stdout.log" "$DIR/log/glance-api.log" >&2 2>/dev/null || true
             die "glance-api did not answer on $url within 120s (logs in $DIR/log)"
@@ -141,6 +172,7 @@ start_glance() {
     done
     echo "$url" >"$DIR/endpoint"
     echo "$CEPH_CONF" >"$DIR/ceph_conf"
+    echo "$mode" >"$DIR/mode"
     cluster_fsid >"$DIR/fsid"
     touch "$DIR/ready"
 }
@@ -154,14 +186,15 @@ up)
     ensure_packages
     if answers && [ "$(cat "$DIR/endpoint")" = "$url" ] \
         && [ "$(cat "$DIR/ceph_conf" 2>/dev/null)" = "$CEPH_CONF" ] \
-        && [ "$(cat "$DIR/fsid" 2>/dev/null)" = "$(cluster_fsid)" ]; then
+        && [ "$(cat "$DIR/fsid" 2>/dev/null)" = "$(cluster_fsid)" ] \
+        && [ "$(cat "$DIR/mode" 2>/dev/null)" = "$mode" ]; then
         log "glance in $DIR answers on $url"
     else
         stop_glance
         if port_in_use "$PORT"; then
             die "127.0.0.1:$PORT is taken by another process: pick another PORT"
         fi
-        log "starting glance in $DIR on $url (images in pool $POOL of $CEPH_CONF)"
+        log "starting glance in $DIR on $url (images in pool $POOL of $CEPH_CONF; auth: $mode)"
         start=$SECONDS
         start_glance
         log "glance in $DIR is up ($((SECONDS - start))s)"

@@ -10,7 +10,9 @@
 # CEPH_DEV_PORT_B (mon ports, default 6789 / 6790); KEYSTONE_TEST_DIR / KEYSTONE_TEST_PORT
 # (the test Keystone, default /tmp/cinder-rs-keystone-test on 35358: tokens of 30 s, so
 # that the API test sees one expire); GLANCE_TEST_DIR / GLANCE_TEST_PORT (the test Glance,
-# default /tmp/cinder-rs-glance-test on 9293).
+# default /tmp/cinder-rs-glance-test on 9293); GLANCE_KS_TEST_DIR / GLANCE_KS_TEST_PORT (a
+# second one that checks the test Keystone's tokens, default /tmp/cinder-rs-glance-ks on
+# 9295).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -41,6 +43,12 @@ gl_out=$(mktemp)
     "${GLANCE_TEST_DIR:-/tmp/cinder-rs-glance-test}" "${GLANCE_TEST_PORT:-9293}" \
     >"$gl_out" 2>"$gl_out.log") &
 gl_pid=$!
+# And one that checks the test Keystone's tokens (it needs Keystone only when asked).
+glk_out=$(mktemp)
+(CEPH_CONF=$CEPH_CONF GLANCE_DEV_KEYSTONE_URL="http://127.0.0.1:${KEYSTONE_TEST_PORT:-35358}/v3" \
+    scripts/glance-dev.sh up "${GLANCE_KS_TEST_DIR:-/tmp/cinder-rs-glance-ks}" "${GLANCE_KS_TEST_PORT:-9295}" \
+    >"$glk_out" 2>"$glk_out.log") &
+glk_pid=$!
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export CINDER_TEST_POSTGRES_URL=${CINDER_TEST_POSTGRES_URL:-postgres://cinder_test:cinder_test@127.0.0.1:5432/postgres}
 export CINDER_TEST_MYSQL_URL=${CINDER_TEST_MYSQL_URL:-mysql://cinder_test:cinder_test@127.0.0.1:3306/mysql}
@@ -57,8 +65,8 @@ remove_test_pools
 finish() {
     remove_test_pools
     # An early failure (fmt, clippy) must not leave the Keystone start running.
-    kill "$ks_pid" "$gl_pid" 2>/dev/null || true
-    rm -f "$ks_out" "$ks_out.log" "$gl_out" "$gl_out.log"
+    kill "$ks_pid" "$gl_pid" "$glk_pid" 2>/dev/null || true
+    rm -f "$ks_out" "$ks_out.log" "$gl_out" "$gl_out.log" "$glk_out" "$glk_out.log"
 }
 trap finish EXIT
 
@@ -78,5 +86,11 @@ if ! wait "$gl_pid"; then
 fi
 GLANCE_URL=$(cat "$gl_out")
 export GLANCE_URL
-log "cargo test (CEPH_CONF=$CEPH_CONF, CEPH_CONF_B=$CEPH_CONF_B, KEYSTONE_URL=$KEYSTONE_URL, GLANCE_URL=$GLANCE_URL)"
+if ! wait "$glk_pid"; then
+    cat "$glk_out.log" >&2
+    die "the test Glance with Keystone did not start (scripts/glance-dev.sh up)"
+fi
+GLANCE_KEYSTONE_URL=$(cat "$glk_out")
+export GLANCE_KEYSTONE_URL
+log "cargo test (CEPH_CONF=$CEPH_CONF, CEPH_CONF_B=$CEPH_CONF_B, KEYSTONE_URL=$KEYSTONE_URL, GLANCE_URL=$GLANCE_URL, GLANCE_KEYSTONE_URL=$GLANCE_KEYSTONE_URL)"
 cargo test --workspace --locked "$@"

@@ -457,7 +457,7 @@ async fn upload_image(
             }
         }
     };
-    let image = match glance.create(None, &meta).await {
+    let image = match glance.create(r.ctx.token(), &meta).await {
         Ok(i) => i,
         Err(e) => {
             back(state, v.id.clone()).await;
@@ -483,7 +483,7 @@ async fn upload_image(
     .await;
     if let Err(e) = cast {
         back(state, v.id.clone()).await;
-        let _ = glance.delete(None, image.id()).await;
+        let _ = glance.delete(r.ctx.token(), image.id()).await;
         return Err(e);
     }
     let volume_type = match &v.volume_type_id {
@@ -580,7 +580,7 @@ async fn reimage(state: &AppState, r: &Req, id: &str, body: &Value) -> Result<Re
     }
     let image_id = a["image_id"].as_str().unwrap_or_default();
     let glance = crate::images::glance(state)?;
-    let image = match glance.image(None, image_id).await {
+    let image = match glance.image(r.ctx.token(), image_id).await {
         Ok(i) => i,
         Err(cinder_glance::Error::NotFound(_) | cinder_glance::Error::Refused { .. }) => {
             return Err(ApiError::not_found(format!(

@@ -8,6 +8,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::Method;
 
+use cinder_common::settings::Secret;
+
 use crate::auth::Identity;
 
 use crate::error::ApiError;
@@ -23,6 +25,10 @@ pub struct Context {
     pub is_admin: bool,
     /// The request id (`req-<uuid>`).
     pub request_id: String,
+    /// The caller's token, as it came (`X-Auth-Token`): calls to the image service on
+    /// the caller's behalf carry it, here and, through the RPC context, in the volume
+    /// service, as Cinder's context does.
+    pub auth_token: Option<Secret>,
 }
 
 impl Context {
@@ -38,7 +44,13 @@ impl Context {
             user_id: identity.user_id,
             project_id: identity.project_id,
             request_id,
+            auth_token: None,
         }
+    }
+
+    /// The caller's token, for the image service.
+    pub fn token(&self) -> Option<&str> {
+        self.auth_token.as_ref().map(Secret::expose)
     }
 
     /// 403 unless the caller is an admin (`rule` names the policy, as Cinder says it).
@@ -91,7 +103,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Context {
                 identity.roles.join(", ")
             )));
         }
-        Ok(Context::of(identity, request_id))
+        let mut ctx = Context::of(identity, request_id);
+        ctx.auth_token = parts
+            .headers
+            .get("x-auth-token")
+            .and_then(|t| t.to_str().ok())
+            .map(Secret::new);
+        Ok(ctx)
     }
 }
 

@@ -41,17 +41,21 @@ fn uuid_like(s: &str) -> bool {
 /// The image `reference` names, as Cinder resolves an `imageRef`: its last path
 /// segment as an id, else the whole reference as a name. Unknown: 400; a name that
 /// several images share: 409.
-pub(crate) async fn resolve(state: &AppState, reference: &str) -> Result<Image, ApiError> {
+pub(crate) async fn resolve(
+    state: &AppState,
+    token: Option<&str>,
+    reference: &str,
+) -> Result<Image, ApiError> {
     let g = glance(state)?;
     let id = reference.rsplit('/').next().unwrap_or(reference);
     if uuid_like(id) {
-        match g.image(None, id).await {
+        match g.image(token, id).await {
             Ok(i) => return Ok(i),
             Err(GlanceError::NotFound(_) | GlanceError::Refused { .. }) => {}
             Err(e) => return Err(unreachable(e)),
         }
     }
-    let mut found = match g.images_named(None, reference).await {
+    let mut found = match g.images_named(token, reference).await {
         Ok(l) => l,
         Err(GlanceError::NotFound(_) | GlanceError::Refused { .. }) => Vec::new(),
         Err(e) => return Err(unreachable(e)),

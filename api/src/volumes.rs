@@ -123,6 +123,7 @@ pub(crate) fn rpc_ctx(r: &Req) -> RequestContext {
         project_id: Some(r.ctx.project_id.clone()),
         user_id: Some(r.ctx.user_id.clone()),
         is_admin: r.ctx.is_admin,
+        auth_token: r.ctx.auth_token.clone(),
     }
 }
 
@@ -445,7 +446,7 @@ pub(crate) async fn create_volume(
     };
     let mut image_type: Option<String> = None;
     if let Some(reference) = &image_ref {
-        let i = images::resolve(state, reference).await?;
+        let i = images::resolve(state, r.ctx.token(), reference).await?;
         images::check(&i, size)?;
         // The image's volume type when the request names none (as if the request named
         // it: an unknown one is a 404, as Cinder's).

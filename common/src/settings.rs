@@ -4,8 +4,9 @@
 
 use serde::Deserialize;
 
-/// A string that never shows in `Debug` output (URLs with passwords).
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+/// A string that never shows in `Debug` output (URLs with passwords, tokens). It
+/// serializes as itself: only where it must travel (a token in an RPC context).
+#[derive(Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(String);
 

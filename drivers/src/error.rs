@@ -21,6 +21,8 @@ pub enum DriverErrorKind {
     /// No location of an image can be cloned here (another cluster, a location that
     /// is not RBD, a parent our user cannot open): copy the data instead.
     NotCloneable,
+    /// Our cephx user's caps do not reach this (a pool of someone else's).
+    PermissionDenied,
     /// Anything else.
     Other,
 }
@@ -67,6 +69,7 @@ impl From<rbd_driver::Error> for DriverError {
             K::InvalidInput => DriverErrorKind::InvalidInput,
             K::Unavailable | K::TimedOut => DriverErrorKind::Unavailable,
             K::Cancelled => DriverErrorKind::Cancelled,
+            K::PermissionDenied => DriverErrorKind::PermissionDenied,
             K::Other => DriverErrorKind::Other,
         };
         DriverError::new(kind, e.to_string())

@@ -150,14 +150,16 @@ pub trait VolumeDriver: Send + Sync + 'static {
         async { Err(DriverError::invalid("this driver cannot empty a volume")) }
     }
 
-    /// Sends volume `volume_id`'s bytes, as of a temporary snapshot taken now (one point
-    /// in time even while attached), to `data` in order; returns the bytes sent.
+    /// Sends volume `volume_id`'s bytes to `data` in order; returns the bytes sent.
+    /// `point_in_time`: as of a temporary snapshot taken now (one point in time while a
+    /// server may write it); otherwise the volume as it is (nobody writes it).
     fn export_volume(
         &self,
         volume_id: &str,
+        point_in_time: bool,
         data: tokio::sync::mpsc::Sender<Vec<u8>>,
     ) -> impl Future<Output = Result<u64, DriverError>> + Send {
-        let _ = (volume_id, data);
+        let _ = (volume_id, point_in_time, data);
         async {
             Err(DriverError::invalid(
                 "this driver cannot read volume data out",
@@ -165,17 +167,18 @@ pub trait VolumeDriver: Send + Sync + 'static {
         }
     }
 
-    /// Writes volume `volume_id`'s bytes, as of a temporary snapshot taken now, to a new
-    /// file at `path` in `format` (`raw`, `qcow2`, ...); returns the volume's size in
-    /// bytes. Anything written beside `path` on the way is removed, and so is `path`
-    /// when it fails.
+    /// Writes volume `volume_id`'s bytes (`point_in_time` as for
+    /// [`VolumeDriver::export_volume`]) to a new file at `path` in `format` (`raw`,
+    /// `qcow2`, ...); returns the volume's size in bytes. Anything written beside `path`
+    /// on the way is removed, and so is `path` when it fails.
     fn export_volume_as(
         &self,
         volume_id: &str,
+        point_in_time: bool,
         format: &str,
         path: &std::path::Path,
     ) -> impl Future<Output = Result<u64, DriverError>> + Send {
-        let _ = (volume_id, format, path);
+        let _ = (volume_id, point_in_time, format, path);
         async {
             Err(DriverError::invalid(
                 "this driver cannot convert volume data",

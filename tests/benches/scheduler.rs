@@ -38,6 +38,7 @@ fn ctx() -> RequestContext {
         project_id: Some("bench".into()),
         user_id: Some("bench".into()),
         is_admin: false,
+        ..Default::default()
     }
 }
 

@@ -186,7 +186,12 @@ impl Stack {
         Stack::build(c, &extra, ADMIN, Some(glance)).await
     }
 
-    async fn build(c: &Ceph, api_extra: &str, admin: &str, glance: Option<&str>) -> Stack {
+    pub(crate) async fn build(
+        c: &Ceph,
+        api_extra: &str,
+        admin: &str,
+        glance: Option<&str>,
+    ) -> Stack {
         let pool = unique("it-api");
         let (conf, p) = (c.conf.clone(), pool.clone());
         tokio::task::spawn_blocking(move || {
@@ -2785,7 +2790,7 @@ async fn the_real_openstack_and_cinder_clients_drive_volumes_snapshots_attachmen
 
 /// The test Keystone (`scripts/keystone-dev.sh up`, endpoint in `KEYSTONE_URL`), driven
 /// through its REST API as its bootstrap admin.
-struct Keystone {
+pub(crate) struct Keystone {
     /// `.../v3`.
     url: String,
     http: reqwest::Client,
@@ -2793,13 +2798,13 @@ struct Keystone {
 }
 
 /// A token and when it expires.
-struct Token {
-    id: String,
+pub(crate) struct Token {
+    pub(crate) id: String,
     expires: std::time::Instant,
 }
 
 impl Keystone {
-    async fn connect() -> Keystone {
+    pub(crate) async fn connect() -> Keystone {
         let url = std::env::var("KEYSTONE_URL").unwrap_or_else(|_| {
             panic!(
                 "KEYSTONE_URL is not set: start the test Keystone with \
@@ -2815,7 +2820,7 @@ impl Keystone {
     }
 
     /// A new token of the bootstrap admin (tokens of the test Keystone are short-lived).
-    async fn admin(&self) -> String {
+    pub(crate) async fn admin(&self) -> String {
         self.scoped_token(
             "admin",
             &self.admin_password,
@@ -2852,7 +2857,7 @@ impl Keystone {
     }
 
     /// A token of `user` on project `project_id`.
-    async fn token(&self, user: &str, project_id: &str) -> Token {
+    pub(crate) async fn token(&self, user: &str, project_id: &str) -> Token {
         self.scoped_token(user, "secret", json!({"id": project_id}))
             .await
     }
@@ -2879,7 +2884,12 @@ impl Keystone {
     }
 
     /// A new project and a user of it (password `secret`) holding `role`.
-    async fn member(&self, name: &str, project: Option<&str>, role: &str) -> (String, String) {
+    pub(crate) async fn member(
+        &self,
+        name: &str,
+        project: Option<&str>,
+        role: &str,
+    ) -> (String, String) {
         let project = match project {
             Some(p) => p.to_string(),
             None => {
@@ -2941,7 +2951,7 @@ impl Keystone {
 
 /// The `[api]` lines of an API that validates tokens with the test Keystone's `cinder`
 /// service user, reusing answers for `cache_secs`.
-fn keystone_api_extra(ks: &Keystone, cache_secs: u64) -> String {
+pub(crate) fn keystone_api_extra(ks: &Keystone, cache_secs: u64) -> String {
     let password = std::env::var("KEYSTONE_DEV_SERVICE_PASSWORD").unwrap_or("cinder".into());
     format!(
         "auth_strategy = \"keystone\"\n[keystone_authtoken]\nauth_url = \"{}\"\n\

@@ -294,22 +294,17 @@ async fn a_raw_image_in_rbd_makes_a_copy_on_write_clone_that_keeps_its_metadata_
     s.down().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_qcow2_image_is_downloaded_and_converted_while_the_volume_reads_downloading() {
-    let c = ceph().await;
-    let g = Glance::new();
-    let s = Stack::up_with_glance(c, &g.url).await;
-    // A qcow2 of 96 MiB of data at the start of a 256 MiB disk, made by qemu-img.
-    let data = pattern(34, 96 * MIB);
+/// A qcow2 file of a `disk`-byte disk holding `data` at its start, made by qemu-img.
+fn qcow2_of(data: &[u8], disk: u64) -> Vec<u8> {
     let dir = std::env::temp_dir().join(cinder_tests::unique("qcow2"));
     std::fs::create_dir_all(&dir).unwrap();
     let raw = dir.join("disk.raw");
     let qcow = dir.join("disk.qcow2");
     {
         let f = std::fs::File::create(&raw).unwrap();
-        f.set_len(256 * MIB as u64).unwrap();
+        f.set_len(disk).unwrap();
         use std::os::unix::fs::FileExt;
-        f.write_all_at(&data, 0).unwrap();
+        f.write_all_at(data, 0).unwrap();
     }
     let st = std::process::Command::new("qemu-img")
         .args(["convert", "-f", "raw", "-O", "qcow2"])
@@ -318,15 +313,26 @@ async fn a_qcow2_image_is_downloaded_and_converted_while_the_volume_reads_downlo
         .status()
         .unwrap();
     assert!(st.success());
+    let bytes = std::fs::read(&qcow).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_qcow2_image_is_downloaded_and_converted_while_the_volume_reads_downloading() {
+    let c = ceph().await;
+    let g = Glance::new();
+    let s = Stack::up_with_glance(c, &g.url).await;
+    // A qcow2 of 96 MiB of data at the start of a 256 MiB disk, made by qemu-img.
+    let data = pattern(34, 96 * MIB);
     let image = g
         .upload(
             &cinder_tests::unique("qcow"),
             "qcow2",
-            std::fs::read(&qcow).unwrap(),
+            qcow2_of(&data, 256 * MIB as u64),
             json!({}),
         )
         .await;
-    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(g.get(&image).await["virtual_size"], 256 * MIB as u64);
 
     let id = create_from_image(&s, &image, 1).await;
@@ -1047,5 +1053,138 @@ async fn reimage_replaces_a_volumes_data_and_image_metadata_from_3_68() {
         202
     );
     api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
+    s.down().await;
+}
+
+/// Against a Glance that checks Keystone tokens, every call made on the caller's behalf
+/// carries the caller's token, as Cinder's context does: the API's lookup of the
+/// `imageRef`, the volume service's download, the API's creation of the upload's image
+/// and the volume service's upload of the data. Without it each would be a 401. Another
+/// project's token cannot see the image (400, as for an unknown one), and the uploaded
+/// image belongs to the caller's project.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keystone_protected_glance_is_called_with_the_callers_token() {
+    use crate::api::{keystone_api_extra, Keystone};
+    let c = ceph().await;
+    let ks = Keystone::connect().await;
+    let gurl = glance_keystone_url();
+    let (alice, pa) = ks.member("img-alice", None, "member").await;
+    let (bob, pb) = ks.member("img-bob", None, "member").await;
+    // Tokens of the test Keystone live 30 s: a fresh one for each step.
+    let tok_a = || async { ks.token(&alice, &pa).await.id };
+    let extra = format!(
+        "{}[glance]\napi_servers = \"{gurl}\"\n",
+        keystone_api_extra(&ks, 0)
+    );
+    let s = Stack::build(c, &extra, &ks.admin().await, Some(&gurl)).await;
+
+    // Alice's image (a qcow2, so the volume service downloads it), hers alone.
+    let data = pattern(61, 8 * MIB);
+    let g = Glance::at(&gurl).with_token(&tok_a().await);
+    let image = g
+        .upload(
+            &cinder_tests::unique("ks-qcow"),
+            "qcow2",
+            qcow2_of(&data, 64 * MIB as u64),
+            json!({}),
+        )
+        .await;
+    let shown = g.get(&image).await;
+    assert_eq!(shown["owner"], pa.as_str(), "{shown}");
+    assert_ne!(shown["visibility"], "public", "{shown}");
+    let anonymous = reqwest::Client::new()
+        .get(format!("{gurl}/v2/images/{image}"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(anonymous, 401, "this Glance wants a token");
+
+    // Bob cannot see it: refused as an unknown image, before anything is reserved.
+    let tok_b = ks.token(&bob, &pb).await.id;
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v3/volumes",
+            &tok_b,
+            None,
+            Some(json!({"volume": {"size": 1, "imageRef": image}})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        "Invalid image identifier or unable to access requested image."
+    );
+
+    // Alice's volume from it: looked up by the API, downloaded by the volume service.
+    let tok = tok_a().await;
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            "/v3/volumes",
+            &tok,
+            None,
+            Some(json!({"volume": {"size": 1, "imageRef": image}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+    let v = s.api.wait_volume(&tok, &id, "available").await;
+    assert_eq!(
+        v["volume_image_metadata"]["image_id"],
+        image.as_str(),
+        "{v}"
+    );
+    assert!(parent_of(&s, &id).await.is_none(), "a download");
+    assert!(
+        volume_bytes(&s, &id, 8 * MIB).await == data,
+        "the image's data"
+    );
+
+    // Uploaded back as qcow2: the API creates the image, the volume service sends the
+    // data; the image is Alice's project's.
+    let tok = tok_a().await;
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            &format!("/v3/volumes/{id}/action"),
+            &tok,
+            None,
+            Some(json!({"os-volume_upload_image": {
+                "image_name": cinder_tests::unique("ks-up"), "disk_format": "qcow2"}})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let up = r.body["os-volume_upload_image"]["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = wait_for("the uploaded image to be active", 120, || async {
+        let i = Glance::at(&gurl).with_token(&tok_a().await).get(&up).await;
+        match i["status"].as_str() {
+            Some("active") => Ok(i),
+            Some("killed") | Some("deleted") => panic!("the upload failed: {i}"),
+            _ => Err(i.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(shown["owner"], pa.as_str(), "{shown}");
+    assert_eq!(shown["disk_format"], "qcow2", "{shown}");
+    let tok = tok_a().await;
+    s.api.wait_volume(&tok, &id, "available").await;
+    let r = s.api.get_v("/v3/messages", &tok, "3.3").await;
+    assert_eq!(r.body["messages"], json!([]), "no failure: {}", r.body);
+
+    let r = s.api.delete(&format!("/v3/volumes/{id}"), &tok).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    s.api.wait_gone(&tok, &format!("/v3/volumes/{id}")).await;
+    let g = Glance::at(&gurl).with_token(&tok_a().await);
+    for i in [&image, &up] {
+        assert_eq!(g.delete(i).await, 204);
+    }
     s.down().await;
 }

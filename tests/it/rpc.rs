@@ -47,6 +47,7 @@ fn ctx() -> RequestContext {
         project_id: Some("p".into()),
         user_id: Some("u".into()),
         is_admin: false,
+        ..Default::default()
     }
 }
 

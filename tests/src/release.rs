@@ -84,7 +84,7 @@ impl Api {
     }
 
     /// One request at microversion `mv` (the base version without); status and JSON body
-    /// (`Null` when there is none).
+    /// (`Null` when there is none; status 0 when nothing answers).
     pub async fn call_v(
         &self,
         method: reqwest::Method,
@@ -102,7 +102,10 @@ impl Api {
         if let Some(b) = body {
             rb = rb.json(&b);
         }
-        let r = rb.send().await.unwrap();
+        // Nothing listening yet (a service starting): status 0.
+        let Ok(r) = rb.send().await else {
+            return (0, Value::Null);
+        };
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))

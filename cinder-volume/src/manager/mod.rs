@@ -66,6 +66,9 @@ pub struct VolumeManager<D> {
     pub(crate) conversion_dir: std::path::PathBuf,
     /// Glance's RBD pool, where raw uploads go as copies when Glance takes them.
     pub(crate) glance_pool: String,
+    /// When our cephx user was last refused in Glance's pool: uploads skip the direct
+    /// path for a while after (each attempt costs a snapshot).
+    pub(crate) direct_refused: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl<D: VolumeDriver> Handler<VolumeTopic> for VolumeManager<D> {
@@ -98,6 +101,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
             glance: None,
             conversion_dir: std::env::temp_dir(),
             glance_pool: "images".into(),
+            direct_refused: std::sync::Mutex::new(None),
         }
     }
 
@@ -246,19 +250,21 @@ impl<D: VolumeDriver> VolumeManager<D> {
             }
             R::Reimage(x) => {
                 let key = ops::reimage::OP.claim(&x.volume_id);
-                let request_id = req.envelope.request_id.clone();
-                self.claimed(&req, adm, key, |k| {
-                    ops::reimage::run(self, k, &x, request_id)
-                })
-                .await
+                let asked = (
+                    req.envelope.request_id.clone(),
+                    req.envelope.context.auth_token.clone(),
+                );
+                self.claimed(&req, adm, key, |k| ops::reimage::run(self, k, &x, asked))
+                    .await
             }
             R::CopyVolumeToImage(u) => {
                 let key = ops::upload::OP.claim(&u.volume_id);
-                let request_id = req.envelope.request_id.clone();
-                self.claimed(&req, adm, key, |k| {
-                    ops::upload::run(self, k, &u, request_id)
-                })
-                .await
+                let asked = (
+                    req.envelope.request_id.clone(),
+                    req.envelope.context.auth_token.clone(),
+                );
+                self.claimed(&req, adm, key, |k| ops::upload::run(self, k, &u, asked))
+                    .await
             }
         }
     }

@@ -55,7 +55,9 @@ pub(crate) fn remote(e: &DriverError) -> RemoteError {
         K::Busy | K::HasDependents => RemoteErrorKind::Busy,
         K::InvalidInput | K::AlreadyExists => RemoteErrorKind::InvalidInput,
         K::Unavailable => RemoteErrorKind::Unavailable,
-        K::Cancelled | K::Other | K::NotCloneable => RemoteErrorKind::Internal,
+        K::Cancelled | K::Other | K::NotCloneable | K::PermissionDenied => {
+            RemoteErrorKind::Internal
+        }
     };
     RemoteError {
         kind,

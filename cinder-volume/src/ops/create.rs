@@ -1,6 +1,7 @@
 //! `create_volume`: blank, or a clone of a snapshot, a volume or a Glance image in RBD.
 //! A crash mid-create leaves a half-made image: resume removes it and fails the create.
 
+use cinder_common::settings::Secret;
 use std::sync::Arc;
 
 use cinder_common::messages;
@@ -117,7 +118,7 @@ async fn run<D: VolumeDriver>(
         Err(e) if e.kind == DriverErrorKind::NotCloneable && c.image.is_some() => {
             tracing::info!(volume_id = %c.volume_id, reason = %e, "the image is downloaded");
             downloaded = true;
-            download(m, &c).await
+            download(m, &c, context.auth_token.as_ref().map(Secret::expose)).await
         }
         other => other,
     };
@@ -176,6 +177,7 @@ async fn run<D: VolumeDriver>(
 async fn download<D: VolumeDriver>(
     m: &VolumeManager<D>,
     c: &CreateVolume,
+    token: Option<&str>,
 ) -> Result<cinder_drivers::Created, DriverError> {
     let image = c.image.as_ref().expect("checked by the caller");
     let created = m
@@ -197,7 +199,7 @@ async fn download<D: VolumeDriver>(
             ))
         }
     }
-    crate::ops::image::download(m, &c.volume_id, image)
+    crate::ops::image::download(m, token, &c.volume_id, image)
         .await
         .map_err(|e| {
             let kind = match &e {

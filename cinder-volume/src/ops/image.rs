@@ -67,9 +67,11 @@ impl Progress<'_> {
     }
 }
 
-/// Downloads `image` into volume `volume_id` (new and blank).
+/// Downloads `image` into volume `volume_id` (new and blank), showing Glance the
+/// caller's `token`.
 pub(crate) async fn download<D: VolumeDriver>(
     m: &VolumeManager<D>,
+    token: Option<&str>,
     volume_id: &str,
     image: &ImageSource,
 ) -> Result<(), DownloadError> {
@@ -77,7 +79,7 @@ pub(crate) async fn download<D: VolumeDriver>(
         .glance
         .as_ref()
         .ok_or(cinder_glance::Error::NotConfigured)?;
-    let mut dl = glance.download(None, &image.id).await?;
+    let mut dl = glance.download(token, &image.id).await?;
     let total = image.size.or(dl.length);
     let mut progress = Progress {
         volume_id,

@@ -5,6 +5,7 @@
 
 use cinder_common::messages;
 use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
+use cinder_common::settings::Secret;
 use cinder_common::status::VolumeStatus;
 use cinder_db::{Ending, ImageMetadataOf};
 use cinder_drivers::VolumeDriver;
@@ -20,7 +21,7 @@ pub(crate) async fn run<D: VolumeDriver>(
     m: &VolumeManager<D>,
     key: ClaimKey,
     x: &Reimage,
-    request_id: String,
+    (request_id, token): (String, Option<Secret>),
 ) -> Result<Ran, ManagerError> {
     let Some(row) = m.volume_in(&x.volume_id, OP.busy).await? else {
         m.release(&key).await?;
@@ -31,9 +32,14 @@ pub(crate) async fn run<D: VolumeDriver>(
             .empty_volume(&x.volume_id)
             .await
             .map_err(|e| e.to_string())?;
-        crate::ops::image::download(m, &x.volume_id, &x.image)
-            .await
-            .map_err(|e| e.to_string())?;
+        crate::ops::image::download(
+            m,
+            token.as_ref().map(Secret::expose),
+            &x.volume_id,
+            &x.image,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         m.db.replace_image_metadata(ImageMetadataOf::Volume(&x.volume_id), &x.image_metadata)
             .await
             .map_err(|e| e.to_string())?;

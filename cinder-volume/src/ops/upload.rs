@@ -4,19 +4,24 @@
 //!   volume in Glance's pool with a protected `snap`, registered by location, as Nova's
 //!   direct snapshot does; volumes made from the image are clones again. Glance
 //!   decides: a location outside its store is refused, and the copy goes.
-//! - **data**: the volume's bytes (as of a temporary snapshot) streamed to Glance; other
-//!   formats are converted by `qemu-img` from a sparse raw file in
-//!   `image_conversion_dir` first.
+//! - **data**: the volume's bytes streamed to Glance (as of a temporary snapshot when
+//!   the upload was forced from `in-use` or `reserved`; as they are when it came from
+//!   `available`, which nothing writes while `uploading`); other formats are converted
+//!   by `qemu-img` from a sparse raw file in `image_conversion_dir` first.
+//!
+//! A direct copy that Glance's pool refuses our cephx user (EPERM) is not tried again for
+//! ten minutes: each attempt costs a snapshot.
 //!
 //! Either way the volume goes back to the status it had; a failure also leaves a user
 //! message and deletes the half-made image while it is still `queued` or `saving`.
 
 use cinder_common::messages;
 use cinder_common::ops::{volume, ClaimKey, Operation, Outcome};
+use cinder_common::settings::Secret;
 use cinder_common::status::VolumeStatus;
 use cinder_common::temp::TempPath;
 use cinder_db::Ending;
-use cinder_drivers::VolumeDriver;
+use cinder_drivers::{DriverErrorKind, VolumeDriver};
 use cinder_glance::Glance;
 use cinder_rpc::messages::CopyVolumeToImage;
 use tokio::sync::mpsc;
@@ -29,6 +34,9 @@ pub const OP: &Operation<VolumeStatus> = &volume::UPLOAD;
 
 /// Pieces in flight between the driver and the upload.
 const DEPTH: usize = 4;
+/// How long uploads skip the direct path after our user was refused in Glance's pool
+/// (an operator may grant the caps meanwhile).
+const DIRECT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Which way the data went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,13 +51,17 @@ pub(crate) async fn run<D: VolumeDriver>(
     m: &VolumeManager<D>,
     key: ClaimKey,
     u: &CopyVolumeToImage,
-    request_id: String,
+    (request_id, token): (String, Option<Secret>),
 ) -> Result<Ran, ManagerError> {
+    let token = token.as_ref().map(Secret::expose);
     let Some(row) = m.volume_in(&u.volume_id, OP.busy).await? else {
         m.release(&key).await?;
         return Ok(Ran::Ok);
     };
-    let done = upload(m, u, row.size).await;
+    // An upload from `available` has no writer (attachments refuse `uploading`); one
+    // forced from `in-use` or `reserved` reads a snapshot taken now.
+    let point_in_time = row.previous_status != Some(VolumeStatus::Available);
+    let done = upload(m, token, u, row.size, point_in_time).await;
     let outcome = match &done {
         Ok(path) => {
             tracing::info!(volume_id = %u.volume_id, image_id = %u.image_id, path = ?path, "volume uploaded to the image");
@@ -67,7 +79,7 @@ pub(crate) async fn run<D: VolumeDriver>(
             )
             .await;
             if let Some(g) = &m.glance {
-                discard_image(g, &u.image_id).await;
+                discard_image(g, token, &u.image_id).await;
             }
             Outcome::Failed
         }
@@ -83,10 +95,10 @@ pub(crate) async fn run<D: VolumeDriver>(
 
 /// Deletes a half-made image while it is still `queued` or `saving` (Cinder's rule:
 /// an image that became active is someone's now).
-async fn discard_image(g: &Glance, id: &str) {
-    match g.image(None, id).await {
+async fn discard_image(g: &Glance, token: Option<&str>, id: &str) {
+    match g.image(token, id).await {
         Ok(i) if matches!(i.status(), "queued" | "saving") => {
-            if let Err(e) = g.delete(None, id).await {
+            if let Err(e) = g.delete(token, id).await {
                 tracing::warn!(image_id = id, error = %e, "cannot delete the half-made image");
             }
         }
@@ -97,22 +109,32 @@ async fn discard_image(g: &Glance, id: &str) {
 
 async fn upload<D: VolumeDriver>(
     m: &VolumeManager<D>,
+    token: Option<&str>,
     u: &CopyVolumeToImage,
     size_gib: i32,
+    point_in_time: bool,
 ) -> Result<Path, String> {
     let g = m
         .glance
         .as_ref()
         .ok_or("no image service is configured ([glance] api_servers)")?;
-    if u.disk_format == "raw" && u.container_format == "bare" {
-        match direct(m, g, u).await {
+    let refused_lately = m
+        .direct_refused
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .is_some_and(|t| t.elapsed() < DIRECT_RETRY_AFTER);
+    if u.disk_format == "raw" && u.container_format == "bare" && !refused_lately {
+        match direct(m, g, token, u).await {
             Ok(()) => return Ok(Path::Direct),
             Err(e) => {
                 tracing::info!(volume_id = %u.volume_id, image_id = %u.image_id, reason = %e, "no direct copy; uploading the data")
             }
         }
     }
-    data(m, g, u, size_gib).await.map(|_| Path::Data)
+    data(m, g, token, u, size_gib, point_in_time)
+        .await
+        .map(|_| Path::Data)
 }
 
 /// The direct path: Glance's pool of this cluster gets a flattened copy, Glance its
@@ -120,15 +142,27 @@ async fn upload<D: VolumeDriver>(
 async fn direct<D: VolumeDriver>(
     m: &VolumeManager<D>,
     g: &Glance,
+    token: Option<&str>,
     u: &CopyVolumeToImage,
 ) -> Result<(), String> {
     let pool = &m.glance_pool;
-    let location = m
+    let location = match m
         .driver
         .copy_to_image_pool(&u.volume_id, pool, &u.image_id)
         .await
-        .map_err(|e| e.to_string())?;
-    match g.add_location(None, &u.image_id, &location).await {
+    {
+        Ok(l) => l,
+        Err(e) => {
+            if e.kind == DriverErrorKind::PermissionDenied {
+                tracing::warn!(pool = %pool, error = %e, "our cephx user may not write Glance's pool: uploads send their data for the next {} s (grant `profile rbd pool={pool}` for direct copies)", DIRECT_RETRY_AFTER.as_secs());
+                if let Ok(mut t) = m.direct_refused.lock() {
+                    *t = Some(std::time::Instant::now());
+                }
+            }
+            return Err(e.to_string());
+        }
+    };
+    match g.add_location(token, &u.image_id, &location).await {
         Ok(()) => Ok(()),
         Err(e) => {
             if let Err(r) = m.driver.remove_image_copy(pool, &u.image_id).await {
@@ -143,16 +177,18 @@ async fn direct<D: VolumeDriver>(
 async fn data<D: VolumeDriver>(
     m: &VolumeManager<D>,
     g: &Glance,
+    token: Option<&str>,
     u: &CopyVolumeToImage,
     size_gib: i32,
+    point_in_time: bool,
 ) -> Result<(), String> {
     if u.disk_format == "raw" {
         // The volume's size: a stream that ends short fails the upload instead of
         // leaving a truncated image.
         let size = u64::try_from(size_gib).unwrap_or(0) << 30;
         let (tx, rx) = mpsc::channel::<Vec<u8>>(DEPTH);
-        let read = m.driver.export_volume(&u.volume_id, tx);
-        let (read, sent) = tokio::join!(read, g.upload_chunks(None, &u.image_id, rx, size));
+        let read = m.driver.export_volume(&u.volume_id, point_in_time, tx);
+        let (read, sent) = tokio::join!(read, g.upload_chunks(token, &u.image_id, rx, size));
         read.map_err(|e| e.to_string())?;
         return sent.map_err(|e| e.to_string());
     }
@@ -166,13 +202,13 @@ async fn data<D: VolumeDriver>(
         u.volume_id, u.image_id, u.disk_format
     )));
     m.driver
-        .export_volume_as(&u.volume_id, &u.disk_format, out.path())
+        .export_volume_as(&u.volume_id, point_in_time, &u.disk_format, out.path())
         .await
         .map_err(|e| e.to_string())?;
     let file = tokio::fs::File::open(out.path())
         .await
         .map_err(|e| format!("{}: {e}", out.path().display()))?;
-    g.upload_file(None, &u.image_id, file)
+    g.upload_file(token, &u.image_id, file)
         .await
         .map_err(|e| e.to_string())
 }

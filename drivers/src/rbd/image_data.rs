@@ -198,10 +198,14 @@ impl RbdVolumeDriver {
     pub(super) async fn export_volume_data(
         &self,
         volume_id: &str,
+        point_in_time: bool,
         data: tokio::sync::mpsc::Sender<Vec<u8>>,
     ) -> Result<u64, DriverError> {
         let d = &self.background;
         let spec = self.volume_image(volume_id);
+        if !point_in_time {
+            return Ok(d.export_raw(&spec, None, data, &self.ctl()).await?);
+        }
         let temp = spec.snap(format!("upload-{}", uuid_like()));
         d.create_snapshot(&temp).await?;
         let sent = d
@@ -216,6 +220,7 @@ impl RbdVolumeDriver {
     pub(super) async fn export_volume_file(
         &self,
         volume_id: &str,
+        point_in_time: bool,
         format: &str,
         path: &Path,
     ) -> Result<u64, DriverError> {
@@ -224,7 +229,7 @@ impl RbdVolumeDriver {
         let raw = (format != "raw").then(|| TempPath::new(path.with_extension("raw")));
         let raw_path = raw.as_ref().map_or(path, |r| r.path());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-        let read = self.export_volume_data(volume_id, tx);
+        let read = self.export_volume_data(volume_id, point_in_time, tx);
         let write = async {
             // Owned here: a failed write drops the receiver, which stops the reader.
             let mut f = tokio::fs::File::create(raw_path).await?;

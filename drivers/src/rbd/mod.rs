@@ -411,18 +411,22 @@ impl VolumeDriver for RbdVolumeDriver {
     async fn export_volume(
         &self,
         volume_id: &str,
+        point_in_time: bool,
         data: tokio::sync::mpsc::Sender<Vec<u8>>,
     ) -> Result<u64, DriverError> {
-        self.export_volume_data(volume_id, data).await
+        self.export_volume_data(volume_id, point_in_time, data)
+            .await
     }
 
     async fn export_volume_as(
         &self,
         volume_id: &str,
+        point_in_time: bool,
         format: &str,
         path: &std::path::Path,
     ) -> Result<u64, DriverError> {
-        self.export_volume_file(volume_id, format, path).await
+        self.export_volume_file(volume_id, point_in_time, format, path)
+            .await
     }
 
     async fn copy_to_image_pool(

@@ -22,6 +22,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The request or a diff stream is malformed (EINVAL, bad names, stream format errors).
     InvalidInput,
+    /// Our cephx user may not do this there (EPERM, EACCES): its caps end short of it.
+    PermissionDenied,
     /// Anything else.
     Other,
 }
@@ -173,6 +175,7 @@ pub fn kind_of_errno(errno: i32) -> ErrorKind {
             ErrorKind::Unavailable
         }
         libc::EINVAL | libc::ERANGE | libc::ENAMETOOLONG => ErrorKind::InvalidInput,
+        libc::EPERM | libc::EACCES => ErrorKind::PermissionDenied,
         _ => ErrorKind::Other,
     }
 }

@@ -64,6 +64,10 @@ pub struct RequestContext {
     /// Whether the caller is an admin.
     #[serde(default)]
     pub is_admin: bool,
+    /// The caller's token (oslo's `auth_token`): what the volume service shows the image
+    /// service on the caller's behalf. Absent from messages that need none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<cinder_common::settings::Secret>,
 }
 
 /// Every message: version, request id (`req-<uuid>`, carried into spans), caller, body.

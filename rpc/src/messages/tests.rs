@@ -10,6 +10,7 @@ fn ctx() -> RequestContext {
         project_id: Some("p1".into()),
         user_id: Some("u1".into()),
         is_admin: false,
+        ..Default::default()
     }
 }
 
@@ -364,4 +365,20 @@ fn versions_of_another_major_are_not_accepted() {
 fn unknown_methods_are_an_error_not_a_default() {
     let e = serde_json::from_str::<VolumeRequest>(r#"{"method": "format_disk", "args": {}}"#);
     assert!(e.is_err());
+}
+
+#[test]
+fn a_callers_token_travels_in_the_context_but_never_shows_in_debug_output() {
+    let with = RequestContext {
+        auth_token: Some(cinder_common::settings::Secret::new("gAAAAAB-token")),
+        ..ctx()
+    };
+    let wire = serde_json::to_value(&with).unwrap();
+    assert_eq!(wire["auth_token"], "gAAAAAB-token");
+    let back: RequestContext = serde_json::from_value(wire).unwrap();
+    assert_eq!(back, with);
+    assert!(!format!("{with:?}").contains("gAAAAAB"));
+    // Without one the key is absent: older peers read the message unchanged.
+    let wire = serde_json::to_value(ctx()).unwrap();
+    assert!(wire.get("auth_token").is_none(), "{wire}");
 }
