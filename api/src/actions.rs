@@ -390,6 +390,11 @@ async fn upload_image(
     let a = &body["os-volume_upload_image"];
     let v = visible_volume(state, r, id).await?;
     let glance = crate::images::glance(state)?;
+    // Cinder's `upload_public` policy (admins only), before the volume's status.
+    if v31 && a["visibility"].as_str() == Some("public") {
+        r.ctx
+            .require_admin("volume_extension:volume_actions:upload_public")?;
+    }
     let force =
         a.get("force").and_then(schema::as_bool).unwrap_or(false) && state.enable_force_upload;
     let allowed: &[VolumeStatus] = if force {

@@ -272,6 +272,7 @@ impl Ending {
                             .await;
                     if r.is_ok() && op.end(*o) == Final::Deleted {
                         release_volume_usage(conn, id).await?;
+                        forget_volume_rows(conn, id).await?;
                     }
                     if r.is_ok()
                         && op.name == cinder_common::ops::volume::MANAGE.name
@@ -329,6 +330,27 @@ async fn release_growth<C: ConnectionTrait>(conn: &C, id: &str, new_size: i64) -
         deltas.push((format!("gigabytes_{t}"), grow));
     }
     crate::quota::release_usage_in(conn, &v.project_id, &deltas).await
+}
+
+/// A deleted volume's metadata, admin metadata and image metadata go with it (soft
+/// deleted in the transaction that deletes it, as Cinder's `volume_destroy` and
+/// `volume_glance_metadata_delete_by_volume` do).
+async fn forget_volume_rows<C: ConnectionTrait>(conn: &C, id: &str) -> Result<()> {
+    use crate::entity::{volume_admin_metadata, volume_glance_metadata, volume_metadata};
+    use crate::soft_delete::soft_delete;
+    soft_delete::<volume_metadata::Entity>()
+        .filter(volume_metadata::Column::VolumeId.eq(id))
+        .exec(conn)
+        .await?;
+    soft_delete::<volume_admin_metadata::Entity>()
+        .filter(volume_admin_metadata::Column::VolumeId.eq(id))
+        .exec(conn)
+        .await?;
+    soft_delete::<volume_glance_metadata::Entity>()
+        .filter(volume_glance_metadata::Column::VolumeId.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// A deleted volume gives its quota back (in the transaction that deletes it).

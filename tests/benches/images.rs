@@ -113,21 +113,6 @@ fn parent(conf: &str, pool: &str, id: &str) -> Option<String> {
     })
 }
 
-/// Deletes Glance image `id`, waiting (up to 60 s) while it still has clones: a deleted
-/// clone v2 volume may wait for the mgr to purge it from the trash.
-async fn delete_image(g: &Glance, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match g.delete(id).await {
-            204 => return,
-            409 if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(500)).await
-            }
-            s => panic!("DELETE image {id}: {s}"),
-        }
-    }
-}
-
 struct Stack {
     api: Api,
     glance: Glance,
@@ -412,14 +397,14 @@ async fn main() {
         );
         assert_eq!(i["size"], GIB, "{i}");
         up_direct.push(t);
-        delete_image(&s.glance, &image).await;
+        s.glance.delete_eventually(&image).await;
 
         let (image, t) = s.upload(&dl_volume).await;
         let i = s.glance.get(&image).await;
         assert!(i["checksum"].is_string(), "the data path ran: {i}");
         assert_eq!(i["size"], GIB, "{i}");
         up_data.push(t);
-        delete_image(&s.glance, &image).await;
+        s.glance.delete_eventually(&image).await;
 
         let t = Instant::now();
         let image = s
@@ -436,7 +421,7 @@ async fn main() {
         image_active(&s.glance, &image).await;
         up_cinder.push(t.elapsed().as_secs_f64());
         assert_eq!(s.glance.get(&image).await["size"], GIB);
-        delete_image(&s.glance, &image).await;
+        s.glance.delete_eventually(&image).await;
 
         // The floor: Glance taking the same bytes from a local file.
         let t = Instant::now();
@@ -453,7 +438,7 @@ async fn main() {
         ));
         image_active(&s.glance, &image).await;
         up_floor.push(t.elapsed().as_secs_f64());
-        delete_image(&s.glance, &image).await;
+        s.glance.delete_eventually(&image).await;
     }
 
     println!("image flows through our API (release binaries, real Glance, dev cluster); medians of {ROUNDS}, seconds:");
@@ -499,9 +484,9 @@ async fn main() {
     drop(procs);
     for (_, image) in &by_size {
         // The location belongs to Glance: deleting the image removes the RBD image.
-        delete_image(&s.glance, image).await;
+        s.glance.delete_eventually(image).await;
     }
-    delete_image(&s.glance, &full).await;
+    s.glance.delete_eventually(&full).await;
     drop(d);
     ceph(&conf, &["auth", "del", &format!("client.{user}")]);
     delete_pool(&conf, &p_clone);

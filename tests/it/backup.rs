@@ -1206,6 +1206,7 @@ async fn a_restore_gives_the_volume_the_image_metadata_its_backup_kept() {
         );
         api.wait_gone(ALICE, &format!("/v3/volumes/{v}")).await;
     }
+    g.delete_eventually(&image).await;
     side.down().await;
     s.down().await;
 }

@@ -105,18 +105,6 @@ async fn delete_all(api: &crate::api::Api, kind: &str, ids: &[&String]) {
     }
 }
 
-/// Waits until Glance deletes `image` (204): clones of it go to the trash first and
-/// leave it through a purge queued to the mgr.
-async fn glance_deletes(g: &Glance, image: &str) {
-    wait_for(&format!("glance to delete {image}"), 60, || async {
-        match g.delete(image).await {
-            204 => Ok(()),
-            other => Err(other.to_string()),
-        }
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_raw_image_in_rbd_makes_a_copy_on_write_clone_that_keeps_its_metadata_and_holds_the_image(
 ) {
@@ -290,7 +278,15 @@ async fn a_raw_image_in_rbd_makes_a_copy_on_write_clone_that_keeps_its_metadata_
         "the first volume still holds it"
     );
     delete_all(&s.api, "volumes", &[&id]).await;
-    glance_deletes(&g, &image).await;
+    // Its image metadata went with it (soft-deleted in the same transaction).
+    for v in [&id, &from_snap, &cloned] {
+        let left =
+            s.db.image_metadata(cinder_db::ImageMetadataOf::Volume(v))
+                .await
+                .unwrap();
+        assert!(left.is_empty(), "{v}: {left:?}");
+    }
+    g.delete_eventually(&image).await;
     s.down().await;
 }
 
@@ -422,8 +418,8 @@ async fn image_references_and_images_that_cannot_serve_are_refused_before_anythi
         .upload(&cinder_tests::unique("ok"), "raw", small.clone(), json!({}))
         .await;
     let dup = cinder_tests::unique("twin");
-    g.upload(&dup, "raw", small.clone(), json!({})).await;
-    g.upload(&dup, "raw", small.clone(), json!({})).await;
+    let twin_a = g.upload(&dup, "raw", small.clone(), json!({})).await;
+    let twin_b = g.upload(&dup, "raw", small.clone(), json!({})).await;
     let deactivated = g
         .upload(
             &cinder_tests::unique("off"),
@@ -529,6 +525,19 @@ async fn image_references_and_images_that_cannot_serve_are_refused_before_anythi
         r.body["volume"]["volume_image_metadata"]["cinder_img_volume_type"],
         "from-image"
     );
+    // The clones first, then every image (the test Glance outlives the run).
+    delete_all(&s.api, "volumes", &[&by_url, &tv]).await;
+    for i in [
+        &ok,
+        &twin_a,
+        &twin_b,
+        &deactivated,
+        &min_disk,
+        &large,
+        &typed,
+    ] {
+        g.delete_eventually(i).await;
+    }
     s.down().await;
 }
 
@@ -592,7 +601,7 @@ async fn an_image_made_as_novas_direct_snapshot_makes_clones() {
     );
     assert_eq!(volume_bytes(&s, &id, 2 * MIB).await, data);
     delete_all(&s.api, "volumes", &[&id]).await;
-    glance_deletes(&g, &image).await;
+    g.delete_eventually(&image).await;
     c.driver
         .remove_image(&disk, rbd_driver::RemoveMode::PurgeNow, &OpCtl::new())
         .await
@@ -797,9 +806,27 @@ async fn a_volume_uploads_as_a_raw_copy_in_glances_pool_or_as_converted_qcow2_da
         )
         .await;
     assert_eq!(r.status, 400, "visibility needs 3.1: {}", r.body);
+    // Public images are for admins to make (Cinder's upload_public policy), refused
+    // before anything else.
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            &format!("/v3/volumes/{id}/action"),
+            ALICE,
+            Some("3.1"),
+            Some(json!({"os-volume_upload_image": {"image_name": "x", "visibility": "public"}})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["forbidden"]["message"],
+        "Policy doesn't allow volume_extension:volume_actions:upload_public to be performed."
+    );
+    s.api.wait_volume(ALICE, &id, "available").await;
     delete_all(&s.api, "volumes", &[&from_raw, &from_qcow, &id]).await;
     assert_eq!(g.delete(&qimage).await, 204);
-    glance_deletes(&g, &image).await;
+    g.delete_eventually(&image).await;
     s.down().await;
 }
 
@@ -966,6 +993,7 @@ async fn novas_calls_for_a_volume_backed_server_work_as_nova_sends_them() {
     api.wait_volume(ALICE, &id, "available").await;
     delete_all(api, "snapshots", &[&snap, &snap2]).await;
     delete_all(api, "volumes", &[&copy, &id]).await;
+    g.delete_eventually(&image).await;
     s.down().await;
 }
 
@@ -1053,6 +1081,9 @@ async fn reimage_replaces_a_volumes_data_and_image_metadata_from_3_68() {
         202
     );
     api.wait_gone(ALICE, &format!("/v3/volumes/{id}")).await;
+    for i in [&old, &new] {
+        g.delete_eventually(i).await;
+    }
     s.down().await;
 }
 
