@@ -17,6 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+# The suite checks the RPC golden files; only a hand run of `cargo test -p cinder-rpc`
+# may rewrite them.
+[ -z "${UPDATE_GOLDEN:-}" ] \
+    || die "UPDATE_GOLDEN is set: the test suite checks the golden files and never rewrites them"
 ensure_build_deps
 CEPH_CONF=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR:-/tmp/cinder-rs-ceph}" "${CEPH_DEV_PORT:-6789}")
 CEPH_CONF_B=$(scripts/ceph-dev.sh up "${CEPH_DEV_DIR_B:-/tmp/cinder-rs-ceph-b}" "${CEPH_DEV_PORT_B:-6790}")
@@ -37,18 +41,20 @@ ks_out=$(mktemp)
     "${KEYSTONE_TEST_DIR:-/tmp/cinder-rs-keystone-test}" "${KEYSTONE_TEST_PORT:-35358}" \
     >"$ks_out" 2>"$ks_out.log") &
 ks_pid=$!
-# The test Glance (images in the first cluster's `images` pool) likewise (~10 s).
+# The test Glance (images in the first cluster's `images` pool) likewise (~10 s), then a
+# second one that checks the test Keystone's tokens (it needs Keystone only when asked).
+# One after the other: both would create the `images` pool on a fresh cluster.
 gl_out=$(mktemp)
-(CEPH_CONF=$CEPH_CONF scripts/glance-dev.sh up \
-    "${GLANCE_TEST_DIR:-/tmp/cinder-rs-glance-test}" "${GLANCE_TEST_PORT:-9293}" \
-    >"$gl_out" 2>"$gl_out.log") &
-gl_pid=$!
-# And one that checks the test Keystone's tokens (it needs Keystone only when asked).
 glk_out=$(mktemp)
-(CEPH_CONF=$CEPH_CONF GLANCE_DEV_KEYSTONE_URL="http://127.0.0.1:${KEYSTONE_TEST_PORT:-35358}/v3" \
-    scripts/glance-dev.sh up "${GLANCE_KS_TEST_DIR:-/tmp/cinder-rs-glance-ks}" "${GLANCE_KS_TEST_PORT:-9295}" \
-    >"$glk_out" 2>"$glk_out.log") &
-glk_pid=$!
+(
+    CEPH_CONF=$CEPH_CONF scripts/glance-dev.sh up \
+        "${GLANCE_TEST_DIR:-/tmp/cinder-rs-glance-test}" "${GLANCE_TEST_PORT:-9293}" \
+        >"$gl_out" 2>"$gl_out.log" || exit 1
+    CEPH_CONF=$CEPH_CONF GLANCE_DEV_KEYSTONE_URL="http://127.0.0.1:${KEYSTONE_TEST_PORT:-35358}/v3" \
+        scripts/glance-dev.sh up "${GLANCE_KS_TEST_DIR:-/tmp/cinder-rs-glance-ks}" \
+        "${GLANCE_KS_TEST_PORT:-9295}" >"$glk_out" 2>"$glk_out.log" || exit 2
+) &
+gl_pid=$!
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export CINDER_TEST_POSTGRES_URL=${CINDER_TEST_POSTGRES_URL:-postgres://cinder_test:cinder_test@127.0.0.1:5432/postgres}
 export CINDER_TEST_MYSQL_URL=${CINDER_TEST_MYSQL_URL:-mysql://cinder_test:cinder_test@127.0.0.1:3306/mysql}
@@ -65,7 +71,7 @@ remove_test_pools
 finish() {
     remove_test_pools
     # An early failure (fmt, clippy) must not leave the Keystone start running.
-    kill "$ks_pid" "$gl_pid" "$glk_pid" 2>/dev/null || true
+    kill "$ks_pid" "$gl_pid" 2>/dev/null || true
     rm -f "$ks_out" "$ks_out.log" "$gl_out" "$gl_out.log" "$glk_out" "$glk_out.log"
 }
 trap finish EXIT
@@ -80,16 +86,14 @@ if ! wait "$ks_pid"; then
 fi
 KEYSTONE_URL=$(cat "$ks_out")
 export KEYSTONE_URL
-if ! wait "$gl_pid"; then
-    cat "$gl_out.log" >&2
-    die "the test Glance did not start (scripts/glance-dev.sh up)"
+gl_rc=0
+wait "$gl_pid" || gl_rc=$?
+if [ "$gl_rc" -ne 0 ]; then
+    cat "$gl_out.log" "$glk_out.log" >&2 2>/dev/null || true
+    die "the test Glances did not start (scripts/glance-dev.sh up; exit $gl_rc)"
 fi
 GLANCE_URL=$(cat "$gl_out")
 export GLANCE_URL
-if ! wait "$glk_pid"; then
-    cat "$glk_out.log" >&2
-    die "the test Glance with Keystone did not start (scripts/glance-dev.sh up)"
-fi
 GLANCE_KEYSTONE_URL=$(cat "$glk_out")
 export GLANCE_KEYSTONE_URL
 log "cargo test (CEPH_CONF=$CEPH_CONF, CEPH_CONF_B=$CEPH_CONF_B, KEYSTONE_URL=$KEYSTONE_URL, GLANCE_URL=$GLANCE_URL, GLANCE_KEYSTONE_URL=$GLANCE_KEYSTONE_URL)"

@@ -206,6 +206,9 @@ async fn start_backend(
         .await
         .map_err(|e| anyhow::anyhow!("backend {name}: reconciliation failed: {e}"))?;
     tracing::info!(service = %host, ?report, "start-up reconciliation done");
+    manager
+        .metrics
+        .set_unknown_images(&host, &report.unknown_images);
     let down_time = Duration::from_secs(service.down_time());
     let janitor =
         cluster.map(|c| tokio::spawn(adopt_forever(recovery, c, down_time, shutdown.clone())));

@@ -47,7 +47,11 @@ pub struct Metrics {
     backends: Mutex<BTreeMap<String, BackendProbe>>,
     scrapes: AtomicU64,
     downloads: Mutex<BTreeMap<String, Arc<DownloadProgress>>>,
+    unknown_images: Mutex<BTreeMap<String, Vec<String>>>,
 }
+
+/// Unknown images named one by one on the metrics, at most (the count says the rest).
+const UNKNOWN_NAMED: usize = 100;
 
 /// The bytes an image download into a volume has written so far, and how many it
 /// will (when Glance said).
@@ -111,6 +115,14 @@ impl Metrics {
             metrics: self,
             volume_id: volume_id.to_string(),
             progress,
+        }
+    }
+
+    /// The images start-up reconciliation found in `backend`'s pool that no volume row
+    /// knows (left alone, for an operator to look at).
+    pub fn set_unknown_images(&self, backend: &str, names: &[String]) {
+        if let Ok(mut u) = self.unknown_images.lock() {
+            u.insert(backend.to_string(), names.to_vec());
         }
     }
 
@@ -213,6 +225,29 @@ impl Metrics {
         out.push_str("# HELP cinder_volume_heartbeat_max_gap_seconds Largest gap between two heartbeat writes.\n# TYPE cinder_volume_heartbeat_max_gap_seconds gauge\n");
         out.push_str("# HELP cinder_volume_capacity_gb Backend capacity from the last report.\n# TYPE cinder_volume_capacity_gb gauge\n");
         out.push_str(&rest);
+        // Each family in one block; names are label values, escaped.
+        if let Ok(u) = self.unknown_images.lock() {
+            out.push_str("# HELP cinder_volume_unknown_images Images in the pool that no volume row knows, found at start (left alone).\n# TYPE cinder_volume_unknown_images gauge\n");
+            for (backend, names) in u.iter() {
+                let _ = writeln!(
+                    out,
+                    "cinder_volume_unknown_images{{backend=\"{}\"}} {}",
+                    label(backend),
+                    names.len()
+                );
+            }
+            out.push_str("# HELP cinder_volume_unknown_image One such image by name (the first 100).\n# TYPE cinder_volume_unknown_image gauge\n");
+            for (backend, names) in u.iter() {
+                for name in names.iter().take(UNKNOWN_NAMED) {
+                    let _ = writeln!(
+                        out,
+                        "cinder_volume_unknown_image{{backend=\"{}\",image=\"{}\"}} 1",
+                        label(backend),
+                        label(name)
+                    );
+                }
+            }
+        }
         out.push_str("# HELP cinder_volume_image_download_bytes Image downloads in flight: bytes received and the image's size (0: unknown).\n# TYPE cinder_volume_image_download_bytes gauge\n");
         if let Ok(d) = self.downloads.lock() {
             for (volume, p) in d.iter() {
@@ -227,6 +262,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A label value as the text format wants it: backslash, double quote and newline
+/// escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown`.
@@ -291,5 +334,21 @@ mod tests {
         );
         drop(d);
         assert!(!m.render().contains("volume_id=\"v-1\""));
+    }
+
+    #[test]
+    fn unknown_images_are_named_with_their_label_values_escaped() {
+        let m = Metrics::default();
+        m.set_unknown_images("h@b", &["volume-x".into(), "odd\"name\\".into()]);
+        let text = m.render();
+        assert!(
+            text.contains("cinder_volume_unknown_images{backend=\"h@b\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cinder_volume_unknown_image{backend=\"h@b\",image=\"volume-x\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("image=\"odd\\\"name\\\\\"} 1"), "{text}");
     }
 }

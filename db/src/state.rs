@@ -287,6 +287,7 @@ impl Ending {
                         conditional(conn, id, &op.running(), op.end(*o), &(), Previous::Keep).await;
                     if r.is_ok() && op.end(*o) == Final::Deleted {
                         release_snapshot_usage(conn, id).await?;
+                        forget_snapshot_rows(conn, id).await?;
                     }
                     r
                 }
@@ -348,6 +349,22 @@ async fn forget_volume_rows<C: ConnectionTrait>(conn: &C, id: &str) -> Result<()
         .await?;
     soft_delete::<volume_glance_metadata::Entity>()
         .filter(volume_glance_metadata::Column::VolumeId.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// A deleted snapshot's metadata and image metadata go with it (Cinder's
+/// `snapshot_destroy` and `volume_glance_metadata_delete_by_snapshot`).
+async fn forget_snapshot_rows<C: ConnectionTrait>(conn: &C, id: &str) -> Result<()> {
+    use crate::entity::{snapshot_metadata, volume_glance_metadata};
+    use crate::soft_delete::soft_delete;
+    soft_delete::<snapshot_metadata::Entity>()
+        .filter(snapshot_metadata::Column::SnapshotId.eq(id))
+        .exec(conn)
+        .await?;
+    soft_delete::<volume_glance_metadata::Entity>()
+        .filter(volume_glance_metadata::Column::SnapshotId.eq(id))
         .exec(conn)
         .await?;
     Ok(())

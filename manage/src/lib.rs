@@ -27,6 +27,18 @@ pub const USAGE: &str = "[--database-url URL] db sync|version";
 
 /// Runs a command line such as `db sync`, printing its report to stdout.
 pub async fn run(settings: &Settings, args: &[String]) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    let done = run_to(settings, args, &mut out).await;
+    print!("{}", String::from_utf8_lossy(&out));
+    done
+}
+
+/// Runs a command line such as `db sync`, writing its report to `out`.
+pub async fn run_to(
+    settings: &Settings,
+    args: &[String],
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
     let mut url = settings.database.connection.expose().to_string();
     let mut words = Vec::new();
     let mut it = args.iter();
@@ -45,20 +57,21 @@ pub async fn run(settings: &Settings, args: &[String]) -> anyhow::Result<()> {
             Migrator::up(db.connection(), None)
                 .await
                 .context("applying migrations")?;
-            println!(
+            writeln!(
+                out,
                 "schema at {}",
                 db.schema_version().await?.unwrap_or_default()
-            );
+            )?;
         }
         ["db", "version"] => {
             let current = db.schema_version().await?;
             let pending = Migrator::get_pending_migrations(db.connection())
                 .await
                 .unwrap_or_default();
-            println!("current: {}", current.as_deref().unwrap_or("none"));
-            println!("pending: {}", pending.len());
+            writeln!(out, "current: {}", current.as_deref().unwrap_or("none"))?;
+            writeln!(out, "pending: {}", pending.len())?;
             for m in pending {
-                println!("  {}", m.name());
+                writeln!(out, "  {}", m.name())?;
             }
         }
         _ => bail!("usage: cinder-manage {USAGE}"),

@@ -481,12 +481,14 @@ async fn main() {
     for id in [&cl_volume, &dl_volume] {
         s.delete_volume(id).await;
     }
-    drop(procs);
+    // The images while the services still run (a deleted clone may wait in the trash
+    // for the purge the volume service asked the mgr for). The location belongs to
+    // Glance: deleting the image removes the RBD image.
     for (_, image) in &by_size {
-        // The location belongs to Glance: deleting the image removes the RBD image.
         s.glance.delete_eventually(image).await;
     }
     s.glance.delete_eventually(&full).await;
+    drop(procs);
     drop(d);
     ceph(&conf, &["auth", "del", &format!("client.{user}")]);
     delete_pool(&conf, &p_clone);

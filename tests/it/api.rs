@@ -37,6 +37,37 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// Reserves volume `id` for a new server, as Nova does first (attachment create at
+    /// 3.44 without a connector); returns the attachment id.
+    pub(crate) async fn reserve(&self, token: &str, id: &str) -> String {
+        let server = uuid::Uuid::new_v4().to_string();
+        let r = self
+            .call(
+                Method::POST,
+                "/v3/attachments",
+                token,
+                Some("3.44"),
+                Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["attachment"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Deletes attachment `att` (Nova's detach at 3.44).
+    pub(crate) async fn unreserve(&self, token: &str, att: &str) {
+        let r = self
+            .call(
+                Method::DELETE,
+                &format!("/v3/attachments/{att}"),
+                token,
+                Some("3.44"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
     pub(crate) async fn call(
         &self,
         method: Method,

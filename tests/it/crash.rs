@@ -135,9 +135,17 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     }
     // Kill once some of the work is done and some is not.
     let all: Vec<String> = doomed.iter().chain(&born).cloned().collect();
+    // `None`: the row is gone (deleted). Any other database error fails the test, it
+    // never reads as "deleted".
     let status_of = |id: String| {
         let db = svc.db.clone();
-        async move { db.volume(&id).await.ok().map(|v| v.status) }
+        async move {
+            match db.volume(&id).await {
+                Ok(v) => Some(v.status),
+                Err(cinder_db::Error::NotFound { .. }) => None,
+                Err(e) => panic!("reading volume {id}: {e}"),
+            }
+        }
     };
     let mut finished = 0;
     for _ in 0..400 {
@@ -216,6 +224,35 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
         let id = e.name.trim_start_matches("volume-");
         assert!(live.contains(id), "image {} has no row", e.name);
     }
+    // The trash too: no live volume's image is there, and what the deletes moved there
+    // is purged (by the mgr, or the service's trash sweep).
+    let trashed = || async {
+        c.driver
+            .trash_list(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+    };
+    for name in trashed().await {
+        let id = name.trim_start_matches("volume-");
+        assert!(
+            !live.contains(id),
+            "live volume {id} has its image in the trash"
+        );
+    }
+    crate::fixtures::wait_for(
+        "the deleted volumes' images to leave the trash",
+        90,
+        || async {
+            match trashed().await {
+                t if t.is_empty() => Ok(()),
+                t => Err(format!("{t:?}")),
+            }
+        },
+    )
+    .await;
     let row = svc.row().await;
     crate::fixtures::wait_claims_released(&svc.db, row.id).await;
 

@@ -80,26 +80,47 @@ async fn migrations_go_up_down_and_up_again_and_gate_the_services() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cinder_manage_syncs_and_reports_the_schema() {
+    use cinder_migrations::MigratorTrait;
     let t = TestDb::empty(Backend::Sqlite).await;
     let settings: cinder_manage::Settings = cinder_common::config::load_with_env(None, []).unwrap();
     let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    cinder_manage::run(&settings, &args(&["--database-url", &t.url, "db", "sync"]))
+    let report = |words: Vec<String>| {
+        let settings = &settings;
+        async move {
+            let mut out = Vec::new();
+            cinder_manage::run_to(settings, &words, &mut out)
+                .await
+                .map(|()| String::from_utf8(out).unwrap())
+        }
+    };
+    let names: Vec<String> = cinder_migrations::Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    let newest = names.last().unwrap();
+    // Empty: nothing applied, every migration pending, by name and in order.
+    let before = report(args(&["--database-url", &t.url, "db", "version"]))
         .await
         .unwrap();
-    cinder_manage::run(
-        &settings,
-        &args(&["--database-url", &t.url, "db", "version"]),
-    )
-    .await
-    .unwrap();
+    let mut want = format!("current: none\npending: {}\n", names.len());
+    for n in &names {
+        want.push_str(&format!("  {n}\n"));
+    }
+    assert_eq!(before, want);
+    let synced = report(args(&["--database-url", &t.url, "db", "sync"]))
+        .await
+        .unwrap();
+    assert_eq!(synced, format!("schema at {newest}\n"));
+    let after = report(args(&["--database-url", &t.url, "db", "version"]))
+        .await
+        .unwrap();
+    assert_eq!(after, format!("current: {newest}\npending: 0\n"));
     let db = Db::connect(&t.url).await.unwrap();
     db.check_schema().await.unwrap();
-    assert!(cinder_manage::run(
-        &settings,
-        &args(&["--database-url", &t.url, "db", "nonsense"])
-    )
-    .await
-    .is_err());
+    let e = report(args(&["--database-url", &t.url, "db", "nonsense"]))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("usage: cinder-manage"), "{e}");
     t.drop(db).await;
 }
 

@@ -66,37 +66,6 @@ async fn action(s: &Stack, id: &str, body: Value) -> crate::api::Resp {
 
 /// Deletes `kind` (`volumes`, `snapshots`) `ids` through the API, each gone before the
 /// next.
-/// Reserves volume `id` for a new server, as Nova does first (attachment create at
-/// 3.44 without a connector); returns the attachment id.
-async fn reserve(api: &crate::api::Api, id: &str) -> String {
-    let server = uuid::Uuid::new_v4().to_string();
-    let r = api
-        .call(
-            Method::POST,
-            "/v3/attachments",
-            ALICE,
-            Some("3.44"),
-            Some(json!({"attachment": {"volume_uuid": id, "instance_uuid": server}})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body["attachment"]["id"].as_str().unwrap().to_string()
-}
-
-/// Deletes attachment `att` (Nova's detach at 3.44).
-async fn unreserve(api: &crate::api::Api, att: &str) {
-    let r = api
-        .call(
-            Method::DELETE,
-            &format!("/v3/attachments/{att}"),
-            ALICE,
-            Some("3.44"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-}
-
 async fn delete_all(api: &crate::api::Api, kind: &str, ids: &[&String]) {
     for id in ids {
         let path = format!("/v3/{kind}/{id}");
@@ -286,6 +255,11 @@ async fn a_raw_image_in_rbd_makes_a_copy_on_write_clone_that_keeps_its_metadata_
                 .unwrap();
         assert!(left.is_empty(), "{v}: {left:?}");
     }
+    let left =
+        s.db.image_metadata(cinder_db::ImageMetadataOf::Snapshot(&snap))
+            .await
+            .unwrap();
+    assert!(left.is_empty(), "snapshot {snap}: {left:?}");
     g.delete_eventually(&image).await;
     s.down().await;
 }
@@ -770,7 +744,7 @@ async fn a_volume_uploads_as_a_raw_copy_in_glances_pool_or_as_converted_qcow2_da
 
     // Refusals: a volume that is not available (reserved for a server), a format
     // Cinder does not know, visibility before 3.1; none changes the volume.
-    let att = reserve(&s.api, &id).await;
+    let att = s.api.reserve(ALICE, &id).await;
     let r = s
         .api
         .post(
@@ -786,7 +760,27 @@ async fn a_volume_uploads_as_a_raw_copy_in_glances_pool_or_as_converted_qcow2_da
         "force is ignored without enable_force_upload"
     );
     s.api.wait_volume(ALICE, &id, "reserved").await;
-    unreserve(&s.api, &att).await;
+    // Public images are for admins to make (Cinder's upload_public policy): refused
+    // before the volume's status is even looked at, and no image is made.
+    let public = cinder_tests::unique("public");
+    let r = s
+        .api
+        .call(
+            Method::POST,
+            &format!("/v3/volumes/{id}/action"),
+            ALICE,
+            Some("3.1"),
+            Some(json!({"os-volume_upload_image": {"image_name": public, "visibility": "public"}})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.body["forbidden"]["message"],
+        "Policy doesn't allow volume_extension:volume_actions:upload_public to be performed."
+    );
+    assert_eq!(g.named(&public).await, Vec::<Value>::new());
+    s.api.wait_volume(ALICE, &id, "reserved").await;
+    s.api.unreserve(ALICE, &att).await;
     s.api.wait_volume(ALICE, &id, "available").await;
     let r = s
         .api
@@ -806,24 +800,6 @@ async fn a_volume_uploads_as_a_raw_copy_in_glances_pool_or_as_converted_qcow2_da
         )
         .await;
     assert_eq!(r.status, 400, "visibility needs 3.1: {}", r.body);
-    // Public images are for admins to make (Cinder's upload_public policy), refused
-    // before anything else.
-    let r = s
-        .api
-        .call(
-            Method::POST,
-            &format!("/v3/volumes/{id}/action"),
-            ALICE,
-            Some("3.1"),
-            Some(json!({"os-volume_upload_image": {"image_name": "x", "visibility": "public"}})),
-        )
-        .await;
-    assert_eq!(r.status, 403, "{}", r.body);
-    assert_eq!(
-        r.body["forbidden"]["message"],
-        "Policy doesn't allow volume_extension:volume_actions:upload_public to be performed."
-    );
-    s.api.wait_volume(ALICE, &id, "available").await;
     delete_all(&s.api, "volumes", &[&from_raw, &from_qcow, &id]).await;
     assert_eq!(g.delete(&qimage).await, 204);
     g.delete_eventually(&image).await;
@@ -870,7 +846,7 @@ async fn novas_calls_for_a_volume_backed_server_work_as_nova_sends_them() {
     assert_eq!(r.status, 200, "{}", r.body);
 
     // Attachments at 3.44: reserve, connect, complete.
-    let att = reserve(api, &id).await;
+    let att = api.reserve(ALICE, &id).await;
     let connector = json!({"host": "compute-1", "ip": "192.0.2.10", "initiator": "iqn.x",
                            "platform": "x86_64", "os_type": "linux", "multipath": false,
                            "do_local_attach": false, "mountpoint": "/dev/vda"});
@@ -989,7 +965,7 @@ async fn novas_calls_for_a_volume_backed_server_work_as_nova_sends_them() {
     assert_eq!(d["volume_image_metadata"]["hw_disk_bus"], "virtio", "{d}");
 
     // Detach: attachment delete at 3.44.
-    unreserve(api, &att).await;
+    api.unreserve(ALICE, &att).await;
     api.wait_volume(ALICE, &id, "available").await;
     delete_all(api, "snapshots", &[&snap, &snap2]).await;
     delete_all(api, "volumes", &[&copy, &id]).await;
@@ -1052,7 +1028,7 @@ async fn reimage_replaces_a_volumes_data_and_image_metadata_from_3_68() {
         "nothing of the old image after it"
     );
     // A reserved volume needs reimage_reserved.
-    let att = reserve(api, &id).await;
+    let att = api.reserve(ALICE, &id).await;
     let r = api
         .call(Method::POST, &path, ALICE, Some("3.68"), Some(body.clone()))
         .await;
@@ -1074,7 +1050,7 @@ async fn reimage_replaces_a_volumes_data_and_image_metadata_from_3_68() {
     let v = api.wait_volume(ALICE, &id, "reserved").await;
     assert_eq!(v["volume_image_metadata"]["image_id"], old.as_str(), "{v}");
     assert_eq!(volume_bytes(&s, &id, 2 * MIB).await, old_data);
-    unreserve(api, &att).await;
+    api.unreserve(ALICE, &att).await;
     api.wait_volume(ALICE, &id, "available").await;
     assert_eq!(
         api.delete(&format!("/v3/volumes/{id}"), ALICE).await.status,
@@ -1131,18 +1107,15 @@ async fn a_keystone_protected_glance_is_called_with_the_callers_token() {
         .status();
     assert_eq!(anonymous, 401, "this Glance wants a token");
 
+    let create = |tok: String| {
+        let (api, body) = (&s.api, json!({"volume": {"size": 1, "imageRef": image}}));
+        async move {
+            api.call(Method::POST, "/v3/volumes", &tok, None, Some(body))
+                .await
+        }
+    };
     // Bob cannot see it: refused as an unknown image, before anything is reserved.
-    let tok_b = ks.token(&bob, &pb).await.id;
-    let r = s
-        .api
-        .call(
-            Method::POST,
-            "/v3/volumes",
-            &tok_b,
-            None,
-            Some(json!({"volume": {"size": 1, "imageRef": image}})),
-        )
-        .await;
+    let r = create(ks.token(&bob, &pb).await.id).await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(
         r.body["badRequest"]["message"],
@@ -1151,16 +1124,7 @@ async fn a_keystone_protected_glance_is_called_with_the_callers_token() {
 
     // Alice's volume from it: looked up by the API, downloaded by the volume service.
     let tok = tok_a().await;
-    let r = s
-        .api
-        .call(
-            Method::POST,
-            "/v3/volumes",
-            &tok,
-            None,
-            Some(json!({"volume": {"size": 1, "imageRef": image}})),
-        )
-        .await;
+    let r = create(tok.clone()).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let id = r.body["volume"]["id"].as_str().unwrap().to_string();
     let v = s.api.wait_volume(&tok, &id, "available").await;

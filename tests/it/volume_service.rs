@@ -13,8 +13,9 @@ use cinder_rpc::messages::{
 };
 use cinder_rpc::{Envelope, Topic};
 use cinder_tests::{create_request, rbd, unique};
+use rbd_driver::ImageSpec;
 
-use crate::fixtures::{ceph, ctx, image, launch, prepare, start, volume_row};
+use crate::fixtures::{ceph, ctx, image, launch, launch_on, prepare, start, volume_row};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volumes_live_and_die_through_the_queue() {
@@ -310,11 +311,21 @@ async fn a_redelivered_create_makes_one_volume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_strangers() {
     let c = ceph().await;
-    let p = prepare().await;
+    // A pool of its own: every image in it is this test's, so the report can be read
+    // exactly.
+    let pool = cinder_tests::unique("it-reconcile");
+    let (conf, pl) = (c.conf.clone(), pool.clone());
+    tokio::task::spawn_blocking(move || cinder_tests::create_pool(&conf, &pl))
+        .await
+        .unwrap();
+    let image = |id: &str| ImageSpec::new(&pool, format!("volume-{id}"));
+    let mut p = prepare().await;
+    let addr = crate::fixtures::free_local_addr();
+    p.metrics_listen = addr.clone();
+    let backend = format!("{}@ceph", p.host);
     // What a crash leaves: the service row, its claims, a half-made image, an interrupted
-    // delete, and an image no row knows.
-    let row =
-        crate::fixtures::register_volume_service(&p.db, &format!("{}@ceph", p.host), None).await;
+    // delete, a volume that is fine, and an image no row knows.
+    let row = crate::fixtures::register_volume_service(&p.db, &backend, None).await;
     let creating = p.db.create_volume(&volume_row(1)).await.unwrap().id;
     p.db.claim(&volume_ops::CREATE.claim(&creating), row.id)
         .await
@@ -324,13 +335,13 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
         ..Default::default()
     };
     c.driver
-        .create_image(&image(c, &creating), &opts)
+        .create_image(&image(&creating), &opts)
         .await
         .unwrap();
 
     let deleting = p.db.create_volume(&volume_row(1)).await.unwrap().id;
     c.driver
-        .create_image(&image(c, &deleting), &opts)
+        .create_image(&image(&deleting), &opts)
         .await
         .unwrap();
     p.db.finish(
@@ -344,33 +355,63 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
         .await
         .unwrap();
 
-    let stranger = image(c, &uuid::Uuid::new_v4().to_string());
+    let fine = p.db.create_volume(&volume_row(1)).await.unwrap().id;
+    c.driver.create_image(&image(&fine), &opts).await.unwrap();
+    p.db.finish(
+        None,
+        &Ending::volume(&volume_ops::CREATE, &fine, Outcome::Done),
+    )
+    .await
+    .unwrap();
+
+    let stranger = image(&uuid::Uuid::new_v4().to_string());
     c.driver.create_image(&stranger, &opts).await.unwrap();
 
     let db = p.db.clone();
-    let svc = launch(c, p).await;
+    let svc = launch_on(c, p, &pool).await;
     assert_eq!(
         db.volume(&creating).await.unwrap().status,
         VolumeStatus::Error,
         "an interrupted create fails cleanly"
     );
     assert!(
-        !c.driver.exists(&image(c, &creating)).await.unwrap(),
+        !c.driver.exists(&image(&creating)).await.unwrap(),
         "its half-made image is removed"
     );
     assert!(
         db.volume(&deleting).await.is_err(),
         "an interrupted delete is carried to its end"
     );
-    assert!(!c.driver.exists(&image(c, &deleting)).await.unwrap());
+    assert!(!c.driver.exists(&image(&deleting)).await.unwrap());
     assert!(
         c.driver.exists(&stranger).await.unwrap(),
         "an unknown image is never deleted"
     );
+    // ... but reported, by name, for an operator to look at: it and only it.
+    let page = http_get(&addr, "/metrics").await;
+    let count = format!("cinder_volume_unknown_images{{backend=\"{backend}\"}} 1");
+    assert!(page.contains(&count), "{count} not in:\n{page}");
+    let line = format!(
+        "cinder_volume_unknown_image{{backend=\"{backend}\",image=\"{}\"}} 1",
+        stranger.name
+    );
+    assert!(page.contains(&line), "{line} not in:\n{page}");
+    let named = page
+        .lines()
+        .filter(|l| l.starts_with("cinder_volume_unknown_image{"))
+        .count();
+    assert_eq!(named, 1, "{page}");
+    assert!(
+        !page.contains(&image(&fine).name),
+        "the live volume's image is known"
+    );
     // No claim left.
     crate::fixtures::wait_claims_released(&db, row.id).await;
     svc.stop().await;
-    c.purge(&stranger).await;
+    let (conf, pl) = (c.conf.clone(), pool.clone());
+    tokio::task::spawn_blocking(move || cinder_tests::delete_pool(&conf, &pl))
+        .await
+        .unwrap();
 }
 
 async fn http_get(addr: &str, path: &str) -> String {

@@ -125,8 +125,14 @@ impl Api {
     /// and after 300 s. When it got there.
     pub async fn until(&self, path: &str, key: &str, want: &str) -> Instant {
         let deadline = Instant::now() + Duration::from_secs(300);
+        let mut silent = 0;
         loop {
-            let (_, v) = self.call(reqwest::Method::GET, path, None).await;
+            let (status, v) = self.call(reqwest::Method::GET, path, None).await;
+            silent = if status == 0 { silent + 1 } else { 0 };
+            assert!(
+                silent < 50,
+                "the API stopped answering while {path} was polled"
+            );
             let s = v[key]["status"].as_str().unwrap_or("").to_string();
             if s == want {
                 return Instant::now();
@@ -149,7 +155,12 @@ impl Api {
         let (s, v) = self.call(reqwest::Method::DELETE, path, None).await;
         assert!(s == 202 || s == 204, "DELETE {path}: {s} {v}");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.call(reqwest::Method::GET, path, None).await.0 != 404 {
+        loop {
+            match self.call(reqwest::Method::GET, path, None).await.0 {
+                404 => break,
+                0 => panic!("the API stopped answering while {path} was deleted"),
+                _ => {}
+            }
             assert!(Instant::now() < deadline, "{path} was not deleted");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

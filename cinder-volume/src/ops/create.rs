@@ -276,6 +276,8 @@ pub(crate) async fn resume<D: VolumeDriver>(
     key: &ClaimKey,
     report: &mut Reconciled,
 ) -> Result<Resumed, ManagerError> {
+    // Whatever became of the row, a killed download's files are ours to remove.
+    super::image::remove_leftovers(m, &key.id).await;
     if m.volume_in_any(&key.id, &OP.running()).await?.is_none() {
         m.release(key).await?;
         return Ok(Resumed::Done);
@@ -287,7 +289,6 @@ pub(crate) async fn resume<D: VolumeDriver>(
         }
         Ok(()) => {}
     }
-    super::image::remove_leftovers(m, &key.id).await;
     let ending = Ending::volume(OP, &key.id, Outcome::Failed);
     settle(m, key, &ending, &mut report.failed_creates).await
 }

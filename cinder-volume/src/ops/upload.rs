@@ -5,12 +5,15 @@
 //!   direct snapshot does; volumes made from the image are clones again. Glance
 //!   decides: a location outside its store is refused, and the copy goes.
 //! - **data**: the volume's bytes streamed to Glance (as of a temporary snapshot when
-//!   the upload was forced from `in-use` or `reserved`; as they are when it came from
-//!   `available`, which nothing writes while `uploading`); other formats are converted
-//!   by `qemu-img` from a sparse raw file in `image_conversion_dir` first.
+//!   the upload was forced from `in-use`; as they are when it came from `available`,
+//!   which no attachment may take while `uploading`: Cinder's RBD driver reads the live
+//!   volume in both cases); other formats are converted by `qemu-img` from a sparse raw
+//!   file in `image_conversion_dir` first.
 //!
-//! A direct copy that Glance's pool refuses our cephx user (EPERM) is not tried again for
-//! ten minutes: each attempt costs a snapshot.
+//! After a direct copy fails for a reason that will not pass by itself (Glance's pool
+//! refuses our cephx user, EPERM; Glance refuses the location, 400 or 403) the direct
+//! path is not tried again for ten minutes: each attempt costs a snapshot and, when
+//! Glance refuses, a whole copy.
 //!
 //! Either way the volume goes back to the status it had; a failure also leaves a user
 //! message and deletes the half-made image while it is still `queued` or `saving`.
@@ -58,8 +61,8 @@ pub(crate) async fn run<D: VolumeDriver>(
         m.release(&key).await?;
         return Ok(Ran::Ok);
     };
-    // An upload from `available` has no writer (attachments refuse `uploading`); one
-    // forced from `in-use` or `reserved` reads a snapshot taken now.
+    // An upload from `available` reads the volume as it is (no attachment may take it
+    // while `uploading`); one forced from `in-use` reads a snapshot taken now.
     let point_in_time = row.previous_status != Some(VolumeStatus::Available);
     let done = upload(m, token, u, row.size, point_in_time).await;
     let outcome = match &done {
@@ -99,11 +102,14 @@ async fn discard_image(g: &Glance, token: Option<&str>, id: &str) {
     match g.image(token, id).await {
         Ok(i) if matches!(i.status(), "queued" | "saving") => {
             if let Err(e) = g.delete(token, id).await {
-                tracing::warn!(image_id = id, error = %e, "cannot delete the half-made image");
+                tracing::error!(image_id = id, error = %e, "cannot delete the half-made image: it stays in Glance until someone deletes it");
             }
         }
         Ok(_) | Err(cinder_glance::Error::NotFound(_)) => {}
-        Err(e) => tracing::warn!(image_id = id, error = %e, "cannot read the half-made image"),
+        // An expired token, say: the image stays, named here for whoever cleans up.
+        Err(e) => {
+            tracing::error!(image_id = id, error = %e, "cannot read the half-made image: it may stay in Glance until someone deletes it")
+        }
     }
 }
 
@@ -155,9 +161,7 @@ async fn direct<D: VolumeDriver>(
         Err(e) => {
             if e.kind == DriverErrorKind::PermissionDenied {
                 tracing::warn!(pool = %pool, error = %e, "our cephx user may not write Glance's pool: uploads send their data for the next {} s (grant `profile rbd pool={pool}` for direct copies)", DIRECT_RETRY_AFTER.as_secs());
-                if let Ok(mut t) = m.direct_refused.lock() {
-                    *t = Some(std::time::Instant::now());
-                }
+                refuse_direct_for_a_while(m);
             }
             return Err(e.to_string());
         }
@@ -168,8 +172,25 @@ async fn direct<D: VolumeDriver>(
             if let Err(r) = m.driver.remove_image_copy(pool, &u.image_id).await {
                 tracing::warn!(pool = %pool, image = %u.image_id, error = %r, "cannot remove the refused copy");
             }
+            if matches!(
+                e,
+                cinder_glance::Error::Refused {
+                    status: 400 | 403,
+                    ..
+                }
+            ) {
+                tracing::warn!(location = %location, error = %e, "Glance refuses locations in its pool from us (its policy, or `[glance] rbd_store_pool` is not its store's pool): uploads send their data for the next {} s", DIRECT_RETRY_AFTER.as_secs());
+                refuse_direct_for_a_while(m);
+            }
             Err(format!("glance refused {location}: {e}"))
         }
+    }
+}
+
+/// Uploads skip the direct path for [`DIRECT_RETRY_AFTER`] from now.
+fn refuse_direct_for_a_while<D: VolumeDriver>(m: &VolumeManager<D>) {
+    if let Ok(mut t) = m.direct_refused.lock() {
+        *t = Some(std::time::Instant::now());
     }
 }
 

@@ -27,6 +27,16 @@ struct QemuInfo {
     format_specific: Option<serde_json::Value>,
 }
 
+/// qemu-img's name for Glance's disk format `format` (Cinder's `fixup_disk_format`:
+/// Glance says `vhd` and `ploop` where qemu-img says `vpc` and `parallels`).
+fn qemu_format(format: &str) -> &str {
+    match format {
+        "vhd" => "vpc",
+        "ploop" => "parallels",
+        other => other,
+    }
+}
+
 /// Bytes read from the converted file at once.
 const PIECE: usize = 4 << 20;
 
@@ -91,7 +101,8 @@ impl RbdVolumeDriver {
         .await?;
         let info: QemuInfo = serde_json::from_slice(&info)
             .map_err(|e| DriverError::invalid(format!("qemu-img info: {e}")))?;
-        if info.format != format {
+        let qformat = qemu_format(format);
+        if info.format != qformat {
             return Err(DriverError::invalid(format!(
                 "the image data is {}, not {format}",
                 info.format
@@ -137,7 +148,7 @@ impl RbdVolumeDriver {
         let raw = TempPath::new(path.with_extension("raw"));
         run(
             Command::new("qemu-img")
-                .args(["convert", "-f", format, "-O", "raw"])
+                .args(["convert", "-f", qformat, "-O", "raw"])
                 .arg(path)
                 .arg(raw.path()),
             "qemu-img convert",
@@ -250,8 +261,10 @@ impl RbdVolumeDriver {
             Ok::<u64, std::io::Error>(pos)
         };
         let (sent, written) = tokio::join!(read, write);
-        let sent = sent?;
+        // The writer's error first: a full disk stops the reader, whose error would only
+        // say that its receiver went away.
         let written = written.map_err(|e| other(raw_path.display(), e))?;
+        let sent = sent?;
         if sent != written {
             return Err(other(
                 raw_path.display(),
@@ -261,7 +274,7 @@ impl RbdVolumeDriver {
         if raw.is_some() {
             run(
                 Command::new("qemu-img")
-                    .args(["convert", "-f", "raw", "-O", format])
+                    .args(["convert", "-f", "raw", "-O", qemu_format(format)])
                     .arg(raw_path)
                     .arg(path),
                 "qemu-img convert",
@@ -345,4 +358,18 @@ fn uuid_like() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("{n:x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::qemu_format;
+
+    #[test]
+    fn glances_disk_formats_get_qemu_imgs_names() {
+        assert_eq!(qemu_format("vhd"), "vpc");
+        assert_eq!(qemu_format("ploop"), "parallels");
+        for same in ["raw", "qcow2", "vmdk", "vdi", "vhdx"] {
+            assert_eq!(qemu_format(same), same);
+        }
+    }
 }

@@ -12,6 +12,8 @@ fn errno_classification_tells_the_kinds_apart() {
         (libc::ENOTCONN, ErrorKind::Unavailable),
         (libc::ESHUTDOWN, ErrorKind::Unavailable),
         (libc::EINVAL, ErrorKind::InvalidInput),
+        (libc::EPERM, ErrorKind::PermissionDenied),
+        (libc::EACCES, ErrorKind::PermissionDenied),
         (libc::EIO, ErrorKind::Other),
     ];
     for (errno, kind) in cases {

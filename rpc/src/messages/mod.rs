@@ -65,7 +65,8 @@ pub struct RequestContext {
     #[serde(default)]
     pub is_admin: bool,
     /// The caller's token (oslo's `auth_token`): what the volume service shows the image
-    /// service on the caller's behalf. Absent from messages that need none.
+    /// service on the caller's behalf. The API sends it with every request of a caller,
+    /// as Cinder's context does; it is absent (not even a key) when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<cinder_common::settings::Secret>,
 }
