@@ -151,6 +151,19 @@ fn check_size(image: &ImageSource, got: u64) -> Result<(), DownloadError> {
     }
 }
 
+/// An image operation on volume `key.id` (upload, re-image) that a crash interrupted:
+/// its conversion files go, and the volume ends as the operation's failure says.
+pub(crate) async fn resume_failed<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    op: &'static cinder_common::ops::Operation<cinder_common::status::VolumeStatus>,
+    key: &cinder_common::ops::ClaimKey,
+    report: &mut crate::recovery::Reconciled,
+) -> Result<crate::recovery::Resumed, crate::manager::ManagerError> {
+    remove_leftovers(m, &key.id).await;
+    let ending = cinder_db::Ending::volume(op, &key.id, cinder_common::ops::Outcome::Failed);
+    crate::recovery::settle(m, key, &ending, &mut report.failed_others).await
+}
+
 /// Whether `name`, a file in `image_conversion_dir`, is one a download into
 /// (`image-<image>-volume-<id>.<fmt>`, and its `.raw` beside) or an upload from
 /// (`volume-<id>-image-<image>.<fmt>`) volume `volume_id` made.

@@ -30,7 +30,7 @@ use cinder_rpc::messages::CopyVolumeToImage;
 use tokio::sync::mpsc;
 
 use crate::manager::{ManagerError, Ran, VolumeManager};
-use crate::recovery::{settle, Reconciled, Resumed};
+use crate::recovery::{Reconciled, Resumed};
 
 /// The operation.
 pub const OP: &Operation<VolumeStatus> = &volume::UPLOAD;
@@ -241,7 +241,5 @@ pub(crate) async fn resume<D: VolumeDriver>(
     key: &ClaimKey,
     report: &mut Reconciled,
 ) -> Result<Resumed, ManagerError> {
-    super::image::remove_leftovers(m, &key.id).await;
-    let ending = Ending::volume(OP, &key.id, Outcome::Failed);
-    settle(m, key, &ending, &mut report.failed_others).await
+    super::image::resume_failed(m, OP, key, report).await
 }
