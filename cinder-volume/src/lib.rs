@@ -169,6 +169,8 @@ async fn start_backend(
             heartbeat: registered.heartbeat.clone(),
             lanes: Box::new(move || lanes.upgrade().and_then(|d| d.lanes())),
             capabilities: caps_rx,
+            broker: Box::new(intake.broker_probe()),
+            report_interval: interval,
         },
     );
     let workers = workers::start(&db, &driver, &host, volume, caps_tx, &shutdown);

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the volume service, served as text on `GET /metrics`:
 //! operations by method and outcome with latency histograms, operations in flight,
-//! the driver pool's lanes (running, waiting), heartbeat age, backend capacity, and the
-//! progress of each image download in flight.
+//! the driver pool's lanes (running, waiting), heartbeat age, backend capacity, the
+//! backend's health (broker connected, heartbeat recent), and the progress of each image
+//! download in flight.
 //!
 //! Plain atomics and one small HTTP responder on the async runtime; no framework.
 
@@ -37,6 +38,10 @@ pub struct BackendProbe {
     pub lanes: Box<dyn Fn() -> Option<Lanes> + Send + Sync>,
     /// The latest capacity report.
     pub capabilities: tokio::sync::watch::Receiver<Option<serde_json::Value>>,
+    /// Whether every consumer has its broker connection right now.
+    pub broker: Box<dyn Fn() -> bool + Send + Sync>,
+    /// The heartbeat's interval (`report_interval`).
+    pub report_interval: Duration,
 }
 
 /// The process's metrics (all backends).
@@ -187,7 +192,14 @@ impl Metrics {
             self.in_flight.load(Ordering::Relaxed)
         );
         out.push_str("# HELP cinder_volume_driver_pool_threads librbd pool lanes: running and waiting calls.\n# TYPE cinder_volume_driver_pool_threads gauge\n");
-        let mut rest = String::new();
+        // Per backend, one block per family (Prometheus wants a family's lines together).
+        let mut fam: [(&str, &str, String); 5] = [
+            ("cinder_volume_heartbeat_age_seconds", "Time since the last heartbeat write (-1: none yet).", String::new()),
+            ("cinder_volume_heartbeat_max_gap_seconds", "Largest gap between two heartbeat writes.", String::new()),
+            ("cinder_volume_capacity_gb", "Backend capacity from the last report.", String::new()),
+            ("cinder_volume_broker_connected", "1 while every consumer of the backend has its broker connection; 0 while cut off (reconnecting).", String::new()),
+            ("cinder_volume_healthy", "1 when the backend consumes its queues and its last heartbeat write is within two report intervals; 0 otherwise.", String::new()),
+        ];
         if let Ok(backends) = self.backends.lock() {
             for (backend, p) in backends.iter() {
                 let l = (p.lanes)().unwrap_or_default();
@@ -199,15 +211,9 @@ impl Metrics {
                     let _ = writeln!(out, "cinder_volume_driver_pool_threads{{backend=\"{backend}\",lane=\"{lane}\",state=\"waiting\"}} {waiting}");
                 }
                 let age = p.heartbeat.age().map(|a| a.as_secs_f64()).unwrap_or(-1.0);
-                let _ = writeln!(
-                    rest,
-                    "cinder_volume_heartbeat_age_seconds{{backend=\"{backend}\"}} {age}"
-                );
-                let _ = writeln!(
-                    rest,
-                    "cinder_volume_heartbeat_max_gap_seconds{{backend=\"{backend}\"}} {}",
-                    p.heartbeat.max_gap().as_secs_f64()
-                );
+                let _ = writeln!(fam[0].2, "{}{{backend=\"{backend}\"}} {age}", fam[0].0);
+                let gap = p.heartbeat.max_gap().as_secs_f64();
+                let _ = writeln!(fam[1].2, "{}{{backend=\"{backend}\"}} {gap}", fam[1].0);
                 if let Some(caps) = p.capabilities.borrow().as_ref() {
                     for key in [
                         "total_capacity_gb",
@@ -215,16 +221,36 @@ impl Metrics {
                         "provisioned_capacity_gb",
                     ] {
                         if let Some(v) = caps.get(key).and_then(|v| v.as_f64()) {
-                            let _ = writeln!(rest, "cinder_volume_capacity_gb{{backend=\"{backend}\",kind=\"{}\"}} {v}", key.trim_end_matches("_capacity_gb"));
+                            let kind = key.trim_end_matches("_capacity_gb");
+                            let _ = writeln!(
+                                fam[2].2,
+                                "{}{{backend=\"{backend}\",kind=\"{kind}\"}} {v}",
+                                fam[2].0
+                            );
                         }
                     }
                 }
+                let broker = (p.broker)();
+                let beating = p
+                    .heartbeat
+                    .age()
+                    .is_some_and(|a| a <= p.report_interval * 2);
+                let _ = writeln!(
+                    fam[3].2,
+                    "{}{{backend=\"{backend}\"}} {}",
+                    fam[3].0, broker as u8
+                );
+                let _ = writeln!(
+                    fam[4].2,
+                    "{}{{backend=\"{backend}\"}} {}",
+                    fam[4].0,
+                    (broker && beating) as u8
+                );
             }
         }
-        out.push_str("# HELP cinder_volume_heartbeat_age_seconds Time since the last heartbeat write (-1: none yet).\n# TYPE cinder_volume_heartbeat_age_seconds gauge\n");
-        out.push_str("# HELP cinder_volume_heartbeat_max_gap_seconds Largest gap between two heartbeat writes.\n# TYPE cinder_volume_heartbeat_max_gap_seconds gauge\n");
-        out.push_str("# HELP cinder_volume_capacity_gb Backend capacity from the last report.\n# TYPE cinder_volume_capacity_gb gauge\n");
-        out.push_str(&rest);
+        for (name, help, lines) in &fam {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{lines}");
+        }
         // Each family in one block; names are label values, escaped.
         if let Ok(u) = self.unknown_images.lock() {
             out.push_str("# HELP cinder_volume_unknown_images Images in the pool that no volume row knows, found at start (left alone).\n# TYPE cinder_volume_unknown_images gauge\n");

@@ -24,6 +24,9 @@ use crate::manager::{ManagerError, VolumeManager};
 pub struct Reconciled {
     /// Interrupted creates now in `error`, their half-made images removed.
     pub failed_creates: Vec<String>,
+    /// Interrupted creates run again from the source their rows record (blank, an
+    /// available snapshot or volume), their half-made images removed first.
+    pub rerun_creates: Vec<String>,
     /// Interrupted deletes carried to their end.
     pub resumed_deletes: Vec<String>,
     /// Other interrupted work failed cleanly (extends, reverts, retypes, manages not

@@ -67,6 +67,33 @@ pub enum Error {
 }
 
 impl Error {
+    /// The database could not be reached (refused, connection lost, no connection from
+    /// the pool in time, the server shutting down): an outage, worth waiting out, not an
+    /// answer about the data.
+    pub fn is_unavailable(&self) -> bool {
+        let Error::Db(e) = self else { return false };
+        if matches!(e, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)) {
+            return true;
+        }
+        let s = e.to_string();
+        [
+            "error communicating with database",
+            "pool timed out",
+            "Connection refused",
+            "connection closed",
+            "Broken pipe",
+            "Connection reset",
+            "terminating connection",
+            "the database system is shutting down",
+            "the database system is starting up",
+            "57P01",
+            "Lost connection",
+            "server has gone away",
+        ]
+        .iter()
+        .any(|m| s.contains(m))
+    }
+
     /// Transient conflicts worth retrying: SQLite busy, deadlocks, serialization failures.
     pub(crate) fn is_retryable(&self) -> bool {
         let Error::Db(e) = self else { return false };
@@ -82,3 +109,28 @@ impl Error {
 
 /// The data layer's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How long work that is done waits out a database outage to record its end before it
+/// gives up (and goes to recovery): long enough for a database restart or fail-over.
+pub const OUTAGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Runs `f` again while the database is unavailable ([`Error::is_unavailable`]), backing
+/// off from 200 ms to 5 s, for at most [`OUTAGE_PATIENCE`]; any other result returns.
+pub async fn through_outage<T, F, Fut>(what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        match f().await {
+            Err(e) if e.is_unavailable() && started.elapsed() < OUTAGE_PATIENCE => {
+                tracing::warn!(what, error = %e, retry_in = ?pause, "the database is unavailable; waiting");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            r => return r,
+        }
+    }
+}

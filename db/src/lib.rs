@@ -43,7 +43,7 @@ pub use backup::{
     backup_quota_deltas, BackupChanges, BackupListQuery, BackupSortKey, ImportedBackup, NewBackup,
 };
 pub use db::{Db, DEFAULT_SQLITE_URL};
-pub use error::{Error, Result};
+pub use error::{through_outage, Error, Result, OUTAGE_PATIENCE};
 pub use glance_metadata::ImageMetadataOf;
 pub use list::{
     SnapshotListQuery, SnapshotSortKey, SortDir, VolumeDetails, VolumeListQuery, VolumeSortKey,
@@ -58,4 +58,4 @@ pub use volume::{NewVolume, Rename, VolumeChanges};
 pub use volume_type::{ProjectDefaultType, TypeRecord, TypeUpdate, VolumeType};
 
 /// The newest migration this code expects (see `cinder-migrations`).
-pub const SCHEMA_VERSION: &str = "m20261206_000001_create_volume_glance_metadata";
+pub const SCHEMA_VERSION: &str = "m20261207_000001_create_executions";

@@ -7,7 +7,8 @@ use chrono::Utc;
 use cinder_common::ops::{ClaimKey, ResourceKind};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
 
-use crate::entity::{services, workers};
+use crate::db::retry_transient;
+use crate::entity::{executions, services, workers};
 use crate::error::{Error, Result};
 use crate::Db;
 
@@ -75,6 +76,54 @@ impl Db {
     pub async fn release(&self, key: &ClaimKey, holder: i32) -> Result<()> {
         crate::state::release(&self.conn, key, holder).await?;
         Ok(())
+    }
+
+    /// Counts one more beginning of `key`'s work by `service_id` (one upsert, so two
+    /// services beginning at once both count): called once the claim is held and the
+    /// resource is still busy with the operation, before the driver is called.
+    pub async fn count_execution(&self, key: &ClaimKey, service_id: i32) -> Result<()> {
+        use sea_orm::sea_query::{Expr, OnConflict};
+        use sea_orm::ExprTrait;
+        let now = Utc::now().naive_utc();
+        retry_transient!(executions::Entity::insert(executions::ActiveModel {
+            resource_type: Set(key.resource.as_str().into()),
+            resource_id: Set(key.id.clone()),
+            operation: Set(key.operation.into()),
+            runs: Set(1),
+            service_id: Set(Some(service_id)),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                executions::Column::ResourceType,
+                executions::Column::ResourceId,
+                executions::Column::Operation,
+            ])
+            .value(
+                executions::Column::Runs,
+                Expr::col((executions::Entity, executions::Column::Runs)).add(1),
+            )
+            .update_columns([executions::Column::ServiceId, executions::Column::UpdatedAt])
+            .to_owned(),
+        )
+        .exec_without_returning(&self.conn)
+        .await
+        .map_err(Error::from))?;
+        Ok(())
+    }
+
+    /// How many times `key`'s work began (0: never).
+    pub async fn executions(&self, key: &ClaimKey) -> Result<u32> {
+        Ok(executions::Entity::find_by_id((
+            key.resource.as_str().to_string(),
+            key.id.clone(),
+            key.operation.to_string(),
+        ))
+        .one(&self.conn)
+        .await?
+        .map(|r| r.runs.max(0) as u32)
+        .unwrap_or(0))
     }
 
     /// Removes a stored claim this build does not know (by row id).

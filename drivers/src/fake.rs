@@ -330,6 +330,10 @@ impl VolumeDriver for FakeDriver {
         })
     }
 
+    async fn volume_in_use(&self, volume_id: &str) -> Result<bool, DriverError> {
+        Ok(self.state.lock().unwrap().busy.contains(volume_id))
+    }
+
     async fn cleanup_failed_create(&self, volume_id: &str) -> Result<(), DriverError> {
         self.enter("cleanup_failed_create", volume_id).await?;
         let mut st = self.state.lock().unwrap();

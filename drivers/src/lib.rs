@@ -220,6 +220,13 @@ pub trait VolumeDriver: Send + Sync + 'static {
         volume_id: &str,
     ) -> impl Future<Output = Result<(), DriverError>> + Send;
 
+    /// Whether another client has the volume's image open: a VM, or a killed
+    /// predecessor's watch that Ceph has not dropped yet (a missing image is not open).
+    fn volume_in_use(
+        &self,
+        volume_id: &str,
+    ) -> impl Future<Output = Result<bool, DriverError>> + Send;
+
     /// Purges the volume images waiting in the trash whose deferment has passed;
     /// images that still cannot go are counted and left. Entries that are not volumes
     /// are left alone.

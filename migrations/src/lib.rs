@@ -14,6 +14,7 @@ mod m20261203_000001_seed_default_type;
 mod m20261204_000001_create_default_volume_types;
 mod m20261205_000001_add_backup_progress;
 mod m20261206_000001_create_volume_glance_metadata;
+mod m20261207_000001_create_executions;
 
 pub use m20261203_000001_seed_default_type::DEFAULT_TYPE_ID;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_create_default_volume_types::Migration),
             Box::new(m20261205_000001_add_backup_progress::Migration),
             Box::new(m20261206_000001_create_volume_glance_metadata::Migration),
+            Box::new(m20261207_000001_create_executions::Migration),
         ]
     }
 }

@@ -18,6 +18,10 @@ use tokio::sync::mpsc;
 /// released) before it is dead-lettered as a conflicting request.
 pub const CLAIM_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a request that could not be claimed because the database is unavailable
+/// waits before it goes back to its queue.
+pub const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+
 /// What stopped a claim.
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimError {
@@ -166,9 +170,13 @@ impl Claims {
                 }
                 Err(e) => {
                     // Leave the message for a later try (out of the busy set first, or
-                    // its redelivery would be dropped as a duplicate).
+                    // its redelivery would be dropped as a duplicate); through a
+                    // database outage, not at once, or it would come straight back.
                     tracing::error!(claim = %key, error = %e, "cannot claim the work; returning the message");
                     drop(busy);
+                    if e.is_unavailable() {
+                        tokio::time::sleep(REQUEUE_PAUSE).await;
+                    }
                     req.requeue().await?;
                     return Err(e.into());
                 }
@@ -183,6 +191,15 @@ impl Claims {
         Ok(Claim::Run(busy))
     }
 
+    /// Counts the beginning of `claim`'s work (`Db::count_execution`): call it once the
+    /// resource is found still busy with the operation, right before the work itself.
+    pub async fn executing(&self, claim: &ClaimKey) -> Result<(), cinder_db::Error> {
+        cinder_db::through_outage("count the execution", || {
+            self.db.count_execution(claim, self.service_id)
+        })
+        .await
+    }
+
     /// Finishes the work of `claim` (`Db::finish`). When the resource is no longer busy
     /// with the operation (reset, failed, deleted meanwhile), releases the claim instead.
     /// A claim this service no longer holds (a peer adopted it, judging this service
@@ -192,7 +209,13 @@ impl Claims {
         claim: &ClaimKey,
         ending: &Ending,
     ) -> Result<Finished, cinder_db::Error> {
-        let found = match self.db.finish(Some((claim, self.service_id)), ending).await {
+        // The work is done: its end waits out a database outage rather than send the
+        // work to recovery, which would run it again.
+        let finished = cinder_db::through_outage("finish", || {
+            self.db.finish(Some((claim, self.service_id)), ending)
+        })
+        .await;
+        let found = match finished {
             Ok(()) => return Ok(Finished::Done),
             Err(cinder_db::Error::Conflict { found, .. }) => Some(found),
             Err(cinder_db::Error::NotFound { .. }) => None,
@@ -206,7 +229,7 @@ impl Claims {
     /// Releases this service's claim whose work changed no status (it found nothing to
     /// do).
     pub async fn release(&self, claim: &ClaimKey) -> Result<(), cinder_db::Error> {
-        self.db.release(claim, self.service_id).await
+        cinder_db::through_outage("release", || self.db.release(claim, self.service_id)).await
     }
 
     /// Hands work that ended in an error, its claim kept, to recovery; it stays busy in

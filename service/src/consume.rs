@@ -8,6 +8,7 @@
 //! idempotent) while the consumer reconnects.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub struct Intake {
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Consumers whose broker connection is lost and not yet back.
+    cut_off: Arc<AtomicUsize>,
 }
 
 /// Why one serving loop returned.
@@ -51,7 +54,20 @@ impl Intake {
             permits: Arc::new(Semaphore::new(prefetch.max(1))),
             tracker: TaskTracker::new(),
             shutdown,
+            cut_off: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Whether every consumer has its broker connection (false from the moment one
+    /// loses it until it is back): what the service's health reports.
+    pub fn broker_connected(&self) -> bool {
+        self.cut_off.load(Ordering::Relaxed) == 0
+    }
+
+    /// A handle that reads [`Intake::broker_connected`] (for metrics).
+    pub fn broker_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let cut_off = self.cut_off.clone();
+        move || cut_off.load(Ordering::Relaxed) == 0
     }
 
     /// Binds `queue` of topic `T` (fails when the broker is unreachable).
@@ -119,6 +135,7 @@ impl Intake {
                 Ended::Shutdown => break,
                 Ended::ConsumerLost => {
                     server = None;
+                    self.cut_off.fetch_add(1, Ordering::Relaxed);
                     while server.is_none() && !self.shutdown.is_cancelled() {
                         tracing::warn!(queue = %queue, retry_in = ?backoff, "broker connection lost; reconnecting");
                         tokio::select! {
@@ -128,6 +145,7 @@ impl Intake {
                         match self.bind::<T>(&queue).await {
                             Ok(s) => {
                                 tracing::info!(queue = %queue, "reconnected to the broker");
+                                self.cut_off.fetch_sub(1, Ordering::Relaxed);
                                 server = Some(s);
                                 backoff = Duration::from_millis(200);
                             }

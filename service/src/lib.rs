@@ -28,7 +28,7 @@ use cinder_common::shutdown::CancellationToken;
 use cinder_db::{Db, ServiceRegistration};
 use tokio::sync::watch;
 
-pub use claims::{Busy, BusySet, Claim, ClaimError, Claims, Finished};
+pub use claims::{Busy, BusySet, Claim, ClaimError, Claims, Finished, REQUEUE_PAUSE};
 pub use consume::{Handler, Intake};
 pub use heartbeat::{Heartbeat, HeartbeatStats};
 pub use recovery::{Recover, Recovery, Resumed};

@@ -1,6 +1,6 @@
 //! Two volume services with one cluster name serve a backend active-active: both
 //! consume the cluster queue, a volume's work runs once, and the unfinished work of a
-//! peer that is down is adopted.
+//! peer that is down is adopted (an interrupted blank create is run again).
 
 use std::collections::BTreeMap;
 
@@ -87,6 +87,32 @@ async fn a_cluster_shares_its_queue_and_runs_each_volume_once_despite_duplicates
         a.wait_gone(id).await;
         assert!(!c.driver.exists(&image(c, id)).await.unwrap());
     }
+    // Every delivery handled (the duplicates too) before counting, so a second run of
+    // any create would have been counted.
+    let q = queue.clone();
+    crate::fixtures::wait_until("every delivery acknowledged", 60, || {
+        let q = q.clone();
+        async move {
+            tokio::task::spawn_blocking(move || cinder_tests::queue_depth(&q))
+                .await
+                .unwrap()
+                == (0, 0)
+        }
+    })
+    .await;
+    let mut runs = BTreeMap::<(&str, u32), usize>::new();
+    for id in &ids {
+        for op in [&volume_ops::CREATE, &volume_ops::DELETE] {
+            let n = a.db.executions(&op.claim(id)).await.unwrap();
+            *runs.entry((op.name, n)).or_default() += 1;
+        }
+    }
+    println!("runs per volume (operation, runs): volumes {runs:?}");
+    assert_eq!(
+        runs,
+        BTreeMap::from([(("create_volume", 1), 30), (("delete_volume", 1), 30)]),
+        "each of the 30 volumes created once and deleted once, despite 60 create deliveries"
+    );
     b.stop().await;
     a.stop().await;
     delete_queue(&queue).await;
@@ -136,13 +162,23 @@ async fn a_live_peer_adopts_the_unfinished_work_of_a_peer_that_is_down() {
         .unwrap();
 
     let svc = launch(c, p).await;
-    svc.wait_volume(&creating, VolumeStatus::Error).await;
+    // The blank create is run again from scratch by the peer that adopted it.
+    svc.wait_volume(&creating, VolumeStatus::Available).await;
     svc.wait_gone(&deleting).await;
-    assert!(!c.driver.exists(&image(c, &creating)).await.unwrap());
+    assert!(c.driver.exists(&image(c, &creating)).await.unwrap());
     assert!(!c.driver.exists(&image(c, &deleting)).await.unwrap());
     for id in [&creating, &deleting] {
         wait_claim_released(&svc.db, ResourceKind::Volume, id).await;
     }
+    assert_eq!(
+        svc.db
+            .executions(&volume_ops::CREATE.claim(&creating))
+            .await
+            .unwrap(),
+        1,
+        "the adopted create ran once here"
+    );
+    svc.delete(&creating).await;
     svc.stop().await;
     delete_queue(&cinder_rpc::topology::volume_cluster_queue(
         &cluster, "ceph",

@@ -2,8 +2,6 @@
 //! every volume ends in a final status, no image is left without a row, and no row
 //! claims an image that does not exist.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cinder_common::status::VolumeStatus;
@@ -11,58 +9,7 @@ use cinder_rpc::messages::{DeleteVolume, VolumeRequest};
 use cinder_tests::{create_pool, create_request, random_bytes, unique, MIB};
 use rbd_driver::ImageSpec;
 
-use crate::fixtures::{ceph, prepare, wait_serving, Service};
-
-/// The `cinder-volume` binary next to this test's executable (`target/<profile>/`).
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir.join("cinder-volume");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test --workspace` builds it (cinder-volume has an integration test); \
-         alone, run `cargo build -p cinder-volume` first",
-        bin.display()
-    );
-    bin
-}
-
-/// The service process; killed if the test ends early.
-struct Proc(Option<Child>);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Proc {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().unwrap()
-    }
-}
-
-fn spawn(config: &std::path::Path, log: &std::path::Path) -> Proc {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Proc(Some(
-        Command::new(binary())
-            .arg("--config")
-            .arg(config)
-            .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
-    ))
-}
+use crate::fixtures::{ceph, prepare, wait_serving, Proc, Service};
 
 fn is_final(status: Option<VolumeStatus>) -> bool {
     matches!(
@@ -83,10 +30,12 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
         .unwrap();
     let mut p = prepare().await;
     p.backend_extra = "long_op_threads = 1\nrbd_flatten_volume_from_snapshot = true".into();
+    // A purge the mgr could not do (the killed process's watch) is the sweep's, soon.
+    p.volume_extra = "trash_purge_interval = 5".into();
     let config = std::env::temp_dir().join(format!("{}.toml", unique("cinder-crash")));
     std::fs::write(&config, p.config(c, &pool)).unwrap();
     let log = std::env::temp_dir().join(format!("{}.log", unique("cinder-crash")));
-    let mut child = spawn(&config, &log);
+    let mut child = Proc::volume(&config, &log);
     let svc = Service::elsewhere(p).await;
     wait_serving(&svc.client, &svc.queue).await;
     let img = |id: &str| ImageSpec::new(&pool, format!("volume-{id}"));
@@ -160,8 +109,7 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    child.child().kill().unwrap();
-    child.child().wait().unwrap();
+    child.kill_9();
     let mut unfinished = Vec::new();
     for id in &all {
         if !is_final(status_of(id.clone()).await) {
@@ -174,7 +122,7 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     );
     assert!(!unfinished.is_empty(), "the kill came after all the work");
 
-    let mut child = spawn(&config, &log);
+    let child = Proc::volume(&config, &log);
     wait_serving(&svc.client, &svc.queue).await;
     for _ in 0..600 {
         let mut done = true;
@@ -262,14 +210,7 @@ async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     }
     svc.delete_snapshot(&src, &snap).await;
     svc.delete(&src).await;
-    let pid = child.child().id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let mut child = child.0.take().unwrap();
-    let ended = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(ended.success(), "SIGTERM ends it cleanly: {ended:?}");
+    child.terminate().await;
     svc.stop().await;
     let _ = std::fs::remove_file(&config);
     let _ = std::fs::remove_file(&log);

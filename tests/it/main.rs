@@ -5,6 +5,7 @@ mod active_active;
 mod api;
 mod architecture;
 mod backup;
+mod chaos;
 mod crash;
 mod db;
 mod fixtures;

@@ -335,9 +335,18 @@ async fn interrupted(f: &Fake, op: &'static cinder_common::ops::Operation<Volume
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_interrupted_operation_resumes_to_its_table_status() {
     let f = Fake::new().await;
+    // A blank create is run again from scratch; one from an image is not (its data
+    // needs the caller's token): it fails.
     let creating = f.db.create_volume(&volume_row(1)).await.unwrap().id;
     f.fake.add_volume(&creating, 1); // half-made
     interrupted(&f, &vol_ops::CREATE, &creating).await;
+    let from_image = {
+        let mut row = volume_row(1);
+        row.image_id = Some(uuid::Uuid::new_v4().to_string());
+        f.db.create_volume(&row).await.unwrap().id
+    };
+    f.fake.add_volume(&from_image, 1); // half-made
+    interrupted(&f, &vol_ops::CREATE, &from_image).await;
     let deleting = f.available_volume(1).await;
     interrupted(&f, &vol_ops::DELETE, &deleting).await;
     let extending = f.volume_in(VolumeStatus::InUse).await;
@@ -403,7 +412,8 @@ async fn every_interrupted_operation_resumes_to_its_table_status() {
 
     // (volume, status after its resume)
     let expect = [
-        (&creating, Some(VolumeStatus::Error)),
+        (&creating, Some(VolumeStatus::Available)),
+        (&from_image, Some(VolumeStatus::Error)),
         (&deleting, None),
         (&extending, Some(VolumeStatus::ErrorExtending)),
         (&retyping, Some(VolumeStatus::InUse)),
@@ -418,9 +428,15 @@ async fn every_interrupted_operation_resumes_to_its_table_status() {
     }
     assert_eq!(
         f.fake.volume_size(&creating),
+        Some(1),
+        "the re-run made the volume"
+    );
+    assert_eq!(
+        f.fake.volume_size(&from_image),
         None,
         "the half-made image goes"
     );
+    assert_eq!(report.rerun_creates, vec![creating.clone()], "{report:?}");
     assert_eq!(f.fake.volume_size(&deleting), None);
     assert_eq!(
         f.fake.volume_size(&unmanaging),
@@ -481,10 +497,11 @@ async fn work_on_a_watched_image_is_retried_in_the_background_until_it_goes() {
         Some(VolumeStatus::Creating),
         "kept while watched"
     );
-    // The dead watch goes: the next retry (every 2 s) settles it.
+    // The dead watch goes: the next retry (every 2 s) removes the half-made image and
+    // runs the blank create again.
     f.fake.set_busy(&creating, false);
-    f.wait_final(&creating, Some(VolumeStatus::Error)).await;
-    assert_eq!(f.fake.volume_size(&creating), None);
+    f.wait_final(&creating, Some(VolumeStatus::Available)).await;
+    assert_eq!(f.fake.volume_size(&creating), Some(1));
 
     // Watched past the deadline (6 s here): the create fails, its claim goes.
     let stuck = f.db.create_volume(&volume_row(1)).await.unwrap().id;

@@ -206,6 +206,7 @@ async fn names_left_dangling_by_a_killed_process_are_repaired_on_remove() {
     // exist, the id object does not.
     let b = c.image("half-made");
     c.driver.create_image(&b, &size(8 * MIB)).await.unwrap();
+    let b_id = c.driver.image_info(&b).await.unwrap().id;
     cinder_tests::rados(
         &c.conf,
         &["-p", &c.pool, "rm", &format!("rbd_id.{}", b.name)],
@@ -219,6 +220,103 @@ async fn names_left_dangling_by_a_killed_process_are_repaired_on_remove() {
         RemoveOutcome::AlreadyGone
     );
     assert!(!listed(b.name.clone()).await, "the half-made image is gone");
+    let objects = String::from_utf8(cinder_tests::rados(&c.conf, &["-p", &c.pool, "ls"])).unwrap();
+    assert!(
+        !objects.lines().any(|o| o == format!("rbd_header.{b_id}")),
+        "no header of the half-made image"
+    );
+
+    // A create cut between its id object and its directory entry: no name lists it and
+    // no open finds it; its id object (and a header, had one been written) goes.
+    let object_exists = |oid: String| {
+        std::process::Command::new("rados")
+            .args(["-c", &c.conf, "-p", &c.pool, "stat", &oid])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let put = |oid: String, data: &[u8]| {
+        let path = std::env::temp_dir().join(cinder_tests::unique("obj"));
+        std::fs::write(&path, data).unwrap();
+        cinder_tests::rados(
+            &c.conf,
+            &["-p", &c.pool, "put", &oid, path.to_str().unwrap()],
+        );
+        std::fs::remove_file(path).unwrap();
+    };
+    let idbytes = |id: &str| {
+        let mut v = (id.len() as u32).to_le_bytes().to_vec();
+        v.extend_from_slice(id.as_bytes());
+        v
+    };
+    let d = c.image("cut-before-dir");
+    let d_id = "0badc0ffee42";
+    put(format!("rbd_id.{}", d.name), &idbytes(d_id));
+    put(format!("rbd_object_map.{d_id}"), b"");
+    assert!(!listed(d.name.clone()).await && !c.driver.exists(&d).await.unwrap());
+    assert_eq!(
+        c.driver
+            .remove_image(&d, RemoveMode::PurgeNow, &OpCtl::new())
+            .await
+            .unwrap(),
+        RemoveOutcome::AlreadyGone
+    );
+    for oid in [
+        format!("rbd_id.{}", d.name),
+        format!("rbd_header.{d_id}"),
+        format!("rbd_object_map.{d_id}"),
+    ] {
+        assert!(!object_exists(oid.clone()), "{oid} left behind");
+    }
+
+    // A trash move cut after it added the trash entry, before it removed the id object
+    // and the name: the image still opens by name; the move is finished, the trashed
+    // image (its header) stays and purges.
+    let e = c.image("cut-trash-move");
+    c.driver.create_image(&e, &size(8 * MIB)).await.unwrap();
+    let e_id = c.driver.image_info(&e).await.unwrap().id;
+    rbd(&c.conf, &["trash", "mv", &e.to_string()]);
+    put(format!("rbd_id.{}", e.name), &idbytes(&e_id));
+    for (key, value) in [
+        (format!("name_{}", e.name), &e_id),
+        (format!("id_{e_id}"), &e.name),
+    ] {
+        let file = encoded(value);
+        cinder_tests::rados(
+            &c.conf,
+            &[
+                "-p",
+                &c.pool,
+                "setomapval",
+                "rbd_directory",
+                &key,
+                "--input-file",
+                file.to_str().unwrap(),
+            ],
+        );
+        std::fs::remove_file(file).unwrap();
+    }
+    assert!(listed(e.name.clone()).await && c.driver.exists(&e).await.unwrap());
+    assert_eq!(
+        c.driver
+            .remove_image(&e, RemoveMode::TrashOnly, &OpCtl::new())
+            .await
+            .unwrap(),
+        RemoveOutcome::Trashed {
+            trash_id: e_id.clone()
+        }
+    );
+    assert!(!object_exists(format!("rbd_id.{}", e.name)));
+    assert!(!listed(e.name.clone()).await, "the name is gone");
+    assert!(
+        object_exists(format!("rbd_header.{e_id}")),
+        "the trashed image keeps its header"
+    );
+    c.driver
+        .purge_trash(&c.pool, &e_id, &OpCtl::new())
+        .await
+        .expect("the trashed image is intact and purges");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,9 +44,18 @@ async fn the_runtime_never_lags_50ms_while_a_slow_flatten_and_16_operations_run(
     // 16 workers run short operations (create, stat, snapshot, clone, remove) in
     // parallel, round after round, for as long as the flatten runs.
     let mut ops = JoinSet::new();
+    // Operations that ended while the flatten still ran.
+    let beside = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     for i in 0..16 {
         let d = c.driver.clone();
         let pool = c.pool.clone();
+        let flatten_running = flatten.abort_handle();
+        let beside = beside.clone();
+        let step = move || {
+            if !flatten_running.is_finished() {
+                beside.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
         let flatten_running = flatten.abort_handle();
         ops.spawn(async move {
             let mut done = 0u32;
@@ -62,21 +71,28 @@ async fn the_runtime_never_lags_50ms_while_a_slow_flatten_and_16_operations_run(
                 )
                 .await
                 .unwrap();
+                step();
                 d.image_info(&img).await.unwrap();
+                step();
                 d.create_snapshot(&img.snap("s")).await.unwrap();
+                step();
                 let clone = rbd_driver::ImageSpec::new(&img.pool, format!("{}-c", img.name));
                 d.clone_image(&img.snap("s"), &clone, &CloneOptions::default())
                     .await
                     .unwrap();
+                step();
                 d.remove_image(&clone, RemoveMode::PurgeNow, &OpCtl::new())
                     .await
                     .unwrap();
+                step();
                 d.remove_snapshot(&img.snap("s"), &OpCtl::new())
                     .await
                     .unwrap();
+                step();
                 d.remove_image(&img, RemoveMode::PurgeNow, &OpCtl::new())
                     .await
                     .unwrap();
+                step();
                 done += 7;
                 if flatten_running.is_finished() {
                     return done;
@@ -96,6 +112,19 @@ async fn the_runtime_never_lags_50ms_while_a_slow_flatten_and_16_operations_run(
         started.elapsed(),
         flatten_done - started,
         c.driver.pool_stats()
+    );
+    // The window held load: the flatten ran long enough to matter and every worker did
+    // rounds beside it.
+    assert!(
+        flatten_done - started >= Duration::from_secs(1),
+        "the flatten took only {:?}",
+        flatten_done - started
+    );
+    let beside = beside.load(std::sync::atomic::Ordering::Relaxed);
+    println!("{beside} operations ended while the flatten ran");
+    assert!(
+        beside >= 16 * 3,
+        "only {beside} of {operations} operations ended while the flatten ran"
     );
     assert!(
         worst < Duration::from_millis(50),

@@ -290,11 +290,30 @@ async fn a_redelivered_create_makes_one_volume() {
     svc.client.cast_envelope(&svc.queue, &env).await.unwrap();
     svc.client.cast_envelope(&svc.queue, &env).await.unwrap();
     svc.wait_volume(&v, VolumeStatus::Available).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both deliveries handled (acknowledged) before counting, so a second run would
+    // have been counted.
+    let queue = svc.queue.clone();
+    crate::fixtures::wait_until("both deliveries acknowledged", 30, || {
+        let q = queue.clone();
+        async move {
+            tokio::task::spawn_blocking(move || cinder_tests::queue_depth(&q))
+                .await
+                .unwrap()
+                == (0, 0)
+        }
+    })
+    .await;
     assert_eq!(
         svc.db.volume(&v).await.unwrap().status,
         VolumeStatus::Available
     );
+    let runs = svc
+        .db
+        .executions(&cinder_common::ops::volume::CREATE.claim(&v))
+        .await
+        .unwrap();
+    println!("two deliveries of one create: the create ran {runs} time(s)");
+    assert_eq!(runs, 1, "the create ran once");
     let count = c
         .driver
         .list_images(&c.pool)
@@ -309,7 +328,7 @@ async fn a_redelivered_create_makes_one_volume() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_strangers() {
+async fn start_up_reconciliation_reruns_or_fails_creates_resumes_deletes_and_reports_strangers() {
     let c = ceph().await;
     // A pool of its own: every image in it is this test's, so the report can be read
     // exactly.
@@ -326,18 +345,29 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
     // What a crash leaves: the service row, its claims, a half-made image, an interrupted
     // delete, a volume that is fine, and an image no row knows.
     let row = crate::fixtures::register_volume_service(&p.db, &backend, None).await;
+    // Two interrupted creates, each with a half-made image holding data: a blank one
+    // (run again from scratch) and one from a Glance image (failed: its data needs the
+    // caller's token).
     let creating = p.db.create_volume(&volume_row(1)).await.unwrap().id;
-    p.db.claim(&volume_ops::CREATE.claim(&creating), row.id)
-        .await
-        .unwrap();
+    let from_image = {
+        let mut r = volume_row(1);
+        r.image_id = Some(uuid::Uuid::new_v4().to_string());
+        p.db.create_volume(&r).await.unwrap().id
+    };
     let opts = rbd_driver::CreateOptions {
         size: 1 << 30,
         ..Default::default()
     };
-    c.driver
-        .create_image(&image(&creating), &opts)
-        .await
-        .unwrap();
+    for id in [&creating, &from_image] {
+        p.db.claim(&volume_ops::CREATE.claim(id), row.id)
+            .await
+            .unwrap();
+        c.driver.create_image(&image(id), &opts).await.unwrap();
+        c.driver
+            .write(&image(id), 0, cinder_tests::random_bytes(3, 4096))
+            .await
+            .unwrap();
+    }
 
     let deleting = p.db.create_volume(&volume_row(1)).await.unwrap().id;
     c.driver
@@ -371,11 +401,31 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
     let svc = launch_on(c, p, &pool).await;
     assert_eq!(
         db.volume(&creating).await.unwrap().status,
+        VolumeStatus::Available,
+        "an interrupted blank create is run again"
+    );
+    assert_eq!(
+        c.driver
+            .read(&image(&creating), None, 0, 4096)
+            .await
+            .unwrap(),
+        vec![0u8; 4096],
+        "from scratch: the half-made image went first"
+    );
+    assert_eq!(
+        db.executions(&volume_ops::CREATE.claim(&creating))
+            .await
+            .unwrap(),
+        1,
+        "the re-run is counted"
+    );
+    assert_eq!(
+        db.volume(&from_image).await.unwrap().status,
         VolumeStatus::Error,
-        "an interrupted create fails cleanly"
+        "an interrupted create from an image fails cleanly"
     );
     assert!(
-        !c.driver.exists(&image(&creating)).await.unwrap(),
+        !c.driver.exists(&image(&from_image)).await.unwrap(),
         "its half-made image is removed"
     );
     assert!(
@@ -388,7 +438,7 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
         "an unknown image is never deleted"
     );
     // ... but reported, by name, for an operator to look at: it and only it.
-    let page = http_get(&addr, "/metrics").await;
+    let page = crate::fixtures::metrics_page(&addr).await;
     let count = format!("cinder_volume_unknown_images{{backend=\"{backend}\"}} 1");
     assert!(page.contains(&count), "{count} not in:\n{page}");
     let line = format!(
@@ -401,10 +451,12 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
         .filter(|l| l.starts_with("cinder_volume_unknown_image{"))
         .count();
     assert_eq!(named, 1, "{page}");
-    assert!(
-        !page.contains(&image(&fine).name),
-        "the live volume's image is known"
-    );
+    for known in [&fine, &creating] {
+        assert!(
+            !page.contains(&image(known).name),
+            "a live volume's image is known"
+        );
+    }
     // No claim left.
     crate::fixtures::wait_claims_released(&db, row.id).await;
     svc.stop().await;
@@ -414,19 +466,8 @@ async fn start_up_reconciliation_fails_creates_resumes_deletes_and_reports_stran
         .unwrap();
 }
 
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    sock.read_to_string(&mut out).await.unwrap();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_metrics_show_operations_lanes_heartbeat_and_capacity() {
+async fn prometheus_metrics_show_operations_lanes_heartbeat_capacity_and_health() {
     let c = ceph().await;
     let mut p = prepare().await;
     let addr = crate::fixtures::free_local_addr();
@@ -438,7 +479,7 @@ async fn prometheus_metrics_show_operations_lanes_heartbeat_and_capacity() {
     svc.wait_volume(&v, VolumeStatus::Available).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let page = http_get(&addr, "/metrics").await;
+    let page = crate::fixtures::metrics_page(&addr).await;
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
     let b = format!("backend=\"{backend}\"");
     for needle in [
@@ -451,7 +492,42 @@ async fn prometheus_metrics_show_operations_lanes_heartbeat_and_capacity() {
     ] {
         assert!(page.contains(&needle), "missing {needle} in\n{page}");
     }
-    assert!(http_get(&addr, "/other").await.starts_with("HTTP/1.1 404"));
+    for family in ["cinder_volume_broker_connected", "cinder_volume_healthy"] {
+        assert_eq!(
+            crate::fixtures::metric(&page, &format!("{family}{{{b}}}")),
+            Some(1.0),
+            "{family} in\n{page}"
+        );
+    }
+    // Each family's lines in one block, after its HELP and TYPE.
+    let mut seen = std::collections::HashSet::new();
+    let mut current = String::new();
+    for line in page.lines().skip_while(|l| !l.starts_with('#')) {
+        let family = if let Some(rest) = line.strip_prefix("# TYPE ") {
+            rest.split(' ').next().unwrap().to_string()
+        } else if line.starts_with('#') || line.is_empty() {
+            continue;
+        } else {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|b| seen.contains(*b)))
+                .unwrap_or(name);
+            assert_eq!(
+                base, current,
+                "{line} outside its family's block in\n{page}"
+            );
+            continue;
+        };
+        assert!(
+            seen.insert(family.clone()),
+            "{family} in two blocks in\n{page}"
+        );
+        current = family;
+    }
+    assert!(crate::fixtures::http_page(&addr, "/other")
+        .await
+        .starts_with("HTTP/1.1 404"));
     svc.delete(&v).await;
     svc.stop().await;
 }

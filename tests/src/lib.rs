@@ -72,6 +72,35 @@ pub fn amqp_url() -> String {
     })
 }
 
+/// A queue's messages on the broker as `rabbitmqctl list_queues` reports them, read from
+/// the queue itself (not the management statistics): (ready, unacknowledged); (0, 0) when
+/// the queue does not exist. Needs `rabbitmqctl` on this machine (the broker is local).
+pub fn queue_depth(queue: &str) -> (u64, u64) {
+    let out = Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        ])
+        .output()
+        .expect("rabbitmqctl is needed to read queue depths (Debian's rabbitmq-server package)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl list_queues: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 3 && f[0] == queue {
+            return (f[1].parse().unwrap(), f[2].parse().unwrap());
+        }
+    }
+    (0, 0)
+}
+
 /// Runs the `rbd` CLI; panics with its stderr when it fails.
 pub fn rbd(conf: &str, args: &[&str]) -> Vec<u8> {
     let out = run("rbd", conf, args);

@@ -269,6 +269,13 @@ impl<D: VolumeDriver> VolumeManager<D> {
         }
     }
 
+    /// Counts the beginning of `claim`'s work (the `executions` table): every
+    /// operation calls it once it finds its resource still busy with it, right before
+    /// the driver.
+    pub(crate) async fn executing(&self, claim: &ClaimKey) -> Result<(), ManagerError> {
+        Ok(self.claims.executing(claim).await?)
+    }
+
     /// Releases a claim whose work changed no status (it found nothing to do).
     pub(crate) async fn release(&self, claim: &ClaimKey) -> Result<(), ManagerError> {
         Ok(self.claims.release(claim).await?)

@@ -1,5 +1,6 @@
 //! `create_volume`: blank, or a clone of a snapshot, a volume or a Glance image in RBD.
-//! A crash mid-create leaves a half-made image: resume removes it and fails the create.
+//! A crash mid-create leaves a half-made image: resume removes it and runs the create
+//! again from the source its row records when that is safe, else fails it.
 
 use cinder_common::settings::Secret;
 use std::sync::Arc;
@@ -75,6 +76,13 @@ pub(crate) async fn accept<D: VolumeDriver>(
 ) -> Result<Ran, ManagerError> {
     let source = match source {
         Ok(source) => source,
+        Err(e) if e.is_unavailable() => {
+            // Not an answer about the snapshot: the request waits for the database.
+            tracing::error!(volume_id = %c.volume_id, error = %e, "the database is unavailable; returning the create to its queue");
+            tokio::time::sleep(cinder_service::REQUEUE_PAUSE).await;
+            req.requeue().await?;
+            return Ok(Ran::Failed);
+        }
         Err(e) => {
             // Nothing was claimed nor made: the create fails before it starts.
             tracing::error!(volume_id = %c.volume_id, error = %e, "the source snapshot cannot be read; the create fails");
@@ -107,6 +115,7 @@ async fn run<D: VolumeDriver>(
         m.release(&key).await?;
         return Ok(Ran::Ok);
     };
+    m.executing(&key).await?;
     let mut downloaded = false;
     let made = match m
         .driver
@@ -124,15 +133,7 @@ async fn run<D: VolumeDriver>(
     };
     match made {
         Ok(created) => {
-            let changes = VolumeChanges {
-                host: Some(m.pool_host()),
-                provider_location: Some(created.provider_location),
-                rbd_parent: Some(created.rbd_parent),
-                clone_depth: Some(created.clone_depth as i32),
-                launched_at: true,
-                ..Default::default()
-            };
-            let ending = Ending::volume(OP, &c.volume_id, Outcome::Done).with(changes);
+            let ending = created_ending(m, &c.volume_id, created);
             if let Finished::MovedOn { found } = m.finish(&key, &ending).await? {
                 // The row moved on meanwhile (failed, deleted): no image may outlive the
                 // volume that wanted it; but a volume an admin reset to `available`
@@ -270,7 +271,28 @@ async fn reschedule<D: VolumeDriver>(
     }
 }
 
-/// An interrupted create: its half-made image goes, the volume to `error`.
+/// The ending of a create that made its volume: `available`, with what the driver made.
+fn created_ending<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    volume_id: &str,
+    created: cinder_drivers::Created,
+) -> Ending {
+    let changes = VolumeChanges {
+        host: Some(m.pool_host()),
+        provider_location: Some(created.provider_location),
+        rbd_parent: Some(created.rbd_parent),
+        clone_depth: Some(created.clone_depth as i32),
+        launched_at: true,
+        ..Default::default()
+    };
+    Ending::volume(OP, volume_id, Outcome::Done).with(changes)
+}
+
+/// An interrupted create: its half-made image goes; then the create runs again from the
+/// source its row records when that is safe (blank; a snapshot still `available`; a
+/// source volume still `available` or `in-use`), else the volume goes to `error`. A
+/// create from a Glance image (or a backup) is not re-run: its data needs the caller's
+/// token, which a restart does not have.
 pub(crate) async fn resume<D: VolumeDriver>(
     m: &VolumeManager<D>,
     key: &ClaimKey,
@@ -278,19 +300,103 @@ pub(crate) async fn resume<D: VolumeDriver>(
 ) -> Result<Resumed, ManagerError> {
     // Whatever became of the row, a killed download's files are ours to remove.
     super::image::remove_leftovers(m, &key.id).await;
-    if m.volume_in_any(&key.id, &OP.running()).await?.is_none() {
+    let Some(row) = m.volume_in_any(&key.id, &OP.running()).await? else {
         m.release(key).await?;
         return Ok(Resumed::Done);
-    }
-    match m.driver.cleanup_failed_create(&key.id).await {
+    };
+    let cleaned = match m.driver.cleanup_failed_create(&key.id).await {
         Err(e) if e.is_busy() => return Ok(Resumed::Busy),
         Err(e) => {
-            tracing::error!(volume_id = %key.id, error = %e, "the half-made image of an interrupted create could not be removed")
+            tracing::error!(volume_id = %key.id, error = %e, "the half-made image of an interrupted create could not be removed");
+            false
         }
-        Ok(()) => {}
+        Ok(()) => true,
+    };
+    if cleaned {
+        if let Some(c) = rerunnable(m, &row).await? {
+            // A source the killed predecessor had open (a clone's temporary snapshot
+            // takes its lock) would hold the re-run until Ceph drops the dead watch:
+            // retried in the background meanwhile. A source a VM keeps open fails the
+            // create when that retry gives up, as before.
+            let source_volume = match (&c.snapshot_id, &c.source_volid) {
+                (Some(s), _) => m.db.snapshot(s).await.ok().map(|s| s.volume_id),
+                (None, Some(v)) => Some(v.clone()),
+                _ => None,
+            };
+            if let Some(v) = source_volume {
+                match m.driver.volume_in_use(&v).await {
+                    Ok(true) => return Ok(Resumed::Busy),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(volume_id = %key.id, source = %v, error = %e, "cannot tell whether the source is open elsewhere")
+                    }
+                }
+            }
+            tracing::warn!(volume_id = %key.id, snapshot_id = ?c.snapshot_id, source_volid = ?c.source_volid, "re-running an interrupted create from its recorded source");
+            m.executing(key).await?;
+            let made = match source(m, &c).await {
+                Ok(src) => m.driver.create_volume(&c.volume_id, c.size_gib, &src).await,
+                Err(e) => Err(DriverError::new(
+                    DriverErrorKind::Unavailable,
+                    format!("database: {e}"),
+                )),
+            };
+            match made {
+                Ok(created) => {
+                    let ending = created_ending(m, &key.id, created);
+                    if m.finish_or_release(key, &ending).await? {
+                        report.rerun_creates.push(key.id.clone());
+                    } else {
+                        // Moved on meanwhile (an admin's reset, a delete): no image
+                        // outlives the volume that wanted it.
+                        discard_half_made(m, &key.id).await;
+                    }
+                    return Ok(Resumed::Done);
+                }
+                Err(e) if e.is_busy() => return Ok(Resumed::Busy),
+                Err(e) => {
+                    tracing::error!(volume_id = %key.id, error = %e, "the re-run of an interrupted create failed");
+                    discard_half_made(m, &key.id).await;
+                }
+            }
+        }
     }
     let ending = Ending::volume(OP, &key.id, Outcome::Failed);
     settle(m, key, &ending, &mut report.failed_creates).await
+}
+
+/// The create to run again for interrupted create `row`, when its recorded source makes
+/// that safe.
+async fn rerunnable<D: VolumeDriver>(
+    m: &VolumeManager<D>,
+    row: &cinder_db::entity::volumes::Model,
+) -> Result<Option<CreateVolume>, ManagerError> {
+    if row.status != VolumeStatus::Creating || row.image_id.is_some() || row.backup_id.is_some() {
+        return Ok(None);
+    }
+    if let Some(s) = &row.snapshot_id {
+        match m.db.snapshot(s).await {
+            Ok(snap) if snap.status == cinder_common::status::SnapshotStatus::Available => {}
+            Ok(_) | Err(cinder_db::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(v) = &row.source_volid {
+        match m.db.volume(v).await {
+            Ok(src) if matches!(src.status, VolumeStatus::Available | VolumeStatus::InUse) => {}
+            Ok(_) | Err(cinder_db::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Some(CreateVolume {
+        volume_id: row.id.clone(),
+        size_gib: row.size.max(0) as u64,
+        snapshot_id: row.snapshot_id.clone(),
+        source_volid: row.source_volid.clone(),
+        image_location: None,
+        image: None,
+        schedule: None,
+    }))
 }
 
 /// Removes a failed create's image, logging when it cannot (the row in `error` still

@@ -35,6 +35,7 @@ async fn delete<D: VolumeDriver>(
         m.release(key).await?;
         return Ok(None);
     }
+    m.executing(key).await?;
     let done = match delete_marked_snapshots(m, &key.id).await? {
         Ok(()) => m.driver.delete_volume(&key.id).await,
         Err(e) => Err(e),

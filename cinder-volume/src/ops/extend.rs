@@ -22,6 +22,7 @@ pub(crate) async fn run<D: VolumeDriver>(
     key: ClaimKey,
     x: &ExtendVolume,
 ) -> Result<Ran, ManagerError> {
+    m.executing(&key).await?;
     let done = m.driver.extend_volume(&x.volume_id, x.new_size_gib).await;
     let (outcome, ran) = super::outcome(&done, &key);
     let mut ending = Ending::volume(OP, &x.volume_id, outcome);

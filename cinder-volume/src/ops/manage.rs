@@ -27,6 +27,7 @@ pub(crate) async fn manage<D: VolumeDriver>(
         m.release(&key).await?;
         return Ok(Ran::Ok);
     }
+    m.executing(&key).await?;
     // An image that already is another volume's storage stays that volume's.
     let taken = match m.driver.volume_id_of(&r.source_name) {
         Some(other) if other != r.volume_id => match m.db.volume(&other).await {
@@ -128,6 +129,7 @@ pub(crate) async fn unmanage<D: VolumeDriver>(
     m: &VolumeManager<D>,
     key: ClaimKey,
 ) -> Result<Ran, ManagerError> {
+    m.executing(&key).await?;
     // The image stays as it is; the row goes.
     if m.finish_or_release(&key, &Ending::volume(UNMANAGE, &key.id, Outcome::Done))
         .await?

@@ -27,6 +27,7 @@ pub(crate) async fn run<D: VolumeDriver>(
         m.release(&key).await?;
         return Ok(Ran::Ok);
     };
+    m.executing(&key).await?;
     let done = async {
         m.driver
             .empty_volume(&x.volume_id)

@@ -19,6 +19,7 @@ pub(crate) async fn run<D: VolumeDriver>(
     key: ClaimKey,
     r: &Retype,
 ) -> Result<Ran, ManagerError> {
+    m.executing(&key).await?;
     let changes = VolumeChanges {
         volume_type_id: Some(r.new_type_id.clone()),
         ..Default::default()

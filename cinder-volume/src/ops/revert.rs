@@ -26,6 +26,7 @@ pub(crate) async fn run<D: VolumeDriver>(
         m.release(&key).await?;
         return Ok(Ran::Ok);
     };
+    m.executing(&key).await?;
     let reverted = m
         .driver
         .revert_to_snapshot(&r.volume_id, &r.snapshot_id, volume.size as u64)

@@ -25,6 +25,7 @@ pub(crate) async fn create<D: VolumeDriver>(
         m.release(&key).await?;
         return Ok(Ran::Ok);
     }
+    m.executing(&key).await?;
     let done = m.driver.create_snapshot(&s.volume_id, &s.snapshot_id).await;
     end(m, key, CREATE, &s.snapshot_id, done).await
 }
@@ -38,6 +39,7 @@ pub(crate) async fn delete<D: VolumeDriver>(
         m.release(&key).await?;
         return Ok(Ran::Ok);
     }
+    m.executing(&key).await?;
     let done = m.driver.delete_snapshot(&s.volume_id, &s.snapshot_id).await;
     end(m, key, DELETE, &s.snapshot_id, done).await
 }

@@ -61,6 +61,7 @@ pub(crate) async fn run<D: VolumeDriver>(
         m.release(&key).await?;
         return Ok(Ran::Ok);
     };
+    m.executing(&key).await?;
     // An upload from `available` reads the volume as it is (no attachment may take it
     // while `uploading`); one forced from `in-use` reads a snapshot taken now.
     let point_in_time = row.previous_status != Some(VolumeStatus::Available);

@@ -5,6 +5,7 @@ pub mod backup_metadata;
 pub mod backups;
 pub mod clusters;
 pub mod default_volume_types;
+pub mod executions;
 pub mod messages;
 pub mod quality_of_service_specs;
 pub mod quota_classes;

@@ -442,6 +442,14 @@ impl VolumeDriver for RbdVolumeDriver {
         self.unpublish(pool, name).await
     }
 
+    async fn volume_in_use(&self, volume_id: &str) -> Result<bool, DriverError> {
+        match self.driver.watchers(&self.volume_image(volume_id)).await {
+            Ok(w) => Ok(!w.is_empty()),
+            Err(e) if e.kind() == rbd_driver::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn cleanup_failed_create(&self, volume_id: &str) -> Result<(), DriverError> {
         let spec = self.volume_image(volume_id);
         self.driver

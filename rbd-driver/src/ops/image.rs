@@ -198,6 +198,7 @@ impl RbdDriver {
                                 .find(|t| t.name == spec.name)
                                 .map(|t| t.id);
                             repair_dangling_name(&io, &spec.name, trashed.as_deref())?;
+                            remove_orphan_id_object(&io, &spec.name, trashed.as_deref())?;
                             return Ok(trashed);
                         }
                         Err(e) => return Err(e),
@@ -223,8 +224,22 @@ impl RbdDriver {
                     }
                     let id = img.id()?;
                     drop(img);
-                    io.trash_move(&spec.name)?;
-                    Ok(Some(id))
+                    match io.trash_move(&spec.name) {
+                        Ok(()) => Ok(Some(id)),
+                        Err(e) => {
+                            // A trash move cut after it added the trash entry leaves the
+                            // id object and the name: the image opens, and a second move
+                            // fails. Finish the first one.
+                            if io.trash_list()?.iter().any(|t| t.id == id) {
+                                tracing::warn!(pool = %io.name(), image = %spec.name, id = %id, error = %e, "finishing a trash move a killed process cut short");
+                                io.remove_object(&format!("rbd_id.{}", spec.name))?;
+                                io.dir_remove(&spec.name, &id)?;
+                                Ok(Some(id))
+                            } else {
+                                Err(e)
+                            }
+                        }
+                    }
                 }
             })
             .await?;
@@ -263,6 +278,29 @@ impl RbdDriver {
             let io: PoolIo = inner.io(&pool)?;
             match io.trash_remove(&id, ctl) {
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                // Still `moving`: a trash move a killed process cut short. Once nothing
+                // in the directory carries the image any more, the move is over in all
+                // but its state: set it back and remove.
+                Err(e) if e.errno() == Some(libc::EUCLEAN) => {
+                    let name = io
+                        .trash_list()?
+                        .into_iter()
+                        .find(|t| t.id == id)
+                        .map(|t| t.name);
+                    if io
+                        .list()?
+                        .iter()
+                        .any(|d| d.id == id || Some(&d.name) == name.as_ref())
+                    {
+                        return Err(e);
+                    }
+                    tracing::warn!(pool = %io.name(), trash_id = %id, "finishing the state of a trash move a killed process cut short");
+                    io.trash_state_normal(&id)?;
+                    match io.trash_remove(&id, ctl) {
+                        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                        r => r,
+                    }
+                }
                 r => r,
             }
         })
@@ -321,7 +359,52 @@ fn repair_dangling_name(io: &PoolIo, name: &str, trash_id: Option<&str>) -> Resu
         return io.dir_remove(name, &entry.id);
     }
     match io.remove(name, &OpCtl::new()) {
-        Err(e) if e.kind() == ErrorKind::NotFound => io.dir_remove(name, &entry.id),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            // librbd found no image: what the create made under the listed id goes,
+            // then the name.
+            io.remove_object(&format!("rbd_object_map.{}", entry.id))?;
+            io.remove_object(&format!("rbd_header.{}", entry.id))?;
+            io.dir_remove(name, &entry.id)
+        }
         r => r,
     }
+}
+
+/// A create cut between writing the image's id object (`rbd_id.<name>`, librbd's first
+/// step) and its header leaves an id object that no directory entry lists and no open
+/// finds, so librbd's remove never sees it. Its header and object map (of a create cut
+/// later, whose directory entry [`repair_dangling_name`] removed) go with it, the id
+/// object last so a retry finds it again. An id that is in the trash (`trash_id`: a
+/// trash move cut before it removed the id object) or that a listed image still carries
+/// keeps its header; only the name's id object goes, or nothing.
+fn remove_orphan_id_object(io: &PoolIo, name: &str, trash_id: Option<&str>) -> Result<()> {
+    let oid = format!("rbd_id.{name}");
+    let Some(raw) = io.read_object(&oid, 4096)? else {
+        return Ok(());
+    };
+    // The id object holds the id as Ceph encodes a string: a little-endian u32 length
+    // and its bytes.
+    let id = raw
+        .get(..4)
+        .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .and_then(|len| raw.get(4..4 + len))
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(str::to_string);
+    let Some(id) = id else {
+        tracing::warn!(pool = %io.name(), object = %oid, "an id object that holds no image id is left alone");
+        return Ok(());
+    };
+    if io.list()?.iter().any(|e| e.id == id) {
+        tracing::warn!(pool = %io.name(), object = %oid, id = %id, "an id object whose id a listed image carries is left alone");
+        return Ok(());
+    }
+    if trash_id != Some(id.as_str()) {
+        tracing::warn!(pool = %io.name(), image = name, id = %id, "removing a half-made image's header and id object");
+        io.remove_object(&format!("rbd_object_map.{id}"))?;
+        io.remove_object(&format!("rbd_header.{id}"))?;
+    } else {
+        tracing::warn!(pool = %io.name(), image = name, id = %id, "removing the id object a cut trash move left behind");
+    }
+    io.remove_object(&oid)
 }

@@ -337,6 +337,34 @@ impl PoolIo {
         Ok(())
     }
 
+    /// Reads up to `max` bytes of object `oid` (`rados_read`); `None` when it does not
+    /// exist.
+    pub(crate) fn read_object(&self, oid: &str, max: usize) -> Result<Option<Vec<u8>>> {
+        let o = cstr(oid, "object name")?;
+        let mut buf = vec![0u8; max];
+        // SAFETY: valid ioctx and C string; `buf` has room for `max` bytes.
+        let r = unsafe { ffi::rados_read(self.raw(), o.as_ptr(), buf.as_mut_ptr().cast(), max, 0) };
+        match rbd_call!("rados_read", format!("{}/{oid}", self.name), r) {
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+            Ok(n) => {
+                buf.truncate(n as usize);
+                Ok(Some(buf))
+            }
+        }
+    }
+
+    /// Removes object `oid` (`rados_remove`); a missing object succeeds.
+    pub(crate) fn remove_object(&self, oid: &str) -> Result<()> {
+        let o = cstr(oid, "object name")?;
+        // SAFETY: valid ioctx and C string.
+        let r = unsafe { ffi::rados_remove(self.raw(), o.as_ptr()) };
+        match rbd_call!("rados_remove", format!("{}/{oid}", self.name), r) {
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
     /// Removes `name` → `id` from the pool's image directory (`rbd_directory`, through
     /// the `rbd` object class's `dir_remove_image`): the last step of a trash move, for
     /// a move cut short by a killed process, which leaves a name `rbd ls` lists but no
@@ -371,6 +399,38 @@ impl PoolIo {
             Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(()),
             r => r.map(|_| ()),
         }
+    }
+
+    /// Sets trash entry `id` back to the normal state from `moving` (the `rbd` object
+    /// class's `trash_state_set` on `rbd_trash`, conditional on the state being
+    /// `moving`): a trash move cut short by a killed process leaves the entry `moving`,
+    /// and librbd refuses to remove such an entry (`EUCLEAN`).
+    pub(crate) fn trash_state_normal(&self, id: &str) -> Result<()> {
+        // The method's input: the id (a little-endian u32 length and its bytes), the new
+        // state and the expected one (one byte each: normal 0, moving 1).
+        let mut input = Vec::with_capacity(6 + id.len());
+        input.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        input.extend_from_slice(id.as_bytes());
+        input.extend_from_slice(&[0, 1]);
+        let (oid, cls, method) = (
+            cstr("rbd_trash", "object name")?,
+            cstr("rbd", "class")?,
+            cstr("trash_state_set", "method")?,
+        );
+        // SAFETY: valid ioctx and C strings; `input` outlives the call; no output buffer.
+        let r = unsafe {
+            rbd_sys::rados_exec(
+                self.raw(),
+                oid.as_ptr(),
+                cls.as_ptr(),
+                method.as_ptr(),
+                input.as_ptr().cast(),
+                input.len(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        rbd_call!("trash_state_set", self.target(id), r).map(|_| ())
     }
 
     /// Wraps `rbd_trash_move` (delay 0).
