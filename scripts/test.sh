@@ -30,8 +30,9 @@ ensure_mariadb
 ensure_rabbitmq
 ensure_openstack_clients
 # The Keystone test puts socat, with a certificate the openssl CLI makes, in front of
-# Keystone to reach it over HTTPS.
-apt_install socat openssl
+# Keystone to reach it over HTTPS; the RBD tests set a trash entry's state through
+# Debian's python3-rados (/usr/bin/python3).
+apt_install socat openssl python3-rados
 scripts/keystone-dev.sh install
 scripts/glance-dev.sh install
 # The test Keystone starts in the background while cargo builds (it takes ~20 s of

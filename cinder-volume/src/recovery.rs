@@ -34,8 +34,9 @@ pub struct Reconciled {
     pub failed_others: Vec<String>,
     /// Other interrupted work carried to its end (manages already renamed, unmanages).
     pub finished_others: Vec<String>,
-    /// Interrupted work whose image the previous process still had open, retried in the
-    /// background until Ceph drops the dead watch.
+    /// Interrupted work carried on in the background: creates run again (they never
+    /// hold up serving), and work whose image the previous process still had open,
+    /// retried until Ceph drops the dead watch.
     pub waiting: Vec<String>,
     /// Images in the pool that no volume row knows: reported, never deleted.
     pub unknown_images: Vec<String>,
@@ -119,6 +120,10 @@ pub async fn reconcile<D: VolumeDriver>(
     let mut report = Reconciled::default();
     let waiting = recovery.own_claims(&mut report).await?;
     report.waiting = waiting.into_iter().map(|k| k.id).collect();
+    // From here on long resumes run where they are asked (the background retry).
+    manager
+        .reconciled
+        .store(true, std::sync::atomic::Ordering::Release);
     let known = manager.db.live_volume_ids().await?;
     for name in manager.driver.list_images().await? {
         if !manager

@@ -22,7 +22,7 @@ use crate::topology::{rejected_queue, DEAD_LETTER_EXCHANGE, EXCHANGE};
 
 /// A consumer of one service queue of topic `T`.
 pub struct RpcServer<T: Topic> {
-    _conn: Connection,
+    conn: Connection,
     channel: Channel,
     consumer: Consumer,
     queue: String,
@@ -187,12 +187,20 @@ impl<T: Topic> RpcServer<T> {
             )
             .await?;
         Ok(RpcServer {
-            _conn: conn,
+            conn,
             channel,
             consumer,
             queue: queue.to_string(),
             topic: std::marker::PhantomData,
         })
+    }
+
+    /// A probe of this server's broker connection, true while it is open (read at any
+    /// time, without consuming: a busy service notices a lost broker before its next
+    /// delivery would tell it).
+    pub fn connected(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let status = self.conn.status().clone();
+        move || status.connected()
     }
 
     /// The next request this service understands; `None` when the consumer ends.

@@ -7,9 +7,10 @@
 //! running work carries on (its acks fail and the broker redelivers; handlers are
 //! idempotent) while the consumer reconnects.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cinder_common::shutdown::CancellationToken;
@@ -37,7 +38,12 @@ pub struct Intake {
     shutdown: CancellationToken,
     /// Consumers whose broker connection is lost and not yet back.
     cut_off: Arc<AtomicUsize>,
+    /// Each queue's connection probe (its current server's).
+    links: Arc<Mutex<HashMap<String, Link>>>,
 }
+
+/// A probe of one broker connection.
+type Link = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// Why one serving loop returned.
 enum Ended {
@@ -55,19 +61,34 @@ impl Intake {
             tracker: TaskTracker::new(),
             shutdown,
             cut_off: Arc::new(AtomicUsize::new(0)),
+            links: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn link<T: Topic>(&self, queue: &str, server: &RpcServer<T>) {
+        if let Ok(mut l) = self.links.lock() {
+            l.insert(queue.to_string(), Box::new(server.connected()));
         }
     }
 
     /// Whether every consumer has its broker connection (false from the moment one
     /// loses it until it is back): what the service's health reports.
     pub fn broker_connected(&self) -> bool {
-        self.cut_off.load(Ordering::Relaxed) == 0
+        (self.broker_probe())()
     }
 
-    /// A handle that reads [`Intake::broker_connected`] (for metrics).
+    /// A handle that reads [`Intake::broker_connected`] (for metrics): no consumer is
+    /// reconnecting and every connection is open (read from the connection itself, so
+    /// a service whose intake is full sees the broker go at once).
     pub fn broker_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
-        let cut_off = self.cut_off.clone();
-        move || cut_off.load(Ordering::Relaxed) == 0
+        let (cut_off, links) = (self.cut_off.clone(), self.links.clone());
+        move || {
+            cut_off.load(Ordering::Relaxed) == 0
+                && links
+                    .lock()
+                    .map(|l| l.values().all(|up| up()))
+                    .unwrap_or(false)
+        }
     }
 
     /// Binds `queue` of topic `T` (fails when the broker is unreachable).
@@ -94,6 +115,7 @@ impl Intake {
         let consumers: Vec<_> = queues
             .into_iter()
             .map(|(queue, server)| {
+                self.link(&queue, &server);
                 let (me, handler) = (self.clone(), handler.clone());
                 tokio::spawn(async move { me.consume(handler, queue, server).await })
             })
@@ -145,6 +167,7 @@ impl Intake {
                         match self.bind::<T>(&queue).await {
                             Ok(s) => {
                                 tracing::info!(queue = %queue, "reconnected to the broker");
+                                self.link(&queue, &s);
                                 self.cut_off.fetch_sub(1, Ordering::Relaxed);
                                 server = Some(s);
                                 backoff = Duration::from_millis(200);

@@ -26,6 +26,10 @@ pub enum Resumed {
     Done,
     /// The storage refused for now; the claim stays and is retried.
     Busy,
+    /// Long work to carry on in the background rather than now (a re-run at start-up,
+    /// which must not hold up serving); the claim stays and is retried without a
+    /// deadline.
+    Later,
     /// Not an operation of this service: it fails with its operation's failure status.
     NotMine,
 }
@@ -162,6 +166,10 @@ impl<R: Recover> Recovery<R> {
                     tracing::warn!(claim = %key, "the storage is still in use (a dead process's watch?); retrying in the background");
                     waiting.push(key);
                 }
+                Ok(Resumed::Later) => {
+                    tracing::info!(claim = %key, "carried on in the background");
+                    waiting.push(key);
+                }
                 Ok(_) => claims.busy().leave(&key),
                 Err(e) => {
                     // One claim must not stop the others (nor the service): it is
@@ -207,7 +215,7 @@ impl<R: Recover> Recovery<R> {
                 let mut report = R::Report::default();
                 let outcome = match self.resume(&key, &mut report).await {
                     Ok(Resumed::Busy) | Err(_) if give_up => self.give_up(&key).await,
-                    Ok(Resumed::Busy) => {
+                    Ok(Resumed::Busy | Resumed::Later) => {
                         still.push(key);
                         continue;
                     }

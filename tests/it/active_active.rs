@@ -96,10 +96,13 @@ async fn a_cluster_shares_its_queue_and_runs_each_volume_once_despite_duplicates
             tokio::task::spawn_blocking(move || cinder_tests::queue_depth(&q))
                 .await
                 .unwrap()
-                == (0, 0)
+                == Some((0, 0))
         }
     })
     .await;
+    for s in [&a, &b] {
+        wait_claims_released(&s.db, s.row().await.id).await;
+    }
     let mut runs = BTreeMap::<(&str, u32), usize>::new();
     for id in &ids {
         for op in [&volume_ops::CREATE, &volume_ops::DELETE] {

@@ -313,10 +313,48 @@ async fn names_left_dangling_by_a_killed_process_are_repaired_on_remove() {
         object_exists(format!("rbd_header.{e_id}")),
         "the trashed image keeps its header"
     );
+    // A trash move cut before it set the entry's state back from `moving` (librbd
+    // refuses to remove such an entry, EUCLEAN): set so here through the `rbd` class
+    // (Debian's python3-rados), then purged.
+    let script = format!(
+        "import rados,struct\n\
+         c=rados.Rados(conffile='{conf}'); c.connect(); io=c.open_ioctx('{pool}')\n\
+         i=b'{id}'\n\
+         io.execute('rbd_trash','rbd','trash_state_set',struct.pack('<I',len(i))+i+bytes([1,0]))\n",
+        conf = c.conf,
+        pool = c.pool,
+        id = e_id
+    );
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .expect("Debian's python3 with python3-rados sets a trash state");
+    assert!(
+        out.status.success(),
+        "setting the trash entry moving: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refused = std::process::Command::new("rbd")
+        .args(["-c", &c.conf, "trash", "rm", "-p", &c.pool, &e_id])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "librbd removes a moving entry: the case is not made"
+    );
     c.driver
         .purge_trash(&c.pool, &e_id, &OpCtl::new())
         .await
-        .expect("the trashed image is intact and purges");
+        .expect("the trashed image, left moving, is set back and purges");
+    assert!(
+        !c.driver
+            .trash_list(&c.pool)
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.id == e_id),
+        "the trash entry is gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

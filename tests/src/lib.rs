@@ -73,14 +73,25 @@ pub fn amqp_url() -> String {
 }
 
 /// A queue's messages on the broker as `rabbitmqctl list_queues` reports them, read from
-/// the queue itself (not the management statistics): (ready, unacknowledged); (0, 0) when
-/// the queue does not exist. Needs `rabbitmqctl` on this machine (the broker is local).
-pub fn queue_depth(queue: &str) -> (u64, u64) {
+/// the queue itself (not the management statistics): (ready, unacknowledged); `None`
+/// when the queue does not exist in the virtual host of `AMQP_URL`. Needs `rabbitmqctl`
+/// on this machine (the broker is local).
+pub fn queue_depth(queue: &str) -> Option<(u64, u64)> {
+    // The virtual host is the URL's path after the authority (percent-encoded), "/"
+    // when there is none.
+    let url = amqp_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let vhost = match rest.split_once('/') {
+        Some((_, v)) if !v.is_empty() => v.replace("%2f", "/").replace("%2F", "/"),
+        _ => "/".to_string(),
+    };
     let out = Command::new("rabbitmqctl")
         .args([
             "list_queues",
             "-q",
             "--no-table-headers",
+            "-p",
+            &vhost,
             "name",
             "messages_ready",
             "messages_unacknowledged",
@@ -92,13 +103,12 @@ pub fn queue_depth(queue: &str) -> (u64, u64) {
         "rabbitmqctl list_queues: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() == 3 && f[0] == queue {
-            return (f[1].parse().unwrap(), f[2].parse().unwrap());
-        }
-    }
-    (0, 0)
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() == 3 && f[0] == queue).then(|| (f[1].parse().unwrap(), f[2].parse().unwrap()))
+        })
 }
 
 /// Runs the `rbd` CLI; panics with its stderr when it fails.

@@ -69,6 +69,9 @@ pub struct VolumeManager<D> {
     /// When our cephx user was last refused in Glance's pool: uploads skip the direct
     /// path for a while after (each attempt costs a snapshot).
     pub(crate) direct_refused: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Set once start-up reconciliation is done: long resumes (a create run again)
+    /// wait for it, in the background, so they never hold up serving.
+    pub(crate) reconciled: std::sync::atomic::AtomicBool,
 }
 
 impl<D: VolumeDriver> Handler<VolumeTopic> for VolumeManager<D> {
@@ -102,6 +105,7 @@ impl<D: VolumeDriver> VolumeManager<D> {
             conversion_dir: std::env::temp_dir(),
             glance_pool: "images".into(),
             direct_refused: std::sync::Mutex::new(None),
+            reconciled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -305,9 +309,17 @@ impl<D: VolumeDriver> VolumeManager<D> {
             false => None,
         };
         let outcome = work(key.clone()).await;
-        if let Err(e) = &outcome {
-            tracing::error!(claim = %key, error = %e, "work ended in an error; recovery takes it over");
-            self.claims.recover_later(busy);
+        match &outcome {
+            // A cluster peer adopted the claim (it judged this service down): the work
+            // is the peer's now; recovering it here would run it twice.
+            Err(ManagerError::Db(cinder_db::Error::ClaimNotHeld { .. })) => {
+                tracing::warn!(claim = %key, "a cluster peer adopted this work; leaving it to the peer");
+            }
+            Err(e) => {
+                tracing::error!(claim = %key, error = %e, "work ended in an error; recovery takes it over");
+                self.claims.recover_later(busy);
+            }
+            Ok(_) => {}
         }
         outcome
     }
@@ -351,6 +363,18 @@ impl<D: VolumeDriver> VolumeManager<D> {
         ending: &Ending,
     ) -> Result<Finished, ManagerError> {
         Ok(self.claims.finish(claim, ending).await?)
+    }
+
+    /// Whether this service still holds `claim` (a cluster peer may have adopted it
+    /// meanwhile): checked before recovery touches storage.
+    pub(crate) async fn holds(&self, claim: &ClaimKey) -> Result<bool, ManagerError> {
+        Ok(self
+            .db
+            .claim_on(claim.resource, &claim.id)
+            .await?
+            .is_some_and(|c| {
+                c.service_id == Some(self.claims.service_id()) && c.operation == claim.operation
+            }))
     }
 
     /// The volume row if it is in `status`; `None`, logged, when the request no longer

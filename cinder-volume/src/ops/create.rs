@@ -288,8 +288,9 @@ fn created_ending<D: VolumeDriver>(
     Ending::volume(OP, volume_id, Outcome::Done).with(changes)
 }
 
-/// An interrupted create: its half-made image goes; then the create runs again from the
-/// source its row records when that is safe (blank; a snapshot still `available`; a
+/// An interrupted create: its half-made image goes; then the create runs again (in the
+/// background once start-up reconciliation is done) from the source its row records
+/// when that is safe (blank; a snapshot still `available`; a
 /// source volume still `available` or `in-use`), else the volume goes to `error`. A
 /// create from a Glance image (or a backup) is not re-run: its data needs the caller's
 /// token, which a restart does not have.
@@ -300,6 +301,11 @@ pub(crate) async fn resume<D: VolumeDriver>(
 ) -> Result<Resumed, ManagerError> {
     // Whatever became of the row, a killed download's files are ours to remove.
     super::image::remove_leftovers(m, &key.id).await;
+    // A cluster peer that adopted the claim meanwhile owns the image now.
+    if !m.holds(key).await? {
+        tracing::warn!(volume_id = %key.id, "the interrupted create is no longer this service's; left alone");
+        return Ok(Resumed::Done);
+    }
     let Some(row) = m.volume_in_any(&key.id, &OP.running()).await? else {
         m.release(key).await?;
         return Ok(Resumed::Done);
@@ -314,17 +320,18 @@ pub(crate) async fn resume<D: VolumeDriver>(
     };
     if cleaned {
         if let Some(c) = rerunnable(m, &row).await? {
-            // A source the killed predecessor had open (a clone's temporary snapshot
-            // takes its lock) would hold the re-run until Ceph drops the dead watch:
-            // retried in the background meanwhile. A source a VM keeps open fails the
-            // create when that retry gives up, as before.
-            let source_volume = match (&c.snapshot_id, &c.source_volid) {
-                (Some(s), _) => m.db.snapshot(s).await.ok().map(|s| s.volume_id),
-                (None, Some(v)) => Some(v.clone()),
-                _ => None,
-            };
-            if let Some(v) = source_volume {
-                match m.driver.volume_in_use(&v).await {
+            // Not before serving: the re-run may flatten for minutes.
+            if !m.reconciled.load(std::sync::atomic::Ordering::Acquire) {
+                return Ok(Resumed::Later);
+            }
+            // A source volume the killed predecessor had open (a clone of a volume
+            // takes a temporary snapshot, which needs the image's lock) would hold the
+            // re-run until Ceph drops the dead watch: retried in the background
+            // meanwhile. A watch cannot be told from a VM's, so a source a VM keeps
+            // open fails the create once that retry gives up. A clone of an existing
+            // snapshot needs no lock on its volume.
+            if let (None, Some(v)) = (&c.snapshot_id, &c.source_volid) {
+                match m.driver.volume_in_use(v).await {
                     Ok(true) => return Ok(Resumed::Busy),
                     Ok(false) => {}
                     Err(e) => {
@@ -334,22 +341,23 @@ pub(crate) async fn resume<D: VolumeDriver>(
             }
             tracing::warn!(volume_id = %key.id, snapshot_id = ?c.snapshot_id, source_volid = ?c.source_volid, "re-running an interrupted create from its recorded source");
             m.executing(key).await?;
-            let made = match source(m, &c).await {
-                Ok(src) => m.driver.create_volume(&c.volume_id, c.size_gib, &src).await,
-                Err(e) => Err(DriverError::new(
-                    DriverErrorKind::Unavailable,
-                    format!("database: {e}"),
-                )),
-            };
+            // The database failing here is no answer: the resume is retried.
+            let src = source(m, &c).await?;
+            let made = m.driver.create_volume(&c.volume_id, c.size_gib, &src).await;
             match made {
                 Ok(created) => {
                     let ending = created_ending(m, &key.id, created);
-                    if m.finish_or_release(key, &ending).await? {
-                        report.rerun_creates.push(key.id.clone());
-                    } else {
+                    match m.finish(key, &ending).await? {
+                        Finished::Done => report.rerun_creates.push(key.id.clone()),
                         // Moved on meanwhile (an admin's reset, a delete): no image
-                        // outlives the volume that wanted it.
-                        discard_half_made(m, &key.id).await;
+                        // outlives the volume that wanted it; but one that reads
+                        // `available` keeps it (a reset, or our own commit whose answer
+                        // an outage lost).
+                        Finished::MovedOn { found } => {
+                            if found.as_deref() != Some(VolumeStatus::Available.as_str()) {
+                                discard_half_made(m, &key.id).await;
+                            }
+                        }
                     }
                     return Ok(Resumed::Done);
                 }

@@ -224,13 +224,18 @@ impl RbdDriver {
                     }
                     let id = img.id()?;
                     drop(img);
-                    match io.trash_move(&spec.name) {
+                    // librbd resumes a move a killed process cut short; once more if the
+                    // first try fails.
+                    match io.trash_move(&spec.name).or_else(|_| io.trash_move(&spec.name)) {
                         Ok(()) => Ok(Some(id)),
                         Err(e) => {
                             // A trash move cut after it added the trash entry leaves the
-                            // id object and the name: the image opens, and a second move
-                            // fails. Finish the first one.
-                            if io.trash_list()?.iter().any(|t| t.id == id) {
+                            // id object and the name; if librbd cannot finish it, the
+                            // entry is there and only the name is left to remove. Never
+                            // for an image another client holds.
+                            if e.kind() != ErrorKind::Busy
+                                && io.trash_list()?.iter().any(|t| t.id == id)
+                            {
                                 tracing::warn!(pool = %io.name(), image = %spec.name, id = %id, error = %e, "finishing a trash move a killed process cut short");
                                 io.remove_object(&format!("rbd_id.{}", spec.name))?;
                                 io.dir_remove(&spec.name, &id)?;
@@ -295,7 +300,10 @@ impl RbdDriver {
                         return Err(e);
                     }
                     tracing::warn!(pool = %io.name(), trash_id = %id, "finishing the state of a trash move a killed process cut short");
-                    io.trash_state_normal(&id)?;
+                    match io.trash_state_normal(&id) {
+                        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                        r => r?,
+                    }
                     match io.trash_remove(&id, ctl) {
                         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
                         r => r,
@@ -361,9 +369,12 @@ fn repair_dangling_name(io: &PoolIo, name: &str, trash_id: Option<&str>) -> Resu
     match io.remove(name, &OpCtl::new()) {
         Err(e) if e.kind() == ErrorKind::NotFound => {
             // librbd found no image: what the create made under the listed id goes,
-            // then the name.
-            io.remove_object(&format!("rbd_object_map.{}", entry.id))?;
-            io.remove_object(&format!("rbd_header.{}", entry.id))?;
+            // then the name; unless the id is in the trash (librbd's remove parks an
+            // image there with its data): then only the name.
+            if !io.trash_contains(&entry.id)? {
+                io.remove_object(&format!("rbd_object_map.{}", entry.id))?;
+                io.remove_object(&format!("rbd_header.{}", entry.id))?;
+            }
             io.dir_remove(name, &entry.id)
         }
         r => r,
@@ -399,7 +410,7 @@ fn remove_orphan_id_object(io: &PoolIo, name: &str, trash_id: Option<&str>) -> R
         tracing::warn!(pool = %io.name(), object = %oid, id = %id, "an id object whose id a listed image carries is left alone");
         return Ok(());
     }
-    if trash_id != Some(id.as_str()) {
+    if trash_id != Some(id.as_str()) && !io.trash_contains(&id)? {
         tracing::warn!(pool = %io.name(), image = name, id = %id, "removing a half-made image's header and id object");
         io.remove_object(&format!("rbd_object_map.{id}"))?;
         io.remove_object(&format!("rbd_header.{id}"))?;

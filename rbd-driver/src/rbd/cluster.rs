@@ -433,6 +433,40 @@ impl PoolIo {
         rbd_call!("trash_state_set", self.target(id), r).map(|_| ())
     }
 
+    /// Whether trash entry `id` exists, whatever its source (the `rbd` object class's
+    /// `trash_get` on `rbd_trash`; `rbd_trash_list` leaves out images librbd's own remove
+    /// parked there).
+    pub(crate) fn trash_contains(&self, id: &str) -> Result<bool> {
+        let mut input = Vec::with_capacity(4 + id.len());
+        input.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        input.extend_from_slice(id.as_bytes());
+        let (oid, cls, method) = (
+            cstr("rbd_trash", "object name")?,
+            cstr("rbd", "class")?,
+            cstr("trash_get", "method")?,
+        );
+        let mut out = vec![0u8; 64 * 1024];
+        // SAFETY: valid ioctx and C strings; `input` and `out` outlive the call, `out`
+        // has room for `out.len()` bytes.
+        let r = unsafe {
+            rbd_sys::rados_exec(
+                self.raw(),
+                oid.as_ptr(),
+                cls.as_ptr(),
+                method.as_ptr(),
+                input.as_ptr().cast(),
+                input.len(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+            )
+        };
+        match rbd_call!("trash_get", self.target(id), r) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Wraps `rbd_trash_move` (delay 0).
     pub(crate) fn trash_move(&self, name: &str) -> Result<()> {
         let n = cstr(name, "image name")?;
