@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use cinder_common::ops::{snapshot as snapshot_ops, volume as volume_ops};
 use cinder_common::status::{SnapshotStatus, VolumeStatus};
 use cinder_rpc::messages::{CreateSnapshot, DeleteSnapshot, DeleteVolume, VolumeRequest};
-use cinder_tests::{create_pool, create_request, random_bytes, unique, Rng, MIB};
+use cinder_tests::{create_request, random_bytes, Rng, MIB};
 use rbd_driver::{ImageSpec, SnapNamespace};
 
-use crate::fixtures::{ceph, prepare, wait_serving, Proc, Service};
+use crate::fixtures::{ceph, wait_serving, Killable, Proc};
 
 fn env_number(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -63,21 +63,13 @@ async fn repeated_kill_9_amid_mixed_work_leaves_everything_final_and_nothing_orp
     let mut rng = Rng(seed | 1);
     let c = ceph().await;
     // Its own pool, so "no image without a row" holds over the whole pool.
-    let pool = format!("{}-{}", c.pool, unique("chaos"));
-    let (conf, p2) = (c.conf.clone(), pool.clone());
-    tokio::task::spawn_blocking(move || create_pool(&conf, &p2))
-        .await
-        .unwrap();
-    let mut p = prepare().await;
-    p.backend_extra = "long_op_threads = 1\nrbd_flatten_volume_from_snapshot = true".into();
-    // A purge the mgr could not do (the killed process's watch) is the sweep's, soon.
-    p.volume_extra = "trash_purge_interval = 5".into();
-    let config = std::env::temp_dir().join(format!("{}.toml", unique("cinder-chaos")));
-    std::fs::write(&config, p.config(c, &pool)).unwrap();
-    let log = std::env::temp_dir().join(format!("{}.log", unique("cinder-chaos")));
-    let mut child = Proc::volume(&config, &log);
-    let svc = Service::elsewhere(p).await;
-    wait_serving(&svc.client, &svc.queue).await;
+    let Killable {
+        mut child,
+        svc,
+        pool,
+        config,
+        log,
+    } = Killable::start("chaos").await;
     let img = |id: &str| ImageSpec::new(&pool, format!("volume-{id}"));
 
     // A source with 16 MiB of data and a snapshot: clones of it flatten.

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use cinder_common::status::VolumeStatus;
 use cinder_rpc::messages::{DeleteVolume, VolumeRequest};
-use cinder_tests::{create_pool, create_request, random_bytes, unique, MIB};
+use cinder_tests::{create_request, random_bytes, MIB};
 use rbd_driver::ImageSpec;
 
-use crate::fixtures::{ceph, prepare, wait_serving, Proc, Service};
+use crate::fixtures::{ceph, wait_serving, Killable, Proc};
 
 fn is_final(status: Option<VolumeStatus>) -> bool {
     matches!(
@@ -22,22 +22,13 @@ fn is_final(status: Option<VolumeStatus>) -> bool {
 async fn kill_9_amid_creates_and_deletes_leaves_no_orphan_after_restart() {
     let c = ceph().await;
     // Its own pool, so "no image without a row" can be checked over the whole pool.
-    let pool = format!("{}-crash", c.pool);
-    let conf = c.conf.clone();
-    let p2 = pool.clone();
-    tokio::task::spawn_blocking(move || create_pool(&conf, &p2))
-        .await
-        .unwrap();
-    let mut p = prepare().await;
-    p.backend_extra = "long_op_threads = 1\nrbd_flatten_volume_from_snapshot = true".into();
-    // A purge the mgr could not do (the killed process's watch) is the sweep's, soon.
-    p.volume_extra = "trash_purge_interval = 5".into();
-    let config = std::env::temp_dir().join(format!("{}.toml", unique("cinder-crash")));
-    std::fs::write(&config, p.config(c, &pool)).unwrap();
-    let log = std::env::temp_dir().join(format!("{}.log", unique("cinder-crash")));
-    let mut child = Proc::volume(&config, &log);
-    let svc = Service::elsewhere(p).await;
-    wait_serving(&svc.client, &svc.queue).await;
+    let Killable {
+        mut child,
+        svc,
+        pool,
+        config,
+        log,
+    } = Killable::start("crash").await;
     let img = |id: &str| ImageSpec::new(&pool, format!("volume-{id}"));
 
     // A source with data and a snapshot: creates from it flatten 32 MiB each, one at a

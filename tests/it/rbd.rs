@@ -161,30 +161,32 @@ async fn names_left_dangling_by_a_killed_process_are_repaired_on_remove() {
         path
     };
 
+    // A name → id entry in the pool's directory, as librbd writes it.
+    let dir_add = |name: &str, id: &str| {
+        for (key, value) in [(format!("name_{name}"), id), (format!("id_{id}"), name)] {
+            let file = encoded(value);
+            cinder_tests::rados(
+                &c.conf,
+                &[
+                    "-p",
+                    &c.pool,
+                    "setomapval",
+                    "rbd_directory",
+                    &key,
+                    "--input-file",
+                    file.to_str().unwrap(),
+                ],
+            );
+            std::fs::remove_file(file).unwrap();
+        }
+    };
+
     // A trash move cut between removing the id object and the directory entry.
     let a = c.image("half-trashed");
     c.driver.create_image(&a, &size(8 * MIB)).await.unwrap();
     let id = c.driver.image_info(&a).await.unwrap().id;
     rbd(&c.conf, &["trash", "mv", &a.to_string()]);
-    for (key, value) in [
-        (format!("name_{}", a.name), &id),
-        (format!("id_{id}"), &a.name),
-    ] {
-        let file = encoded(value);
-        cinder_tests::rados(
-            &c.conf,
-            &[
-                "-p",
-                &c.pool,
-                "setomapval",
-                "rbd_directory",
-                &key,
-                "--input-file",
-                file.to_str().unwrap(),
-            ],
-        );
-        std::fs::remove_file(file).unwrap();
-    }
+    dir_add(&a.name, &id);
     assert!(listed(a.name.clone()).await && !c.driver.exists(&a).await.unwrap());
     assert_eq!(
         c.driver
@@ -278,25 +280,7 @@ async fn names_left_dangling_by_a_killed_process_are_repaired_on_remove() {
     let e_id = c.driver.image_info(&e).await.unwrap().id;
     rbd(&c.conf, &["trash", "mv", &e.to_string()]);
     put(format!("rbd_id.{}", e.name), &idbytes(&e_id));
-    for (key, value) in [
-        (format!("name_{}", e.name), &e_id),
-        (format!("id_{e_id}"), &e.name),
-    ] {
-        let file = encoded(value);
-        cinder_tests::rados(
-            &c.conf,
-            &[
-                "-p",
-                &c.pool,
-                "setomapval",
-                "rbd_directory",
-                &key,
-                "--input-file",
-                file.to_str().unwrap(),
-            ],
-        );
-        std::fs::remove_file(file).unwrap();
-    }
+    dir_add(&e.name, &e_id);
     assert!(listed(e.name.clone()).await && c.driver.exists(&e).await.unwrap());
     assert_eq!(
         c.driver

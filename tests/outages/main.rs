@@ -48,31 +48,8 @@ async fn a_broker_restart_amid_50_queued_creates_loses_none_and_doubles_none_and
     p.volume_extra = "max_long_operations = 2".into();
     p.backend_extra = "long_op_threads = 1\nrbd_flatten_volume_from_snapshot = true".into();
     let svc = launch(c, p).await;
-    let src = svc.new_volume(1).await;
-    svc.cast(create_request(&src, 1, None)).await;
-    svc.wait_volume(&src, VolumeStatus::Available).await;
-    c.driver
-        .write(&image(c, &src), 0, random_bytes(5, 64 * MIB as usize))
-        .await
-        .unwrap();
-    let snap = svc.snapshot(&src).await;
-    let mut ids = Vec::new();
-    for _ in 0..50 {
-        ids.push(svc.new_volume(1).await);
-    }
-    for id in &ids {
-        svc.cast(create_request(id, 1, Some(&snap))).await;
-    }
-    // The work has begun: the first flatten runs.
-    let started = Instant::now();
-    let me = svc.row().await.id;
-    while svc.db.claims_of_service(me).await.unwrap().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no create was claimed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (src, snap) = source_with_snapshot(&svc, 64).await;
+    let (ids, me) = clones_under_way(&svc, &snap, 50).await;
     // What the broker still holds right before it stops (read from the queue itself).
     let queue = svc.queue.clone();
     let (ready, unacked) = tokio::task::spawn_blocking(move || queue_depth(&queue))
@@ -119,22 +96,8 @@ async fn a_broker_restart_amid_50_queued_creates_loses_none_and_doubles_none_and
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Every delivery handled, redelivered copies too, before counting the runs.
-    let queue = svc.queue.clone();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let q = queue.clone();
-        let depth = tokio::task::spawn_blocking(move || queue_depth(&q))
-            .await
-            .unwrap();
-        if depth == Some((0, 0)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "deliveries left on the queue: {depth:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_drained(&svc.queue).await;
+    crate::fixtures::wait_claims_released(&svc.db, me).await;
     let mut runs = std::collections::BTreeMap::<u32, usize>::new();
     for id in &ids {
         let n = svc
@@ -184,8 +147,15 @@ async fn wait_drained(queue: &str) {
 /// The real `cinder-volume` with its metrics on a free port: flattening creates from
 /// snapshots, one at a time on the long lane, four requests taken at once.
 async fn real_service(tag: &str) -> (Proc, Service, String, std::path::PathBuf) {
+    real_service_on(tag, prepare().await).await
+}
+
+/// [`real_service`] on the database of `p`.
+async fn real_service_on(
+    tag: &str,
+    mut p: fixtures::Prepared,
+) -> (Proc, Service, String, std::path::PathBuf) {
     let c = ceph().await;
-    let mut p = prepare().await;
     p.concurrency = 4;
     p.volume_extra = "max_long_operations = 2".into();
     p.backend_extra = "long_op_threads = 1\nrbd_flatten_volume_from_snapshot = true".into();
@@ -199,6 +169,28 @@ async fn real_service(tag: &str) -> (Proc, Service, String, std::path::PathBuf) 
     wait_serving(&svc.client, &svc.queue).await;
     let _ = std::fs::remove_file(&config);
     (child, svc, addr, log)
+}
+
+/// Casts `n` creates from snapshot `snap` (each flattens) and waits until the first is
+/// claimed: the work has begun. Returns the volumes and the service row's id.
+async fn clones_under_way(svc: &Service, snap: &str, n: usize) -> (Vec<String>, i32) {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(svc.new_volume(1).await);
+    }
+    for id in &ids {
+        svc.cast(create_request(id, 1, Some(snap))).await;
+    }
+    let me = svc.row().await.id;
+    let started = Instant::now();
+    while svc.db.claims_of_service(me).await.unwrap().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no create was claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (ids, me)
 }
 
 /// A source volume holding `mib` MiB of data and its snapshot.
@@ -227,17 +219,7 @@ async fn the_broker_gone_30_s_loses_nothing_doubles_nothing_and_the_service_repo
     assert_eq!(healthy, Some(1.0), "healthy before the outage");
 
     let (src, snap) = source_with_snapshot(&svc, 32).await;
-    let mut ids = Vec::new();
-    for _ in 0..40 {
-        ids.push(svc.new_volume(1).await);
-    }
-    for id in &ids {
-        svc.cast(create_request(id, 1, Some(&snap))).await;
-    }
-    let me = svc.row().await.id;
-    while svc.db.claims_of_service(me).await.unwrap().is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (ids, me) = clones_under_way(&svc, &snap, 40).await;
     let queue = svc.queue.clone();
     let (ready, unacked) = tokio::task::spawn_blocking(move || queue_depth(&queue))
         .await
@@ -305,6 +287,7 @@ async fn the_broker_gone_30_s_loses_nothing_doubles_nothing_and_the_service_repo
         assert_eq!(v.clone_depth, 0, "flattened");
     }
     wait_drained(&svc.queue).await;
+    crate::fixtures::wait_claims_released(&svc.db, me).await;
     let mut runs = std::collections::BTreeMap::<u32, usize>::new();
     for id in &ids {
         let n = svc
@@ -626,7 +609,6 @@ impl Drop for OwnPostgres {
 async fn a_database_restart_amid_50_creates_loses_none_runs_none_twice_and_the_heartbeat_resumes() {
     use cinder_migrations::{Migrator, MigratorTrait};
     let _serial = SERIAL.lock().await;
-    let c = ceph().await;
     let pg = tokio::task::spawn_blocking(OwnPostgres::start)
         .await
         .unwrap();
@@ -634,27 +616,9 @@ async fn a_database_restart_amid_50_creates_loses_none_runs_none_twice_and_the_h
     p.url = pg.url();
     p.db = cinder_db::Db::connect(&p.url).await.unwrap();
     Migrator::up(p.db.connection(), None).await.unwrap();
-    p.concurrency = 4;
-    p.volume_extra = "max_long_operations = 2".into();
-    p.backend_extra = "long_op_threads = 1\nrbd_flatten_volume_from_snapshot = true".into();
-    let config = std::env::temp_dir().join(format!("{}.toml", cinder_tests::unique("cinder-pg")));
-    std::fs::write(&config, p.config(c, &c.pool)).unwrap();
-    let log = std::env::temp_dir().join(format!("{}.log", cinder_tests::unique("cinder-pg")));
-    let mut child = Proc::volume(&config, &log);
-    let svc = Service::elsewhere(p).await;
-    wait_serving(&svc.client, &svc.queue).await;
+    let (mut child, svc, _, log) = real_service_on("cinder-pg", p).await;
     let (src, snap) = source_with_snapshot(&svc, 16).await;
-    let mut ids = Vec::new();
-    for _ in 0..50 {
-        ids.push(svc.new_volume(1).await);
-    }
-    for id in &ids {
-        svc.cast(create_request(id, 1, Some(&snap))).await;
-    }
-    let me = svc.row().await.id;
-    while svc.db.claims_of_service(me).await.unwrap().is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (ids, me) = clones_under_way(&svc, &snap, 50).await;
     let beats_before = svc.db.service(me).await.unwrap().report_count;
     let mut done_before = 0;
     for id in &ids {
@@ -693,6 +657,7 @@ async fn a_database_restart_amid_50_creates_loses_none_runs_none_twice_and_the_h
         *ended.entry(v.status.as_str()).or_default() += 1;
     }
     wait_drained(&svc.queue).await;
+    crate::fixtures::wait_claims_released(&svc.db, me).await;
     let mut runs = std::collections::BTreeMap::<u32, usize>::new();
     for id in &ids {
         let n = svc
@@ -724,6 +689,5 @@ async fn a_database_restart_amid_50_creates_loses_none_runs_none_twice_and_the_h
     child.terminate().await;
     svc.stop().await;
     drop(pg);
-    let _ = std::fs::remove_file(&config);
     let _ = std::fs::remove_file(&log);
 }

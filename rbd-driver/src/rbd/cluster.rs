@@ -365,36 +365,43 @@ impl PoolIo {
         }
     }
 
+    /// Calls method `method` of the `rbd` object class on object `oid` with `input`,
+    /// the answer (if any) into `out`; returns librados's result.
+    fn rbd_class(&self, oid: &str, method: &str, input: &[u8], out: &mut [u8]) -> Result<i32> {
+        let (o, cls, m) = (
+            cstr(oid, "object name")?,
+            cstr("rbd", "class")?,
+            cstr(method, "method")?,
+        );
+        // SAFETY: valid ioctx and C strings; `input` and `out` outlive the call and `out`
+        // has room for `out.len()` bytes (a NULL pointer when empty).
+        Ok(unsafe {
+            rbd_sys::rados_exec(
+                self.raw(),
+                o.as_ptr(),
+                cls.as_ptr(),
+                m.as_ptr(),
+                input.as_ptr().cast(),
+                input.len(),
+                if out.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    out.as_mut_ptr().cast()
+                },
+                out.len(),
+            )
+        })
+    }
+
     /// Removes `name` → `id` from the pool's image directory (`rbd_directory`, through
     /// the `rbd` object class's `dir_remove_image`): the last step of a trash move, for
     /// a move cut short by a killed process, which leaves a name `rbd ls` lists but no
     /// image can be opened by. A missing entry succeeds.
     pub(crate) fn dir_remove(&self, name: &str, id: &str) -> Result<()> {
-        // The class method's input: two strings, each a little-endian u32 length and
-        // its bytes (Ceph's encoding).
-        let mut input = Vec::with_capacity(8 + name.len() + id.len());
-        for s in [name, id] {
-            input.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            input.extend_from_slice(s.as_bytes());
-        }
-        let (oid, cls, method) = (
-            cstr("rbd_directory", "object name")?,
-            cstr("rbd", "class")?,
-            cstr("dir_remove_image", "method")?,
-        );
-        // SAFETY: valid ioctx and C strings; `input` outlives the call; no output buffer.
-        let r = unsafe {
-            rbd_sys::rados_exec(
-                self.raw(),
-                oid.as_ptr(),
-                cls.as_ptr(),
-                method.as_ptr(),
-                input.as_ptr().cast(),
-                input.len(),
-                std::ptr::null_mut(),
-                0,
-            )
-        };
+        let mut input = Vec::new();
+        encode_str(&mut input, name);
+        encode_str(&mut input, id);
+        let r = self.rbd_class("rbd_directory", "dir_remove_image", &input, &mut [])?;
         match rbd_call!("dir_remove_image", self.target(name), r) {
             Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(()),
             r => r.map(|_| ()),
@@ -406,30 +413,12 @@ impl PoolIo {
     /// `moving`): a trash move cut short by a killed process leaves the entry `moving`,
     /// and librbd refuses to remove such an entry (`EUCLEAN`).
     pub(crate) fn trash_state_normal(&self, id: &str) -> Result<()> {
-        // The method's input: the id (a little-endian u32 length and its bytes), the new
-        // state and the expected one (one byte each: normal 0, moving 1).
-        let mut input = Vec::with_capacity(6 + id.len());
-        input.extend_from_slice(&(id.len() as u32).to_le_bytes());
-        input.extend_from_slice(id.as_bytes());
+        // The id, then the new state and the expected one (a byte each: normal 0,
+        // moving 1).
+        let mut input = Vec::new();
+        encode_str(&mut input, id);
         input.extend_from_slice(&[0, 1]);
-        let (oid, cls, method) = (
-            cstr("rbd_trash", "object name")?,
-            cstr("rbd", "class")?,
-            cstr("trash_state_set", "method")?,
-        );
-        // SAFETY: valid ioctx and C strings; `input` outlives the call; no output buffer.
-        let r = unsafe {
-            rbd_sys::rados_exec(
-                self.raw(),
-                oid.as_ptr(),
-                cls.as_ptr(),
-                method.as_ptr(),
-                input.as_ptr().cast(),
-                input.len(),
-                std::ptr::null_mut(),
-                0,
-            )
-        };
+        let r = self.rbd_class("rbd_trash", "trash_state_set", &input, &mut [])?;
         rbd_call!("trash_state_set", self.target(id), r).map(|_| ())
     }
 
@@ -437,29 +426,10 @@ impl PoolIo {
     /// `trash_get` on `rbd_trash`; `rbd_trash_list` leaves out images librbd's own remove
     /// parked there).
     pub(crate) fn trash_contains(&self, id: &str) -> Result<bool> {
-        let mut input = Vec::with_capacity(4 + id.len());
-        input.extend_from_slice(&(id.len() as u32).to_le_bytes());
-        input.extend_from_slice(id.as_bytes());
-        let (oid, cls, method) = (
-            cstr("rbd_trash", "object name")?,
-            cstr("rbd", "class")?,
-            cstr("trash_get", "method")?,
-        );
+        let mut input = Vec::new();
+        encode_str(&mut input, id);
         let mut out = vec![0u8; 64 * 1024];
-        // SAFETY: valid ioctx and C strings; `input` and `out` outlive the call, `out`
-        // has room for `out.len()` bytes.
-        let r = unsafe {
-            rbd_sys::rados_exec(
-                self.raw(),
-                oid.as_ptr(),
-                cls.as_ptr(),
-                method.as_ptr(),
-                input.as_ptr().cast(),
-                input.len(),
-                out.as_mut_ptr().cast(),
-                out.len(),
-            )
-        };
+        let r = self.rbd_class("rbd_trash", "trash_get", &input, &mut out)?;
         match rbd_call!("trash_get", self.target(id), r) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(false),
@@ -532,4 +502,10 @@ impl PoolIo {
         )?;
         Ok(())
     }
+}
+
+/// Appends `s` as Ceph encodes a string: a little-endian u32 length, then its bytes.
+fn encode_str(buf: &mut Vec<u8>, s: &str) {
+    buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    buf.extend_from_slice(s.as_bytes());
 }
