@@ -98,4 +98,13 @@ export GLANCE_URL
 GLANCE_KEYSTONE_URL=$(cat "$glk_out")
 export GLANCE_KEYSTONE_URL
 log "cargo test (CEPH_CONF=$CEPH_CONF, CEPH_CONF_B=$CEPH_CONF_B, KEYSTONE_URL=$KEYSTONE_URL, GLANCE_URL=$GLANCE_URL, GLANCE_KEYSTONE_URL=$GLANCE_KEYSTONE_URL)"
-cargo test --workspace --locked "$@"
+# A test process that dies of a signal (librados and librbd abort on broken invariants)
+# leaves a core file; the run prints where each one died, so a crash that happens once in
+# many runs can be read from the one run that saw it.
+ulimit -c unlimited 2>/dev/null || log "cannot lift the core file limit: a crash will show no backtrace"
+rc=0
+cargo test --workspace --locked "$@" || rc=$?
+if [ "$rc" -ne 0 ]; then
+    print_core_backtraces .
+fi
+exit "$rc"

@@ -16,16 +16,7 @@ use cinder_rpc::messages::{CreateSnapshot, DeleteSnapshot, DeleteVolume, VolumeR
 use cinder_tests::{create_request, random_bytes, Rng, MIB};
 use rbd_driver::{ImageSpec, SnapNamespace};
 
-use crate::fixtures::{ceph, wait_serving, Killable, Proc};
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
+use crate::fixtures::{ceph, env_number, wait_serving, Killable, Proc};
 
 fn volume_final(s: VolumeStatus) -> bool {
     !matches!(

@@ -1,7 +1,9 @@
-//! Outages of the shared services the whole suite uses: RabbitMQ restarted and gone for
-//! 30 s, Ceph's OSDs paused for 20 s. They live in their own test binary because cargo
-//! runs test binaries one after another, so no other test sees the outage; within this
-//! binary they take turns (`SERIAL`).
+//! Outages of the shared services the whole suite uses: RabbitMQ restarted, and gone
+//! for `CINDER_BROKER_GONE_SECS` (12 s by default; `scripts/chaos.sh` makes it 30), Ceph's
+//! OSDs paused for `CINDER_OSD_PAUSE_SECS` (10 s by default; 20 in `scripts/chaos.sh`), a
+//! PostgreSQL of the test's own restarted. They live in their own test binary because
+//! cargo runs test binaries one after another, so no other test sees the outage; within
+//! this binary they take turns (`SERIAL`).
 
 #[path = "../it/fixtures/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use cinder_common::status::VolumeStatus;
 use fixtures::{
-    ceph, free_local_addr, image, launch, metric, metrics_page, prepare, wait_serving, Proc,
-    Service,
+    ceph, env_number, free_local_addr, image, launch, metric, metrics_page, prepare, wait_serving,
+    Proc, Service,
 };
 
 /// One outage at a time.
@@ -208,8 +210,8 @@ async fn source_with_snapshot(svc: &Service, mib: usize) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_broker_gone_30_s_loses_nothing_doubles_nothing_and_the_service_reports_itself_cut_off()
-{
+async fn the_broker_gone_past_the_prefetch_window_loses_nothing_doubles_nothing_and_the_service_reports_itself_cut_off(
+) {
     let _serial = SERIAL.lock().await;
     let c = ceph().await;
     let (child, svc, addr, log) = real_service("cinder-cutoff").await;
@@ -225,15 +227,16 @@ async fn the_broker_gone_30_s_loses_nothing_doubles_nothing_and_the_service_repo
         .await
         .unwrap()
         .expect("the service's queue exists");
+    let gone_for = Duration::from_secs(env_number("CINDER_BROKER_GONE_SECS", 12));
     rabbitmqctl(&["stop_app"]);
     let down = Instant::now();
-    // Cut off for 30 s: longer than the service takes to run what it had taken (its
-    // prefetch of 4 and the 2 long creates it had claimed).
+    // Cut off for longer than the service takes to run what it had taken (its prefetch
+    // of 4 and the 2 long creates it had claimed).
     let mut flipped = None;
     let mut beat_age_max = 0f64;
     let mut healthy_while_down = 0;
     let mut samples = 0;
-    while down.elapsed() < Duration::from_secs(30) {
+    while down.elapsed() < gone_for {
         let page = metrics_page(&addr).await;
         let connected = metric(&page, &series("cinder_volume_broker_connected"));
         if connected == Some(0.0) && flipped.is_none() {
@@ -332,7 +335,7 @@ impl Drop for Paused {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ceph_paused_20_s_amid_20_operations_stalls_no_heartbeat_and_hangs_nothing() {
+async fn ceph_paused_amid_20_operations_stalls_no_heartbeat_and_hangs_nothing() {
     let _serial = SERIAL.lock().await;
     let c = ceph().await;
     let (child, svc, addr, log) = real_service("cinder-paused").await;
@@ -367,6 +370,7 @@ async fn ceph_paused_20_s_amid_20_operations_stalls_no_heartbeat_and_hangs_nothi
             beats
         })
     };
+    let pause_for = Duration::from_secs(env_number("CINDER_OSD_PAUSE_SECS", 10));
     let paused = Paused::pause(&c.conf);
     let pause_began = Instant::now();
     let mut born = Vec::new();
@@ -392,7 +396,7 @@ async fn ceph_paused_20_s_amid_20_operations_stalls_no_heartbeat_and_hangs_nothi
         }
         n
     };
-    tokio::time::sleep(Duration::from_secs(20).saturating_sub(pause_began.elapsed())).await;
+    tokio::time::sleep(pause_for.saturating_sub(pause_began.elapsed())).await;
     let busy_at_unpause = busy().await;
     let page = metrics_page(&addr).await;
     drop(paused);
