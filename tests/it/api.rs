@@ -225,24 +225,9 @@ impl Stack {
     ) -> Stack {
         let pool = unique("it-api");
         let (conf, p) = (c.conf.clone(), pool.clone());
-        tokio::task::spawn_blocking(move || {
-            create_pool(&conf, &p);
-            // A new pool has no stats until the mgr's next report; the volume service's
-            // first capacity report needs them.
-            for _ in 0..100 {
-                let ok = std::process::Command::new("ceph")
-                    .args(["-c", &conf, "osd", "pool", "get-quota", &p])
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-                if ok {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            panic!("pool {p} has no stats after 10 s");
-        })
-        .await
-        .unwrap();
+        tokio::task::spawn_blocking(move || create_pool(&conf, &p))
+            .await
+            .unwrap();
         let mut p = prepare().await;
         let topic = unique("cinder-scheduler-api");
         p.amqp_extra = format!("scheduler_topic = \"{topic}\"");

@@ -150,9 +150,24 @@ pub fn ceph(conf: &str, args: &[&str]) -> Vec<u8> {
 }
 
 /// Creates a replicated RBD pool (size 1 on the dev cluster) and initialises it.
+/// Returns once the monitors have the new pool's stats (the mgr reports them within its
+/// stats period): until then `osd pool get-quota` fails with "no stats", and so does the
+/// capacity report of a volume service started on the pool, which answers its first
+/// calls with that error.
 pub fn create_pool(conf: &str, pool: &str) {
     ceph(conf, &["osd", "pool", "create", pool, "8", "8"]);
     rbd(conf, &["pool", "init", pool]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !run("ceph", conf, &["osd", "pool", "get-quota", pool])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pool {pool} has no stats after 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }
 
 /// Deletes a pool and everything in it.
