@@ -29,7 +29,7 @@ fn ticker(stop: CancellationToken) -> tokio::task::JoinHandle<Duration> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runtime_never_lags_50ms_while_a_slow_flatten_and_16_operations_run() {
     let c = ceph().await;
-    let (parent, child) = big_clone(c, 512).await;
+    let (parent, child) = big_clone(c, 1024).await;
     let stop = CancellationToken::new();
     let tick = ticker(stop.clone());
 
@@ -108,13 +108,13 @@ async fn the_runtime_never_lags_50ms_while_a_slow_flatten_and_16_operations_run(
     stop.cancel();
     let worst = tick.await.unwrap();
     println!(
-        "runtime lag: worst {worst:?} over {:?}; {operations} operations by 16 workers; flatten of 512 MiB took {:?}; pool {:?}",
+        "runtime lag: worst {worst:?} over {:?}; {operations} operations by 16 workers; flatten of 1 GiB took {:?}; pool {:?}",
         started.elapsed(),
         flatten_done - started,
         c.driver.pool_stats()
     );
-    // The window held load: the flatten ran long enough to matter and every worker did
-    // rounds beside it.
+    // The window held load: the flatten ran long enough to matter (512 MiB flattened in
+    // 0.89 s on a quiet machine, hence 1 GiB) and the workers did rounds beside it.
     assert!(
         flatten_done - started >= Duration::from_secs(1),
         "the flatten took only {:?}",
