@@ -21,6 +21,10 @@ ensure_rabbitmq
 ensure_postgres
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export CINDER_CHAOS_ROUNDS=${1:-${CINDER_CHAOS_ROUNDS:-10}}
+# The tests run the real binary next to their own (target/debug/cinder-volume); a test
+# run of one crate does not rebuild it, and a stale one would test old code.
+log "building cinder-volume"
+cargo build --locked -p cinder-volume --bin cinder-volume
 log "repeated kill -9: $CINDER_CHAOS_ROUNDS rounds"
 cargo test --locked -p cinder-tests --test it -- --exact --nocapture \
     chaos::repeated_kill_9_amid_mixed_work_leaves_everything_final_and_nothing_orphaned
